@@ -1,0 +1,85 @@
+"""`PipelineConfig`: the whole run, loaded from `configs/*.yaml`. Unknown keys and wrong types fail early."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from data_contracts.config.base import Section
+from data_contracts.config.benchmark import BenchmarkConfig
+from data_contracts.config.model import EMBEDDED_MODEL, ModelConfig
+from data_contracts.config.rationales import FilterConfig, RationalesConfig
+from data_contracts.config.samples import DatasetSource, SamplesConfig
+from data_contracts.config.training import GrpoConfig, SftConfig
+from data_contracts.errors import ConfigError
+
+STAGES = ("samples", "rationales", "filtered", "sft", "grpo", "benchmark")
+
+
+class PipelineConfig(Section):
+    name: str = "demo"
+    run_dir: str = Field("runs/demo", description="stage folders go here (relative to the config's project root)")
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    samples: SamplesConfig = SamplesConfig()
+    rationales: RationalesConfig = RationalesConfig()
+    filtered: FilterConfig = FilterConfig()
+    sft: SftConfig = SftConfig()
+    grpo: GrpoConfig = GrpoConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _dotted_to_nested(overrides: dict[str, Any]) -> dict:
+    nested: dict = {}
+    for key, value in overrides.items():
+        node = nested
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid config"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  unknown key '{key}'")
+        else:
+            lines.append(f"  key '{key}': {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Load a YAML config; `overrides` uses dotted keys, e.g. {"sft.learning_rate": 1e-3}."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    if overrides:
+        data = _deep_merge(data, _dotted_to_nested(overrides))
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, str(path))) from None
+
+
+__all__ = [
+    "STAGES", "EMBEDDED_MODEL", "PipelineConfig", "ModelConfig", "SamplesConfig", "DatasetSource",
+    "RationalesConfig", "FilterConfig", "SftConfig", "GrpoConfig", "BenchmarkConfig", "load_config",
+]

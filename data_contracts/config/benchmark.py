@@ -1,0 +1,20 @@
+"""Benchmark stage: which sets to score and how."""
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from data_contracts.config.base import Section
+from data_contracts.config.samples import DatasetSource
+
+
+class BenchmarkConfig(Section):
+    include_demo_test: bool = Field(True, description="score the samples stage's test split")
+    datasets: list[DatasetSource] = Field([], description="benchmarks in their native formats (split=test)")
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = 256
+    readout: Literal["greedy", "expected"] = Field(
+        "greedy", description="expected = probability-weighted score from the answer tokens"
+    )
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% intervals (0 = off)")
+    max_items: Optional[int] = Field(None, description="score at most this many images per benchmark")
+    seed: int = 0

@@ -1,0 +1,75 @@
+"""Stage 1: teacher rationales (offline teacher or any OpenAI-compatible endpoint) and their filter."""
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from data_contracts.config.base import Section
+
+
+class Decoding(Section):
+    temperature: float = 0.3
+    top_p: float = 0.8
+    max_tokens: int = 140
+
+
+class EndpointConfig(Section):
+    """An OpenAI-compatible chat-completions endpoint. The key itself never appears in a config."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "teacher"
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable that holds the API key")
+    api_key_secret: Optional[str] = Field(None, description="Prefect Secret block name (used when set)")
+    concurrency: int = Field(8, ge=1, description="requests in flight at most")
+    timeout_s: float = Field(60.0, gt=0, description="per-request timeout")
+    max_retries: int = Field(5, ge=0)
+    backoff_base_s: float = Field(0.5, gt=0, description="first retry waits ~this long, doubling, with jitter")
+    backoff_max_s: float = 30.0
+    image_max_side: int = Field(768, ge=32, description="images are downscaled to this longest side")
+
+
+class TeacherConfig(Section):
+    kind: Literal["offline", "openai"] = "offline"
+    endpoint: EndpointConfig = EndpointConfig()
+    iqa: Decoding = Decoding(temperature=0.3, top_p=0.8, max_tokens=140)
+    iaa: Decoding = Decoding(temperature=0.2, top_p=0.9, max_tokens=500)
+    same_style: bool = Field(False, description="ablation: IAA-style narratives for both tasks (no fast/slow)")
+
+
+class RationalesConfig(Section):
+    teacher: TeacherConfig = TeacherConfig()
+    shard_size: int = Field(32, ge=1, description="rows per Parquet shard appended while the stage runs")
+    max_samples: Optional[int] = Field(None, description="use only the first N train samples (debug)")
+
+
+class RuleConfig(Section):
+    iqa_min_words: int = 20
+    iqa_max_words: int = 65
+    iaa_min_words: int = 60
+    iaa_max_words: int = 220
+    iaa_min_aspects: int = Field(5, ge=0, le=8)
+    score_min: float = 0.0
+    score_max: float = 100.0
+
+
+class JudgeConfig(Section):
+    enabled: bool = False
+    endpoint: EndpointConfig = EndpointConfig()
+    temperature: float = 0.0
+    max_tokens: int = 400
+    iqa_min_visual_fidelity: float = 2.0
+    iqa_min_score_consistency: float = 2.0
+    iaa_min_groundedness: float = 2.0
+    iaa_min_cohesion: float = 2.0
+    max_attempts: int = Field(3, ge=1, description="malformed verdicts are retried this many times")
+
+
+class FilterConfig(Section):
+    rules: RuleConfig = RuleConfig()
+    judge: JudgeConfig = JudgeConfig()
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        r = self.rules
+        if r.iqa_min_words > r.iqa_max_words or r.iaa_min_words > r.iaa_max_words:
+            raise ValueError("rules: min_words must not exceed max_words")
+        return self

@@ -1,0 +1,108 @@
+"""Stage 2 (SFT) and stage 3 (GRPO) settings, the reward constants and the launch settings."""
+from typing import Literal, Optional
+
+from pydantic import Field, model_validator
+
+from data_contracts.config.base import Section
+
+
+class LaunchConfig(Section):
+    """How a training stage runs: in this process (small runs) or via `accelerate launch` (many devices)."""
+
+    mode: Literal["inprocess", "accelerate"] = "inprocess"
+    num_processes: int = Field(1, ge=1)
+    cpu: bool = Field(True, description="pass --cpu to accelerate launch")
+    deepspeed_config: Optional[str] = Field(None, description="path to a DeepSpeed ZeRO json (e.g. ZeRO-3)")
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    extra_args: list[str] = []
+
+
+class SftConfig(Section):
+    learning_rate: float = 2e-5
+    num_train_epochs: float = 1.0
+    max_steps: int = Field(-1, description="-1 = run num_train_epochs")
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 2
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    lr_scheduler_type: str = "linear"
+    logging_steps: int = 10
+    save_steps: int = 100
+    gradient_checkpointing: bool = False
+    bf16: bool = False
+    iqa_fraction: float = Field(0.5, ge=0, le=1, description="share of IQA rows in the interleaved mix")
+    thought_dropout_iqa: float = Field(0.5, ge=0, le=1, description="P(IQA target's rationale -> empty think)")
+    thought_dropout_iaa: float = Field(0.0, ge=0, le=1)
+    use_lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    seed: int = 42
+    launch: LaunchConfig = LaunchConfig()
+
+
+class ScoreRewardConfig(Section):
+    """Gaussian score shaping (tatar-method §6.3); d in points on 0–100."""
+
+    threshold: float = Field(8.75, gt=0, description="reward 0.5 at d=threshold before the adaptive sigma")
+    alpha_iqa: float = 0.8
+    alpha_iaa: float = 2.0
+    scale_iqa: float = 1.0
+    scale_iaa: float = 1.5
+    iqa_max_words: Optional[int] = Field(65, description="IQA completion over this many words -> 0")
+    iaa_min_words: Optional[int] = Field(125, description="IAA completion under this many words -> 0")
+
+
+class RankRewardConfig(Section):
+    """Thurstone-style cross-image ranking for IAA (tatar-method §6.5); scores /100."""
+
+    tau: float = Field(0.08, gt=0)
+    margin: float = Field(0.12, gt=0, description="m: pair weight exp(-|g_i-g_j|/m)")
+    eps: float = 1e-6
+    variant: Literal["thurstone", "sibling"] = Field(
+        "thurstone", description="thurstone = paper (cross-image); sibling = the reference code's registered variant"
+    )
+
+
+class RewardWeights(Section):
+    score: float = 1.0
+    rank: float = 1.0
+    format: float = 1.0
+
+
+class GrpoConfig(Section):
+    learning_rate: float = 1e-6
+    beta: float = 0.001
+    num_generations: int = Field(8, ge=2)
+    temperature: float = 1.0
+    max_completion_length: int = 256
+    prompts_per_step: int = Field(16, ge=1, description="distinct prompts (images) per optimizer step, all processes")
+    min_iaa_images_per_step: int = Field(4, ge=2, description="distinct IAA images the rank reward sees per step")
+    per_device_train_batch_size: Optional[int] = Field(
+        None, description="completions per device per micro-step (default: num_generations * prompts per device)"
+    )
+    gradient_accumulation_steps: int = 1
+    num_train_epochs: float = 3.0
+    max_steps: int = Field(-1, description="-1 = run num_train_epochs")
+    logging_steps: int = 1
+    save_steps: int = 100
+    loss_type: str = "grpo"
+    gradient_checkpointing: bool = False
+    bf16: bool = False
+    max_train_samples: Optional[int] = Field(None, description="use at most this many train samples")
+    seed: int = 42
+    rewards_iqa: RewardWeights = RewardWeights(score=1.0, rank=0.0, format=1.0)
+    rewards_iaa: RewardWeights = RewardWeights(score=1.0, rank=1.0, format=1.0)
+    ablation: Literal["none", "rank_only", "pointwise_iaa"] = Field(
+        "none", description="rank_only: rank reward for both tasks; pointwise_iaa: no rank reward for IAA"
+    )
+    score_reward: ScoreRewardConfig = ScoreRewardConfig()
+    rank_reward: RankRewardConfig = RankRewardConfig()
+    launch: LaunchConfig = LaunchConfig()
+
+    @model_validator(mode="after")
+    def _iaa_per_step(self):
+        if self.min_iaa_images_per_step > self.prompts_per_step:
+            raise ValueError(
+                f"min_iaa_images_per_step ({self.min_iaa_images_per_step}) exceeds prompts_per_step ({self.prompts_per_step})"
+            )
+        return self

@@ -1,0 +1,93 @@
+"""Validated Parquet I/O: every row is checked against its pydantic record on write and on read."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence, TypeVar
+
+import polars as pl
+from pydantic import BaseModel, ValidationError
+
+from data_contracts.errors import SchemaError
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    return f"column '{loc}': {first['msg']}"
+
+
+def validate_rows(rows: Iterable[dict], model: type[R], path: Path | str) -> list[R]:
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            out.append(model.model_validate(row))
+        except ValidationError as e:
+            raise SchemaError(f"{path}: row {i}: {_describe(e)} (schema {model.__name__})") from None
+    return out
+
+
+def write_records(records: Sequence[BaseModel | dict], path: Path | str, model: type[R]) -> Path:
+    """Validate `records` against `model` and write them atomically (tmp file + rename)."""
+    path = Path(path)
+    rows = [r.model_dump() if isinstance(r, BaseModel) else r for r in records]
+    valid = validate_rows(rows, model, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(model.model_fields)
+    data = {f: [getattr(v, f) for v in valid] for f in fields}
+    df = pl.DataFrame(data, schema=_polars_schema(model)) if valid else pl.DataFrame(schema=_polars_schema(model))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.write_parquet(tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_frame(path: Path | str, model: type[R]) -> pl.DataFrame:
+    """Read a Parquet file, check that it has every column of `model`, and validate every row."""
+    path = Path(path)
+    if not path.exists():
+        raise SchemaError(f"{path}: file not found (expected {model.__name__} rows)")
+    try:
+        df = pl.read_parquet(path)
+    except Exception as e:  # corrupt file
+        raise SchemaError(f"{path}: not a readable Parquet file: {e}") from None
+    missing = [f for f, info in model.model_fields.items() if f not in df.columns and info.is_required()]
+    if missing:
+        raise SchemaError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} (schema {model.__name__})")
+    extra = [c for c in df.columns if c not in model.model_fields]
+    if extra:
+        raise SchemaError(f"{path}: unexpected column(s) {', '.join(repr(c) for c in extra)} (schema {model.__name__})")
+    validate_rows(df.iter_rows(named=True), model, path)
+    return df
+
+
+def read_records(path: Path | str, model: type[R]) -> list[R]:
+    """Like `read_frame`, returning pydantic records."""
+    df = read_frame(path, model)
+    return [model.model_validate(r) for r in df.iter_rows(named=True)]
+
+
+_PL_TYPES = {str: pl.Utf8, float: pl.Float64, int: pl.Int64, bool: pl.Boolean}
+
+
+def _polars_schema(model: type[BaseModel]) -> dict[str, pl.DataType]:
+    import typing
+
+    schema = {}
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        origin = typing.get_origin(ann)
+        if origin is list:
+            schema[name] = pl.List(_PL_TYPES[args[0]])
+        elif origin is typing.Literal:
+            schema[name] = pl.Utf8
+        elif ann in _PL_TYPES:
+            schema[name] = _PL_TYPES[ann]
+        elif args and args[0] in _PL_TYPES:  # Optional[X]
+            schema[name] = _PL_TYPES[args[0]]
+        else:
+            schema[name] = pl.Utf8
+    return schema

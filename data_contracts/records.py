@@ -1,0 +1,122 @@
+"""Pydantic record schemas, one per Parquet file a stage writes.
+
+Scores are always on 0–100, higher is better. `task` is "iqa" (quality) or "iaa" (aesthetics).
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Task = Literal["iqa", "iaa"]
+Split = Literal["train", "test"]
+ParseStatus = Literal["strict", "lenient", "failed"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SampleRecord(Record):
+    """One image with its known score (`samples.parquet`)."""
+
+    sample_id: str
+    image_path: str = Field(description="absolute path to the image file")
+    task: Task
+    score: float = Field(ge=0, le=100, description="ground truth on 0–100, higher is better")
+    split: Split
+    source: str = Field(description="dataset name, e.g. demo-iqa, koniq")
+    ref_id: str = Field(description="reference photo / content id; train and test never share one")
+    attributes: str = Field(default="", description="JSON object of per-attribute texts (ArtiMuse), or empty")
+    meta: str = Field(default="", description="JSON object with provenance (distortion type, level, ...)")
+
+
+class RationaleRecord(Record):
+    """A teacher-written rationale ending in the known score (`rationales.parquet`)."""
+
+    sample_id: str
+    image_path: str
+    task: Task
+    score: float = Field(ge=0, le=100)
+    rationale: str = Field(description="the text inside <think>…</think>")
+    target: str = Field(description="full training target: <think>…</think><answer>NN.NN</answer>")
+    teacher: str = Field(description="teacher id + settings hash; part of the resume key")
+    n_words: int
+
+
+class FailedRecord(Record):
+    """A row the teacher could not produce after all retries (`failed.parquet`); retried next run."""
+
+    sample_id: str
+    task: Task
+    teacher: str
+    error: str
+    attempts: int
+
+
+class KeptRecord(RationaleRecord):
+    """A rationale that passed the rule checks and the judge (`kept.parquet`)."""
+
+    judge: str = Field(default="", description="JSON verdict of the LLM judge, or empty for rules only")
+
+
+class RejectedRecord(RationaleRecord):
+    """A rationale that failed; `reasons` lists every failed check (`rejected.parquet`)."""
+
+    reasons: list[str]
+    judge: str = ""
+
+
+class PredictionRecord(Record):
+    """One scored benchmark image (`predictions.parquet`)."""
+
+    benchmark: str
+    sample_id: str
+    image_path: str
+    task: Task
+    gt: float = Field(description="ground truth on 0–100")
+    pred: Optional[float] = Field(default=None, description="parsed score on 0–100; None when unparsable")
+    parse: ParseStatus
+    completion: str
+    n_words: int
+
+
+class SkippedRecord(Record):
+    """A benchmark row that could not be used (`skipped.parquet`)."""
+
+    benchmark: str
+    item: str = Field(description="image path or label-file row")
+    reason: str
+
+
+class MetricRecord(Record):
+    """Correlation metrics per benchmark (`metrics.parquet`); NaN where n_valid < 3."""
+
+    benchmark: str
+    task: Task
+    n: int
+    n_valid: int
+    n_skipped: int
+    n_lenient: int = 0
+    srcc: float
+    plcc: float
+    plcc_logistic: float = float("nan")
+    srcc_lo: float = float("nan")
+    srcc_hi: float = float("nan")
+    plcc_lo: float = float("nan")
+    plcc_hi: float = float("nan")
+    mean_words: float = float("nan")
+
+
+class TrainLogRecord(Record):
+    """Per logging step and task: reward components, completion length, parse rate (`train_log.parquet`)."""
+
+    step: int
+    task: Task
+    n: int
+    reward_total: float
+    reward_score: float
+    reward_rank: float
+    reward_format: float
+    words: float
+    parse_rate: float
