@@ -33,6 +33,11 @@ class TeacherConfig(Section):
     iqa: Decoding = Decoding(temperature=0.3, top_p=0.8, max_tokens=140)
     iaa: Decoding = Decoding(temperature=0.2, top_p=0.9, max_tokens=500)
     same_style: bool = Field(False, description="ablation: IAA-style narratives for both tasks (no fast/slow)")
+    send_image_with_attributes: bool = Field(
+        False, description="slow style: also send the image when attribute notes exist (needs a vision model)")
+    fast_max_sentences: int = Field(2, ge=1, description="fast (IQA) rationales keep at most this many sentences")
+    fast_max_words: int = Field(50, ge=1, description="fast (IQA) rationales are cut to this many words")
+    slow_max_words: int = Field(160, ge=1, description="slow (IAA) rationales: whole sentences up to this many words")
 
 
 class RationalesConfig(Section):
@@ -61,6 +66,8 @@ class JudgeConfig(Section):
     iaa_min_groundedness: float = 2.0
     iaa_min_cohesion: float = 2.0
     max_attempts: int = Field(3, ge=1, description="malformed verdicts are retried this many times")
+    send_image: bool = Field(True, description="send the image to the judge (needs a vision model)")
+    json_mode: bool = Field(False, description="request response_format=json_object (servers that support it)")
 
 
 class FilterConfig(Section):

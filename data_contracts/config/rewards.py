@@ -1,4 +1,4 @@
-"""GRPO reward constants (formulas in tatar_core/rewards.py)."""
+"""GRPO reward constants (formulas in tatar_core/rewards.py). Defaults are the reference code's numbers."""
 from typing import Literal, Optional
 
 from pydantic import Field
@@ -10,26 +10,31 @@ class ScoreRewardConfig(Section):
     """Gaussian score shaping (tatar-method §6.3); d in points on 0–100."""
 
     threshold: float = Field(8.75, gt=0, description="reward 0.5 at d=threshold before the adaptive sigma")
-    alpha_iqa: float = 0.8
-    alpha_iaa: float = 2.0
-    scale_iqa: float = 1.0
-    scale_iaa: float = 1.5
-    iqa_max_words: Optional[int] = Field(65, description="IQA completion over this many words -> 0")
-    iaa_min_words: Optional[int] = Field(125, description="IAA completion under this many words -> 0")
+    alpha_iqa: float = Field(0.8, ge=0, description="adaptive sigma: sigma0*(1+alpha*d/100), IQA")
+    alpha_iaa: float = Field(2.0, ge=0, description="adaptive sigma, IAA")
+    scale_iqa: float = Field(1.0, gt=0, description="r = min(1, r*scale), IQA")
+    scale_iaa: float = Field(1.5, gt=0, description="r = min(1, r*scale), IAA")
+    iqa_max_words: Optional[int] = Field(65, ge=0, description="IQA completion over this many words -> 0 (None: no gate)")
+    iaa_min_words: Optional[int] = Field(125, ge=0, description="IAA completion under this many words -> 0 (None: no gate)")
 
 
 class RankRewardConfig(Section):
-    """Thurstone-style cross-image ranking for IAA (tatar-method §6.5); scores /100."""
+    """Ranking reward (tatar-method §6.4/§6.5); scores /100."""
 
-    tau: float = Field(0.08, gt=0)
+    tau: float = Field(0.08, gt=0, description="soft GT preference temperature: p_gt = sigmoid(dg/tau)")
     margin: float = Field(0.12, gt=0, description="m: pair weight exp(-|g_i-g_j|/m)")
-    eps: float = 1e-6
+    eps: float = Field(1e-6, gt=0, lt=0.5, description="thurstone: variance floor, p clip and max_bce = -ln(eps)")
+    sibling_eps: float = Field(1e-4, gt=0, lt=0.5, description="sibling variant: p clip and max_bce = -ln(eps)")
     variant: Literal["thurstone", "sibling"] = Field(
-        "thurstone", description="thurstone = paper (cross-image); sibling = the reference code's registered variant"
+        "thurstone",
+        description="thurstone = paper, across images of the globally gathered step; "
+        "sibling = the reference code's registered completion-vs-completion variant, local call only (ablation)",
     )
 
 
 class RewardWeights(Section):
-    score: float = 1.0
-    rank: float = 1.0
-    format: float = 1.0
+    """Per-task weights of the three rewards; the GRPO reward is the weighted sum."""
+
+    score: float = Field(1.0, ge=0)
+    rank: float = Field(1.0, ge=0)
+    format: float = Field(1.0, ge=0)

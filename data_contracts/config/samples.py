@@ -12,10 +12,11 @@ class DemoDataConfig(Section):
     image_size: int = Field(128, ge=32, description="demo images are square, this many pixels per side")
     iqa_types: Optional[list[str]] = Field(None, description="distortion types to use (None = all)")
     iqa_levels: list[int] = Field([1, 2, 3, 4, 5], description="KADID-style levels 1 (mild) .. 5 (strong)")
+    iqa_reference: bool = Field(True, description="also include each undistorted photo as an IQA sample (level 0)")
     iaa_manipulations: Optional[list[str]] = Field(None, description="aesthetic manipulations (None = all)")
-    test_refs: int = Field(2, ge=1, description="reference photos held out for the test split")
-    max_refs: Optional[int] = Field(None, description="use only the first N reference photos (tiny runs)")
-    seed: int = 0
+    test_refs: int = Field(2, ge=1, description="the last N of the (max_refs-truncated) photo list form the test split")
+    max_refs: Optional[int] = Field(None, ge=1, description="use only the first N reference photos (tiny runs)")
+    seed: int = Field(0, description="seeds the noise of the awgn/impulse distortions and the IAA blotch position")
 
 
 class DatasetSource(Section):
@@ -26,7 +27,18 @@ class DatasetSource(Section):
     split: Literal["train", "test", "all"] = "train"
     task: Optional[Literal["iqa", "iaa"]] = Field(None, description="required for name='table'")
     label_file: Optional[str] = Field(None, description="override the label file (relative to root)")
-    max_items: Optional[int] = None
+    max_items: Optional[int] = Field(None, description="keep at most N rows (a fixed pseudo-random subset by sample id)")
+    alias: Optional[str] = Field(None, description="name used in outputs (source / benchmark column); default: name")
+    scale: Optional[tuple[float, float]] = Field(
+        None, description="declared native score range [low, high]; required for 'list'/'table', overrides a spec"
+    )
+    higher_is_better: bool = Field(True, description="direction of the declared `scale`")
+    image_dir: Optional[str] = Field(None, description="override the image folder (relative to root)")
+    image_column: Optional[str] = Field(None, description="'table': image column (default 'image')")
+    score_column: Optional[str] = Field(None, description="'table': score column (default 'score'); koniq: MOS_zscore|MOS")
+    split_file: Optional[str] = Field(
+        None, description="file listing the TEST images (json list with 'image', or one name per line); rest = train"
+    )
 
 
 class SamplesConfig(Section):

@@ -29,6 +29,7 @@ class SftConfig(Section):
     lr_scheduler_type: str = "linear"
     logging_steps: int = 10
     save_steps: int = 100
+    save_total_limit: Optional[int] = Field(2, description="keep at most this many checkpoints (None = all)")
     gradient_checkpointing: bool = False
     bf16: bool = False
     iqa_fraction: float = Field(0.5, ge=0, le=1, description="share of IQA rows in the interleaved mix")

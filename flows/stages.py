@@ -1,0 +1,100 @@
+"""One Prefect flow per stage and the `tatar` flow that chains them.
+
+Each flow validates the config first (a bad key fails before any work), then runs the plain
+`tatar_core.pipeline.Pipeline` stage, which is skipped when its cached folder is finished.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from prefect import flow, get_run_logger, task
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from data_contracts.config import STAGES, load_config
+from flows.artifacts import publish_stage
+from tatar_core.pipeline import Pipeline
+
+DEFAULT_CONFIG = "configs/demo.yaml"
+
+
+def _secret(name: str) -> str:
+    """Read an API key from a Prefect Secret block (the key never reaches logs or files)."""
+    from prefect.blocks.system import Secret
+
+    return Secret.load(name).get()
+
+
+@task(task_run_name="benchmark-{item[0]}")
+def _benchmark_one(fn, item):
+    return fn(item)
+
+
+def _prefect_mapper(fn, items: list) -> list:
+    futures = [_benchmark_one.submit(fn, it) for it in items]
+    return [f.result() for f in futures]
+
+
+def _pipeline(config: str, overrides: Optional[dict[str, Any]]) -> Pipeline:
+    logger = get_run_logger()
+    cfg = load_config(config, overrides)
+    return Pipeline(cfg, mapper=_prefect_mapper, secret_resolver=_secret, log=logger.info)
+
+
+def _run(stage: str, config: str, overrides: Optional[dict[str, Any]]) -> dict:
+    result = _pipeline(config, overrides).run(stage)
+    publish_stage(result)
+    m = result.manifest
+    return {"stage": stage, "cached": result.cached, "dir": str(result.dir), "key": m.key, "rows": m.row_counts}
+
+
+@flow(name="tatar-samples", log_prints=True)
+def samples(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
+    """Build or load the images + scores (samples.parquet)."""
+    return _run("samples", config, overrides)
+
+
+@flow(name="tatar-rationales", log_prints=True)
+def rationales(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
+    """Teacher rationales for the train split (resumable shards)."""
+    return _run("rationales", config, overrides)
+
+
+@flow(name="tatar-filtered", log_prints=True)
+def filtered(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
+    """Rule checks (+ optional LLM judge): kept.parquet / rejected.parquet."""
+    return _run("filtered", config, overrides)
+
+
+@flow(name="tatar-sft", log_prints=True)
+def sft(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
+    """Supervised fine-tuning on the kept rationales (trl SFTTrainer)."""
+    return _run("sft", config, overrides)
+
+
+@flow(name="tatar-grpo", log_prints=True)
+def grpo(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
+    """GRPO with the TATAR rewards (trl GRPOTrainer)."""
+    return _run("grpo", config, overrides)
+
+
+@flow(name="tatar-benchmark", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
+def benchmark(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
+    """Score every benchmark (one task each) with the GRPO checkpoint; SRCC/PLCC and the report."""
+    return _run("benchmark", config, overrides)
+
+
+STAGE_FLOWS = {"samples": samples, "rationales": rationales, "filtered": filtered, "sft": sft, "grpo": grpo,
+               "benchmark": benchmark}
+
+
+@flow(name="tatar", log_prints=True)
+def tatar(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> list[dict]:
+    """The whole pipeline; finished stages are reported as cached and skipped."""
+    logger = get_run_logger()
+    load_config(config, overrides)  # fail on a bad config before any stage starts
+    results = []
+    for stage in STAGES:
+        r = STAGE_FLOWS[stage](config=config, overrides=overrides)
+        logger.info(f"{stage}: {'cached' if r['cached'] else 'ran'} -> {r['dir']}")
+        results.append(r)
+    return results

@@ -1,0 +1,139 @@
+"""Shared session fixtures: the embedded tiny model, synthetic image sets, and a briefly SFT-trained checkpoint.
+
+- `tiny_model_dir`: the tiny Qwen2.5-VL folder (random init, seed 0), built once per session.
+- `synthetic_samples`: 32 SampleRecords (16 IQA + 16 IAA) over solid / noise / gradient / stripe PNGs, scores
+  spread over 5..95, split "train".
+- `synthetic_kept`: KeptRecords for those samples (short fixed IQA rationales, ~130-word IAA narratives).
+- `sft_checkpoint`: `run_sft` on `synthetic_kept` (lr 3e-3, 120 steps, batch 4); the folder out_dir/"model". With
+  greedy decoding it writes `<think>…</think><answer>NN.NN</answer>` for most prompts.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+N_SYNTHETIC = 32
+
+IQA_RATIONALES = {
+    "high": "The image is sharp and clean, with fine detail preserved. Noise and compression artifacts are barely "
+            "visible.",
+    "mid": "Moderate blur softens the edges and some noise is visible. Overall technical quality is acceptable.",
+    "low": "Heavy noise and strong blur destroy fine detail. Blocky compression artifacts dominate the frame.",
+}
+_IAA_COMMON = (
+    "The composition places the main shapes with a clear structure, and the balance between the left and right "
+    "sides guides the eye across the frame. Colour and lighting shape the mood: the palette and contrast decide "
+    "how the viewer feels about the scene. Technical execution matters too, since clarity and clean edges support "
+    "the theme. The concept is simple, and the story it tells is direct rather than layered. Originality is "
+    "limited, but the image still has a coherent gestalt where the elements work together. "
+)
+IAA_RATIONALES = {
+    "high": _IAA_COMMON + "Here the harmony of colour and the calm, even light create a pleasant and inviting "
+            "feeling, the balance is strong and the overall aesthetic appeal is high, so the rating is good.",
+    "mid": _IAA_COMMON + "Here the colour harmony is ordinary and the light is flat, so the emotional impact is "
+           "modest; the balance is acceptable and the overall aesthetic appeal is moderate, so the rating is fair.",
+    "low": _IAA_COMMON + "Here the clashing colour, harsh light and cluttered structure create an unpleasant and "
+           "awkward feeling, the balance is weak and the overall aesthetic appeal is low, so the rating is poor.",
+}
+
+
+def _band(score: float) -> str:
+    return "high" if score >= 65 else ("mid" if score >= 35 else "low")
+
+
+def _synthetic_image(kind: str, i: int, size: int = 112) -> Image.Image:
+    rng = np.random.default_rng(1000 + i)
+    base = np.array([(37 * i) % 256, (91 * i) % 256, (151 * i) % 256], dtype=np.float32)
+    if kind == "solid":
+        arr = np.broadcast_to(base, (size, size, 3)).copy()
+    elif kind == "noise":
+        arr = base + rng.normal(0, 60, (size, size, 3))
+    elif kind == "gradient":
+        ramp = np.linspace(0, 1, size, dtype=np.float32)[None, :, None]
+        arr = ramp * base[None, None, :] + (1 - ramp) * (255 - base)[None, None, :]
+        arr = np.broadcast_to(arr, (size, size, 3)).copy()
+    else:  # stripes
+        stripes = ((np.arange(size) // (4 + i % 8)) % 2).astype(np.float32)[:, None, None]
+        arr = stripes * base[None, None, :] + (1 - stripes) * 30.0
+        arr = np.broadcast_to(arr, (size, size, 3)).copy()
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def make_synthetic_samples(image_dir: Path, n: int = N_SYNTHETIC):
+    """n SampleRecords (alternating iqa/iaa) with PNGs written to image_dir; scores spread over 5..95."""
+    from data_contracts.records import SampleRecord
+
+    image_dir.mkdir(parents=True, exist_ok=True)
+    kinds = ("solid", "noise", "gradient", "stripes")
+    out = []
+    for i in range(n):
+        task = "iqa" if i % 2 == 0 else "iaa"
+        score = round(5.0 + 90.0 * ((i * 7) % n) / (n - 1), 2)
+        kind = kinds[i % 4]
+        path = image_dir / f"syn_{i:03d}_{kind}.png"
+        _synthetic_image(kind, i).save(path)
+        out.append(SampleRecord(
+            sample_id=f"syn/{task}/{i:03d}", image_path=str(path.resolve()), task=task, score=score, split="train",
+            source=f"synthetic-{task}", ref_id=f"syn{i:03d}", meta=f'{{"kind": "{kind}"}}',
+        ))
+    return out
+
+
+def make_kept(samples):
+    """KeptRecords with the fixed rationales above (target built by tatar_core.prompts.make_target)."""
+    from data_contracts.records import KeptRecord
+    from tatar_core.parsing import count_words
+    from tatar_core.prompts import make_target
+
+    kept = []
+    for s in samples:
+        table = IQA_RATIONALES if s.task == "iqa" else IAA_RATIONALES
+        rationale = table[_band(s.score)]
+        kept.append(KeptRecord(
+            sample_id=s.sample_id, image_path=s.image_path, task=s.task, score=s.score, rationale=rationale,
+            target=make_target(rationale, s.score), teacher="synthetic-fixed", n_words=count_words(rationale),
+        ))
+    return kept
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from data_contracts.config.model import ModelConfig
+    from tatar_core.modeling import resolve_model
+
+    return resolve_model(ModelConfig(), tmp_path_factory.mktemp("model_cache"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_samples(tmp_path_factory):
+    return make_synthetic_samples(tmp_path_factory.mktemp("synthetic_images"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_kept(synthetic_samples):
+    return make_kept(synthetic_samples)
+
+
+SFT_FIXTURE_CFG = dict(learning_rate=3e-3, max_steps=120, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                       logging_steps=10, save_steps=1000, warmup_ratio=0.05, thought_dropout_iqa=0.0,
+                       thought_dropout_iaa=0.0, seed=0)
+
+
+@pytest.fixture(scope="session")
+def sft_checkpoint(tiny_model_dir, synthetic_kept, tmp_path_factory) -> Path:
+    from data_contracts.config.model import ModelConfig
+    from data_contracts.config.training import SftConfig
+    from tatar_core.sft import run_sft
+
+    out = tmp_path_factory.mktemp("sft_fixture")
+    run_sft(synthetic_kept, tiny_model_dir, SftConfig(**SFT_FIXTURE_CFG), ModelConfig(), out)
+    return out / "model"

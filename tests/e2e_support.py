@@ -1,0 +1,104 @@
+"""Helpers for the end-to-end test: a tiny config, deployment runs, killing a process tree."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from data_contracts.config import load_config
+
+# The demo recipe cut down to seconds per stage (same code paths, fewer photos/steps/tokens).
+TINY = {
+    "samples.demo.max_refs": 3,
+    "samples.demo.test_refs": 1,
+    "samples.demo.iqa_levels": [1, 3, 5],
+    "rationales.shard_size": 8,
+    "sft.max_steps": 8,
+    "sft.save_steps": 4,
+    "sft.logging_steps": 2,
+    "grpo.max_steps": 2,
+    "grpo.save_steps": 1,
+    "grpo.num_generations": 2,
+    "grpo.prompts_per_step": 2,
+    "grpo.min_iaa_images_per_step": 2,
+    "grpo.max_completion_length": 32,
+    "benchmark.max_items": 6,
+    "benchmark.max_new_tokens": 48,
+    "benchmark.bootstrap": 20,
+}
+
+
+def write_config(path: Path, run_dir: Path, extra: dict | None = None) -> Path:
+    cfg = load_config("configs/demo.yaml", {**TINY, "run_dir": str(run_dir), **(extra or {})})
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def deployment_run(services, name: str, params: dict, watch: bool = True, timeout: int = 900) -> str:
+    """`prefect deployment run NAME -p k=v ... [--watch]`; returns the flow run id."""
+    args = ["deployment", "run", name]
+    for k, v in params.items():
+        args += ["-p", f"{k}={v if isinstance(v, str) else __import__('json').dumps(v)}"]
+    if watch:
+        args += ["--watch", "--watch-interval", "2", "--watch-timeout", str(timeout)]
+    p = services.cli(*args, check=False)
+    out = p.stdout + p.stderr
+    m = re.search(r"UUID:\s*([0-9a-f-]{36})", out)
+    assert m, f"no flow run id in output:\n{out[-2000:]}"
+    assert p.returncode == 0, f"prefect deployment run {name} failed:\n{out[-3000:]}"
+    if watch:
+        assert "COMPLETED" in out.upper(), out[-3000:]
+    return m.group(1)
+
+
+def flow_run_logs(services, run_id: str) -> str:
+    return services.cli("flow-run", "logs", run_id).stdout
+
+
+def descendants(pid: int) -> list[int]:
+    """All descendants of `pid` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant (the flow run process runs in its own session)."""
+    for p in [pid, *descendants(pid)]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = predicate()
+        if v:
+            return v
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
