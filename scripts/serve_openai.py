@@ -2,9 +2,9 @@
 """Serve an OpenAI-compatible chat endpoint on loopback, for the teacher / judge.
 
     python scripts/serve_openai.py MODEL_DIR [--host 127.0.0.1] [--port 8000]
-        registers the project's image-only Qwen-VL processor (tatar_core.modeling.register_processor), then runs
-        `transformers serve MODEL_DIR --device cpu --host … --port …` in this process (GET /health,
-        POST /v1/chat/completions).
+        registers the project's image-only Qwen-VL processor (tatar_core.modeling.register_processor), works
+        around stop strings failing for VLM processors, then runs `transformers serve MODEL_DIR --device cpu
+        --host … --port …` in this process (GET /health, POST /v1/chat/completions).
 
     python scripts/serve_openai.py --stub [--latency 0.2] [--port 8000]
         a scripted stand-in server (stdlib HTTP, real sockets) that answers every chat request with a valid
@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Callable, Optional, Union
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,7 +92,7 @@ class StubOpenAIServer:
     """A scripted OpenAI-compatible server on 127.0.0.1 (ThreadingHTTPServer in a daemon thread).
 
     `behaviour(request_json, n) -> Reply | None` (n = 1-based request number; None = default reply) scripts
-    each answer; `latency_s` is added to every answer. `requests` records every request body (thread-safe),
+    each answer; `latency_s` is added to every answer. `requests` records every request body and `headers` its headers (lower-case names),
     `max_in_flight` the highest number of requests served at once.
     """
 
@@ -119,6 +120,11 @@ class StubOpenAIServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self):
+                super().setup()
+                # one small response must not wait for the client's delayed ACK (Nagle): ~40 ms per request
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def log_message(self, *args):  # quiet
                 pass
 
@@ -128,8 +134,8 @@ class StubOpenAIServer:
                 self.send_header("Content-Length", str(len(body)))
                 for k, v in headers.items():
                     self.send_header(k, str(v))
-                self.end_headers()
-                self.wfile.write(body)
+                self._headers_buffer.append(b"\r\n" + body)  # headers and body in one write
+                self.flush_headers()
 
             def do_GET(self):
                 if self.path.rstrip("/") == "/health":
@@ -147,12 +153,15 @@ class StubOpenAIServer:
                     req = {}
                 with server._lock:
                     server.requests.append(req)
-                    server.headers.append(dict(self.headers))
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
                     n = len(server.requests)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    reply = (server.behaviour(req, n) if server.behaviour else None) or default_reply(req)
+                    try:
+                        reply = (server.behaviour(req, n) if server.behaviour else None) or default_reply(req)
+                    except Exception as e:  # a broken script answers 500 instead of dropping the connection
+                        reply = Reply(500, {"error": {"message": f"stub behaviour failed: {type(e).__name__}: {e}"}})
                     time.sleep(server.latency_s + reply.delay_s)
                     body = reply.body if reply.body is not None else completion(None)
                     if isinstance(body, dict):
@@ -184,12 +193,32 @@ class StubOpenAIServer:
         self.stop()
 
 
+def _unwrap_processor_for_stop_strings() -> None:
+    """`transformers serve` passes a VLM's *processor* as the tokenizer of `StopStringCriteria`, which then fails
+    with "'…Processor' object has no attribute 'get_vocab'" (HTTP 500 for every request with `stop`). Hand it the
+    processor's tokenizer instead."""
+    from transformers.generation import stopping_criteria as sc
+
+    if getattr(sc.StopStringCriteria.__init__, "_tatar_unwraps", False):
+        return
+    original = sc.StopStringCriteria.__init__
+
+    def __init__(self, tokenizer, stop_strings):
+        if not hasattr(tokenizer, "get_vocab") and hasattr(tokenizer, "tokenizer"):
+            tokenizer = tokenizer.tokenizer
+        original(self, tokenizer, stop_strings)
+
+    __init__._tatar_unwraps = True
+    sc.StopStringCriteria.__init__ = __init__
+
+
 def serve_model(model_dir: str, host: str, port: int, extra: list[str]) -> int:
     """Register the processor, then run the transformers CLI in this process."""
     sys.path.insert(0, str(REPO))
     from tatar_core.modeling import register_processor
 
     register_processor()
+    _unwrap_processor_for_stop_strings()
     from transformers.cli.transformers import main as transformers_main
 
     sys.argv = ["transformers", "serve", str(model_dir), "--device", "cpu", "--host", host, "--port", str(port), *extra]

@@ -231,14 +231,6 @@ def _need_columns(path: Path, header: Sequence[str], cols: Sequence[str]) -> Non
         raise DatasetError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (has {', '.join(header)})")
 
 
-def _column_scale(ctx: _Ctx, default_col: str) -> tuple[str, Optional[ScoreScale]]:
-    col = ctx.src.score_column or default_col
-    if ctx.spec.score_columns and col not in ctx.spec.score_columns and ctx.src.scale is None:
-        raise DatasetError(f"{ctx.display}: score_column {col!r} has no declared scale; known columns "
-                           f"{sorted(ctx.spec.score_columns)} or set scale=[low, high]")
-    return col, ctx.spec.score_columns.get(col)
-
-
 # ----------------------------------------------------------------------------------------------- readers
 # Each reader parses the label file(s) into RawRows; a row that does not parse becomes a SkippedRecord.
 
@@ -246,7 +238,7 @@ def _column_scale(ctx: _Ctx, default_col: str) -> tuple[str, Optional[ScoreScale
 def _read_koniq(ctx: _Ctx) -> ParsedLabels:
     path = ctx.label_paths[0]
     header, rows = _read_csv_rows(path)
-    col, _ = _column_scale(ctx, "MOS_zscore")
+    col = ctx.src.score_column or "MOS_zscore"  # its scale was checked by `declared_scale`
     _need_columns(path, header, ["image_name", col])
     out, bad = [], []
     for line, r in rows:

@@ -3,12 +3,13 @@
 `launch.mode == "accelerate"`: the stage's inputs are written as a *spec* into `out_dir/"launch"` (records as
 Parquet, configs as JSON), then
 
-    accelerate launch --num_processes N [--cpu] [--mixed_precision X]
-        [--use_deepspeed --deepspeed_config_file F] [extra args] -m tatar_core.train_entry {sft|grpo} SPEC
+    accelerate launch --num_processes N [--cpu | --multi_gpu | --use_deepspeed --deepspeed_config_file F]
+        --mixed_precision X [extra args] -m tatar_core.train_entry {sft|grpo} SPEC
 
-runs as a subprocess; its output is streamed to ours and the result dict comes back as `out_dir/result.json`
-(written by the main process of the launched job). A failure raises `LaunchError` with the tail of the output.
-Also here: checkpoint discovery for resume (shared by SFT and GRPO).
+(see `launch_command` for CPU with N > 1) runs as a subprocess; its output is streamed to ours and the result dict
+comes back as `out_dir/launch/result.json` (written by the main process of the launched job). A failure raises
+`LaunchError` with the tail of the output.
+Also here: checkpoint discovery for resume and the final save (shared by SFT and GRPO).
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ from data_contracts.config.training import LaunchConfig
 from data_contracts.parquet_io import read_records, write_records
 
 STAGES = ("sft", "grpo")
-RESULT_FILE = "result.json"
+RESULT_FILE = "launch/result.json"
 LAUNCHED_ENV = "TATAR_LAUNCHED"  # set in the launched processes so they never launch again
+CPU_ENV = "ACCELERATE_USE_CPU"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -66,35 +68,79 @@ def checkpoint_step(path: Optional[Path]) -> int:
     return int(m.group(1)) if m else 0
 
 
+def save_final(trainer, processor, final_dir: Path, merge_lora: bool = False) -> None:
+    """Save weights + processor to final_dir (every process calls it: ZeRO-3 gathers; LoRA merged first)."""
+    final_dir.mkdir(parents=True, exist_ok=True)
+    if merge_lora:
+        trainer.accelerator.wait_for_everyone()
+        if trainer.accelerator.is_main_process:
+            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.save_pretrained(final_dir, safe_serialization=True)
+    else:
+        trainer.save_model(str(final_dir))
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(final_dir)
+    trainer.accelerator.wait_for_everyone()
+
+
 # ---------------------------------------------------------------- launching
 def is_launched_process() -> bool:
     return os.environ.get(LAUNCHED_ENV) == "1"
 
 
 def launch_command(stage: str, launch_cfg: LaunchConfig, spec_path: Path | str) -> list[str]:
-    """The `accelerate launch … -m tatar_core.train_entry STAGE SPEC` command line (printed by `tatar plan`)."""
+    """The `accelerate launch … -m tatar_core.train_entry STAGE SPEC` command line (printed by `tatar plan`).
+
+    CPU with several processes: `accelerate launch --cpu` starts more than one process only through mpirun, so
+    the command is `env ACCELERATE_USE_CPU=true accelerate launch --multi_gpu …` instead (torchrun spawns the
+    processes; accelerate then runs them as MULTI_CPU with the gloo backend).
+    """
     if stage not in STAGES:
         raise ValueError(f"unknown training stage {stage!r} (expected one of {STAGES})")
+    n = launch_cfg.num_processes
     script = Path(sys.executable).parent / "accelerate"
     cmd = [str(script), "launch"] if script.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
-    cmd += ["--num_processes", str(launch_cfg.num_processes)]
-    if launch_cfg.num_processes > 1 and not launch_cfg.cpu and not launch_cfg.deepspeed_config:
-        cmd.append("--multi_gpu")
-    if launch_cfg.cpu:
-        cmd.append("--cpu")
-    cmd += ["--mixed_precision", launch_cfg.mixed_precision]
+    cmd += ["--num_processes", str(n), "--num_machines", "1"]
     if launch_cfg.deepspeed_config:
         cmd += ["--use_deepspeed", "--deepspeed_config_file", str(launch_cfg.deepspeed_config)]
-    cmd += ["--num_machines", "1", "--dynamo_backend", "no"]
+    elif n > 1:
+        cmd.append("--multi_gpu")
+        if launch_cfg.cpu:
+            cmd = ["env", f"{CPU_ENV}=true", *cmd]
+    elif launch_cfg.cpu:
+        cmd.append("--cpu")
+    cmd += ["--mixed_precision", launch_cfg.mixed_precision, "--dynamo_backend", "no"]
     cmd += list(launch_cfg.extra_args)
     cmd += ["-m", "tatar_core.train_entry", stage, str(spec_path)]
     return cmd
 
 
+def apply_threads(launch_cfg: LaunchConfig) -> None:
+    """torch.set_num_threads(launch.torch_threads) when set (training in this process)."""
+    if launch_cfg.torch_threads:
+        import torch
+
+        torch.set_num_threads(launch_cfg.torch_threads)
+
+
+def distributed_state():
+    """accelerate's PartialState, on CPU when the launch asked for it (ACCELERATE_USE_CPU, as TrainingArguments)."""
+    from accelerate import PartialState
+
+    cpu = os.environ.get(CPU_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return PartialState(cpu=cpu)
+
+
+def spec_path(out_dir: Path | str) -> Path:
+    """Where `run_launched` writes the launched job's spec: out_dir/launch/spec.json."""
+    return Path(out_dir) / "launch" / "spec.json"
+
+
 def write_spec(stage: str, out_dir: Path, records: Sequence[BaseModel], record_model: type[BaseModel],
                model_path: Path, cfg: BaseModel, model_cfg: ModelConfig) -> Path:
     """Write the launched job's inputs into out_dir/launch: records.parquet + spec.json (configs as JSON)."""
-    spec_dir = Path(out_dir) / "launch"
+    spec_file = spec_path(out_dir)
+    spec_dir = spec_file.parent
     spec_dir.mkdir(parents=True, exist_ok=True)
     records_path = write_records(list(records), spec_dir / "records.parquet", record_model)
     spec = {
@@ -106,20 +152,19 @@ def write_spec(stage: str, out_dir: Path, records: Sequence[BaseModel], record_m
         "cfg": cfg.model_dump(mode="json"),
         "model_cfg": model_cfg.model_dump(mode="json"),
     }
-    spec_path = spec_dir / "spec.json"
-    spec_path.write_text(json.dumps(spec, indent=1))
-    return spec_path
+    spec_file.write_text(json.dumps(spec, indent=1))
+    return spec_file
 
 
-def read_spec(spec_path: Path | str) -> dict[str, Any]:
+def read_spec(path: Path | str) -> dict[str, Any]:
     """Inverse of `write_spec`: {"stage", "records", "model_path", "out_dir", "cfg", "model_cfg"} as objects."""
     from data_contracts.config.training import GrpoConfig, SftConfig
     from data_contracts.records import KeptRecord, SampleRecord
 
-    spec_path = Path(spec_path)
-    if not spec_path.exists():
-        raise FileNotFoundError(f"{spec_path}: launch spec not found")
-    raw = json.loads(spec_path.read_text())
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: launch spec not found")
+    raw = json.loads(path.read_text())
     record_model = {"KeptRecord": KeptRecord, "SampleRecord": SampleRecord}[raw["record_model"]]
     cfg_model = {"sft": SftConfig, "grpo": GrpoConfig}[raw["stage"]]
     return {
@@ -136,12 +181,14 @@ def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record
                  model_path: Path, cfg: BaseModel, model_cfg: ModelConfig, tail_lines: int = 60) -> dict:
     """Write the spec, run `launch_command` as a subprocess (output streamed), return the job's result dict."""
     out_dir = Path(out_dir)
-    spec_path = write_spec(stage, out_dir, records, record_model, model_path, cfg, model_cfg)
+    spec_file = write_spec(stage, out_dir, records, record_model, model_path, cfg, model_cfg)
     result_path = out_dir / RESULT_FILE
     if result_path.exists():
         result_path.unlink()
-    cmd = launch_command(stage, cfg.launch, spec_path)
+    cmd = launch_command(stage, cfg.launch, spec_file)
     env = dict(os.environ, **{LAUNCHED_ENV: "1", "PYTHONUNBUFFERED": "1"})
+    if cfg.launch.torch_threads:
+        env["OMP_NUM_THREADS"] = str(cfg.launch.torch_threads)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
@@ -161,6 +208,7 @@ def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record
 
 def write_result(out_dir: Path, result: dict) -> None:
     path = Path(out_dir) / RESULT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(result, indent=1, default=float))
     tmp.replace(path)
@@ -168,5 +216,6 @@ def write_result(out_dir: Path, result: dict) -> None:
 
 __all__ = [
     "launch_command", "run_launched", "write_spec", "read_spec", "write_result", "last_complete_checkpoint",
-    "checkpoint_step", "is_launched_process", "LaunchError",
+    "checkpoint_step", "is_launched_process", "LaunchError", "save_final", "distributed_state",
+    "apply_threads", "spec_path",
 ]

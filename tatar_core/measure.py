@@ -21,12 +21,12 @@ class Measurements:
     width: int
     height: int
     # --- technical -------------------------------------------------------------------------------------
-    sharpness: float        # std(Laplacian Y) / (mean |∇Y| + 0.01): fine-detail energy relative to edge energy,
-    #                         ≈ 0.5–1.5 for sharp photos, falls with blur; contrast-invariant. Raised by noise.
+    sharpness: float        # std(Laplacian Y) / (mean |∇Y| + 0.002): fine-detail energy relative to edge energy,
+    #                         ≈ 2.3–3.6 for sharp photos, < 1 when blurred; ~contrast-invariant; raised by noise
     laplacian_var: float    # var(Laplacian Y) × 1000 (Y in [0, 1]); raw detail energy, ≥ 0
     noise_sigma: float      # Gaussian noise σ on 0–255: median |Immerkær(Y)| / (0.6745 · 6); ~0.5–3 clean
     impulse_fraction: float  # fraction of pixels that are isolated black/white specks (0–1)
-    blockiness: float       # mean |Δ| across 8×8 block boundaries / mean |Δ| inside blocks (≈1 none, >1.3 blocky)
+    blockiness: float       # mean |Δ| across 8×8 block boundaries / mean |Δ| inside (≈1 none, >1.3 blocky; ≤ 10)
     flat_fraction: float    # fraction of neighbouring pixel pairs with identical RGB (0–1; pixelation, posterising)
     directional_blur: float  # |log2(mean|∂Y/∂y| / mean|∂Y/∂x|)|: 0 isotropic, >1 smeared along one axis
     # --- exposure, contrast, colour -------------------------------------------------------------------------
@@ -37,8 +37,8 @@ class Measurements:
     colourfulness: float    # Hasler–Süsstrunk M on 0–255 RGB (0 grey; ~15 dull, ~45 moderate, >80 vivid)
     saturation: float       # mean HSV saturation (0–1)
     warmth: float           # mean (R − B) (−1..1): >0 warm, <0 cool
-    colour_outlier: float   # fraction of pixels whose chroma is far (> 4 robust σ and > 0.25) from the image's
-    #                         median chroma (0–1): a loud foreign-coloured patch
+    flat_colour_patch: float  # fraction of pixels equal to their 4 neighbours, strongly saturated (HSV S > 0.7, V > 0.3)
+    #                           patches (0–1): a flat blob of loud colour painted over the scene
     # --- composition ---------------------------------------------------------------------------------------
     centroid_x: float       # edge-energy centroid, x in [0, 1] (0.5 = centre)
     centroid_y: float       # edge-energy centroid, y in [0, 1]
@@ -63,11 +63,14 @@ def _hist_tilt(gx: np.ndarray, gy: np.ndarray, mag: np.ndarray) -> tuple[float, 
         return 0.0, 0.0
     ang = np.degrees(np.arctan2(gy.ravel()[keep], gx.ravel()[keep]))
     folded = (ang + 45.0) % 90.0 - 45.0
-    hist, edges = np.histogram(folded, bins=90, range=(-45.0, 45.0), weights=w[keep])
-    sm = hist + np.roll(hist, 1) + np.roll(hist, -1)  # circular 3-bin smoothing (≈ ±1.5°)
-    k = int(np.argmax(sm))
-    centre = (edges[k] + edges[k + 1]) / 2.0
-    return float(centre), float(sm[k] / max(hist.sum(), 1e-12))
+    idx = (np.round(folded).astype(np.int64) + 45) % 90  # 1° bins centred on −45 … 44 degrees
+    hist = np.bincount(idx, weights=w[keep], minlength=90)
+    near = np.roll(hist, 1) + np.roll(hist, -1)
+    k = int(np.argmax(hist + 0.5 * near))  # peak of a [½, 1, ½]-smoothed circular histogram
+    three = np.array([hist[(k - 1) % 90], hist[k], hist[(k + 1) % 90]])
+    offset = float((three * np.array([-1.0, 0.0, 1.0])).sum() / max(three.sum(), 1e-12))  # sub-bin refinement
+    angle = (k - 45 + offset + 45.0) % 90.0 - 45.0
+    return float(angle), float(three.sum() / max(hist.sum(), 1e-12))
 
 
 def _bar_run(profile_std: np.ndarray, profile_mean: np.ndarray) -> int:
@@ -84,9 +87,9 @@ def measure_image(img_or_path: ImageLike) -> Measurements:
     """Measure one image (PIL image or path; see `Measurements` for units). ~5–15 ms at 192 px."""
     img = as_rgb(img_or_path)
     u8 = np.asarray(img)
-    rgb = u8.astype(np.float32) / 255.0
-    h, w = rgb.shape[:2]
-    R, G, B = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    h, w = u8.shape[:2]
+    c0, c1, c2 = (np.ascontiguousarray(u8[..., k]) for k in range(3))
+    R, G, B = (c.astype(np.float32) * np.float32(1 / 255) for c in (c0, c1, c2))
     Y = 0.299 * R + 0.587 * G + 0.114 * B
 
     # gradients and detail
@@ -96,16 +99,20 @@ def measure_image(img_or_path: ImageLike) -> Measurements:
     lap = ndimage.laplace(Y, mode="reflect")
     inner = (slice(1, -1), slice(1, -1))
     lap_i, mag_i = lap[inner], mag[inner]
-    sharpness = float(lap_i.std() / (mag_i.mean() + 0.01))
+    sharpness = float(lap_i.std() / (mag_i.mean() + 0.002))
     lap_var = float(lap_i.var() * 1000.0)
 
     # noise (Immerkær mask, robust median version) and impulses
     conv = ndimage.convolve(Y, _IMM, mode="reflect")[inner]
     noise_sigma = float(np.median(np.abs(conv)) / 0.6745 / 6.0 * 255.0)
-    med = ndimage.median_filter(Y, size=3, mode="reflect")
-    extreme = (u8.min(axis=2) >= 250) | (u8.max(axis=2) <= 5)
-    impulse = extreme & (np.abs(Y - med) > 0.3)
-    impulse_fraction = float(impulse.mean())
+    # an impulse: a black/white pixel that differs by > 0.25 from each of its 4 neighbours
+    mx8, mn8 = np.maximum(np.maximum(c0, c1), c2), np.minimum(np.minimum(c0, c1), c2)
+    extreme = (mn8 >= 250) | (mx8 <= 5)
+    Yp = np.pad(Y, 1, mode="edge")
+    iso = np.ones((h, w), bool)
+    for dyo, dxo in ((0, 1), (2, 1), (1, 0), (1, 2)):
+        iso &= np.abs(Y - Yp[dyo:dyo + h, dxo:dxo + w]) > 0.25
+    impulse_fraction = float((extreme & iso).mean())
 
     # blockiness on the 8×8 grid (columns and rows)
     dx = np.abs(np.diff(Y, axis=1))
@@ -119,10 +126,10 @@ def measure_image(img_or_path: ImageLike) -> Measurements:
     if by.any() and (~by).any():
         num.append(dy[by, :].mean())
         den.append(dy[~by, :].mean())
-    blockiness = float((np.mean(num) + 1e-4) / (np.mean(den) + 1e-4)) if num else 1.0
+    blockiness = float(min(10.0, (np.mean(num) + 1e-4) / (np.mean(den) + 1e-4))) if num else 1.0
 
-    same_x = np.all(u8[:, 1:] == u8[:, :-1], axis=2)
-    same_y = np.all(u8[1:, :] == u8[:-1, :], axis=2)
+    same_x = (c0[:, 1:] == c0[:, :-1]) & (c1[:, 1:] == c1[:, :-1]) & (c2[:, 1:] == c2[:, :-1])
+    same_y = (c0[1:, :] == c0[:-1, :]) & (c1[1:, :] == c1[:-1, :]) & (c2[1:, :] == c2[:-1, :])
     flat_fraction = float((same_x.sum() + same_y.sum()) / (same_x.size + same_y.size))
     ax, ay = float(np.abs(gx).mean()), float(np.abs(gy).mean())
     directional_blur = float(abs(np.log2((ay + 1e-4) / (ax + 1e-4))))
@@ -135,14 +142,17 @@ def measure_image(img_or_path: ImageLike) -> Measurements:
     rg = (R - G) * 255.0
     yb = (0.5 * (R + G) - B) * 255.0
     colourfulness = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
-    mx, mn = rgb.max(axis=2), rgb.min(axis=2)
-    saturation = float(np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0).mean())
+    mx, mn = mx8.astype(np.float32) / 255.0, mn8.astype(np.float32) / 255.0
     warmth = float((R - B).mean())
-    crg, cyb = rg / 255.0, yb / 255.0
-    mrg, myb = np.median(crg), np.median(cyb)
-    d = np.hypot(crg - mrg, cyb - myb)
-    spread = 1.4826 * float(np.median(d)) + 1e-3
-    colour_outlier = float(((d > 4.0 * spread) & (d > 0.25)).mean())
+    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
+    saturation = float(sat.mean())
+    # a pixel is "uniform" when it equals its 4 neighbours (borders count as equal)
+    uniform = np.ones((h, w), bool)
+    uniform[:, 1:] &= same_x
+    uniform[:, :-1] &= same_x
+    uniform[1:, :] &= same_y
+    uniform[:-1, :] &= same_y
+    flat_colour_patch = float((uniform & (sat > 0.7) & (mx > 0.3)).mean())
 
     # composition
     wts = mag_i ** 2
@@ -179,7 +189,7 @@ def measure_image(img_or_path: ImageLike) -> Measurements:
         impulse_fraction=impulse_fraction, blockiness=blockiness, flat_fraction=flat_fraction,
         directional_blur=directional_blur, brightness=brightness, dark_clip=dark_clip, bright_clip=bright_clip,
         contrast=contrast, colourfulness=colourfulness, saturation=saturation, warmth=warmth,
-        colour_outlier=colour_outlier, centroid_x=cx, centroid_y=cy, centroid_offset=centroid_offset,
+        flat_colour_patch=flat_colour_patch, centroid_x=cx, centroid_y=cy, centroid_offset=centroid_offset,
         thirds_distance=thirds_distance, tilt_deg=tilt_deg, tilt_strength=tilt_strength,
         edge_density=edge_density, symmetry=symmetry, vignetting=vignetting, bar_fraction=bar_fraction,
     )

@@ -161,12 +161,28 @@ def load_image(path: str | Path) -> Image.Image:
     return load_rgb(path)
 
 
+def image_dataset(rows: Sequence[dict], columns: Sequence[str]):
+    """A datasets.Dataset with `images` = [image] decoded lazily (RGB) from each row's image_path, plus `columns`.
+
+    Only the paths live in memory (scales to large sets); a missing file raises ValueError naming the sample and
+    the path. Used for the SFT and GRPO training datasets.
+    """
+    from datasets import Dataset, Image, List
+
+    for r in rows:
+        if not Path(r["image_path"]).is_file():
+            raise ValueError(f"sample {r['sample_id']}: image file not found: {r['image_path']}")
+    data = {"images": [[r["image_path"]] for r in rows], **{c: [r[c] for r in rows] for c in columns}}
+    return Dataset.from_dict(data).cast_column("images", List(Image(mode="RGB")))
+
+
 def chat_texts(processor, tasks: Sequence[str], completions: Optional[Sequence[str]] = None) -> list[str]:
     """Chat-template strings: prompt + generation cue, or prompt + assistant completion (training / scoring)."""
     texts = []
     for i, task in enumerate(tasks):
         if completions is None:
-            texts.append(processor.apply_chat_template(prompt_messages(task), tokenize=False, add_generation_prompt=True))
+            msgs = prompt_messages(task)
+            texts.append(processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
         else:
             msgs = prompt_messages(task) + completion_message(completions[i])
             texts.append(processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False))
@@ -202,4 +218,5 @@ def generate(model, processor, images: Sequence[Any], tasks: Sequence[str], max_
 __all__ = [
     "ImageOnlyQwen2_5_VLProcessor", "register_processor", "resolve_model", "embedded_model_dir", "load_processor",
     "load_model_and_processor", "set_pixel_range", "build_inputs", "chat_texts", "generate", "load_image",
+    "image_dataset",
 ]

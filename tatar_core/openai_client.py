@@ -50,7 +50,14 @@ def _describe(exc: BaseException) -> tuple[str, bool]:
     if isinstance(exc, openai.APIStatusError):
         code = exc.status_code
         retry = code in RETRY_STATUS or code >= 500
-        return f"HTTP {code} {type(exc).__name__}: {exc.message}", retry
+        detail = exc.message
+        try:
+            body = " ".join(exc.response.text.split())
+        except Exception:  # noqa: BLE001 - a streamed / unreadable body
+            body = ""
+        if body and body not in detail:
+            detail = f"{detail}: {body[:300]}"
+        return f"HTTP {code} {type(exc).__name__}: {detail}", retry
     if isinstance(exc, openai.APITimeoutError):
         return "timeout: no response in time", True
     if isinstance(exc, openai.APIConnectionError):

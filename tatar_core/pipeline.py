@@ -194,46 +194,40 @@ class Pipeline:
         kept = read_records(up["filtered"].path("kept"), KeptRecord)
         base = resolve_model(self.cfg.model, self.root / "models")
         metrics = run_sft(kept, base, self.cfg.sft, self.cfg.model, d)
-        return _Outputs({"model": "model"}, {"train_rows": len(kept)}, _jsonable(metrics) | {"base_model": str(base)})
+        counts = {"train_rows": len(kept), **{k: int(metrics[k]) for k in ("steps", "dropped_iqa", "dropped_iaa") if k in metrics}}
+        return _Outputs({"model": "model"}, counts, _jsonable(metrics) | {"base_model": str(base)})
 
     def _run_grpo(self, d: Path, up: dict[str, StageResult]) -> _Outputs:
         from tatar_core.grpo import run_grpo
 
         train = self._samples(up, "train")
         metrics = run_grpo(train, up["sft"].path("model"), self.cfg.grpo, self.cfg.model, d)
-        return _Outputs({"model": "model", "train_log": "train_log.parquet"}, {"train_samples": len(train)},
-                        _jsonable(metrics))
+        counts = {"train_samples": len(train), **({"steps": int(metrics["steps"])} if "steps" in metrics else {})}
+        return _Outputs({"model": "model", "train_log": "train_log.parquet"}, counts, _jsonable(metrics))
 
     # ---- benchmark: one unit of work per benchmark, mapped by `self.mapper` (a Prefect task runner) ----
     def benchmark_sets(self, up: dict[str, StageResult]) -> list[tuple[str, str, list[SampleRecord], list[SkippedRecord]]]:
         """(name, task, samples, skipped) for every benchmark the config asks for."""
+        from tatar_core.benchmarking import benchmarks_from_samples, load_benchmark
+
         bc = self.cfg.benchmark
         sets = []
         if bc.include_demo_test:
-            test = self._samples(up, "test")
-            for task in ("iqa", "iaa"):
-                rows = [s for s in test if s.task == task]
-                if rows:
-                    sets.append((f"{rows[0].source}-test", task, rows, []))
-        if bc.datasets:
-            from tatar_core.datasets import DATASET_SPECS, load_dataset
-
-            for src in bc.datasets:
-                res = load_dataset(src)
-                task = src.task or DATASET_SPECS[src.name].task
-                sets.append((src.name, task, res.samples, res.skipped))
+            sets += [(name, task, rows, []) for name, task, rows in benchmarks_from_samples(self._samples(up), "test")]
+        sets += [load_benchmark(src) for src in bc.datasets]
         return sets
 
     def _run_benchmark(self, d: Path, up: dict[str, StageResult]) -> _Outputs:
         import threading
 
-        from tatar_core.benchmarking import score_benchmark
-        from tatar_core.metrics import compute_metrics
+        from tatar_core.benchmarking import run_benchmark
         from tatar_core.report import format_table, write_report
         from tatar_core.scoring import Scorer
 
         bc = self.cfg.benchmark
         sets = self.benchmark_sets(up)
+        if not sets:
+            raise ValueError("benchmark: nothing to score (include_demo_test is off and benchmark.datasets is empty)")
         model_dir = up["grpo"].path("model")
         lock, scorers = threading.Lock(), {}
 
@@ -241,19 +235,18 @@ class Pipeline:
             with lock:  # one model per process, loaded once
                 if "s" not in scorers:
                     scorers["s"] = Scorer(model_dir, model_cfg=self.cfg.model, batch_size=bc.batch_size,
-                                          max_new_tokens=bc.max_new_tokens, readout=bc.readout)
+                                          max_new_tokens=bc.max_new_tokens, readout=bc.readout, device=bc.device)
                 return scorers["s"]
 
         def one(item):
             name, task, samples, skipped = item
-            preds = score_benchmark(name, task, samples, scorer(), max_items=bc.max_items)
-            metric = compute_metrics(name, task, preds, n_skipped=len(skipped), bootstrap=bc.bootstrap, seed=bc.seed)
-            return preds, metric, skipped
+            return run_benchmark(name, task, samples, scorer(), skipped=skipped, max_items=bc.max_items,
+                                 bootstrap=bc.bootstrap, seed=bc.seed)
 
-        results = self.mapper(one, sets)
-        preds = [p for r in results for p in r[0]]
-        metrics = [r[1] for r in results]
-        skipped = [s for r in results for s in r[2]]
+        outcomes = self.mapper(one, sets)
+        preds = [p for o in outcomes for p in o.predictions]
+        metrics = [o.metrics for o in outcomes]
+        skipped = [s for o in outcomes for s in o.skipped]
         write_records(preds, d / "predictions.parquet", PredictionRecord)
         write_records(metrics, d / "metrics.parquet", MetricRecord)
         write_records(skipped, d / "skipped.parquet", SkippedRecord)

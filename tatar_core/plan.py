@@ -32,9 +32,9 @@ def _launch(cfg: PipelineConfig, stage: str, pipe: Pipeline) -> str:
     launch = getattr(cfg, stage).launch
     if launch.mode == "inprocess":
         return "in-process (trl, this Python process)"
-    from tatar_core.launch import launch_command
+    from tatar_core.launch import launch_command, spec_path
 
-    return " ".join(launch_command(stage, launch, pipe.dir(stage) / "launch_spec.json"))
+    return " ".join(launch_command(stage, launch, spec_path(pipe.dir(stage))))
 
 
 def _batch(cfg: PipelineConfig, stage: str) -> str:

@@ -5,8 +5,8 @@
 - teacher: anything with `.teacher_id` and either `async agenerate(sample)` or sync `generate(sample)` (run in a
   thread pool). At most `concurrency` samples are in flight. Errors a teacher raises may carry `.attempts`;
   a teacher with `.redact(text)` has its error texts redacted before they are stored.
-- Finished rows are appended as shards to `out_dir/shards/` every `shard_size` rows, and at least every
-  `flush_every_s` seconds while rows are waiting, and at the end (also on Ctrl-C / cancellation). A hard kill
+- Finished rows are appended as shards to `out_dir/shards/` every `shard_size` rows, when the oldest unsaved
+  row has waited `flush_every_s` seconds, and at the end (also on Ctrl-C / cancellation). A hard kill
   loses only rows not yet in a shard.
 - Resume key = (sample_id, teacher_id): a rerun skips rows already in a shard. At the end it writes
   `out_dir/rationales.parquet` (exactly one row per sample that is done, in input order; duplicates left by a
@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from data_contracts.parquet_io import write_records
 from data_contracts.records import FailedRecord, RationaleRecord, SampleRecord
-from tatar_core.shards import ShardWriter, dedupe, read_shards
+from tatar_core.shards import ShardWriter, dedupe, read_shards, remove_stale_tmp
 
 RATIONALES_FILE = "rationales.parquet"
 FAILED_FILE = "failed.parquet"
@@ -77,6 +77,7 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
     samples = dedupe(samples, lambda s: s.sample_id)
     wanted = {s.sample_id for s in samples}
 
+    remove_stale_tmp(out_dir / SHARD_DIR)
     done: dict[str, RationaleRecord] = {}
     for r in read_shards(out_dir / SHARD_DIR, RationaleRecord):
         if r.teacher == teacher_id and r.sample_id in wanted and r.sample_id not in done:
@@ -113,19 +114,23 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
     bar = tqdm(total=len(samples), initial=n_resumed, desc="rationales", unit="row", disable=not progress,
                dynamic_ncols=True)
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
-    last_flush = time.monotonic()
+    oldest = 0.0  # when the oldest row in `buffer` finished
+
+    def flush():
+        nonlocal buffer
+        writer.write(buffer)
+        buffer = []
+
     try:
         for _ in range(len(todo)):
             while True:
-                wait_s = max(0.05, flush_every_s - (time.monotonic() - last_flush)) if buffer else 1.0
+                wait_s = max(0.05, flush_every_s - (time.monotonic() - oldest)) if buffer else 1.0
                 try:
                     res = await asyncio.wait_for(queue.get(), timeout=wait_s)
                     break
                 except asyncio.TimeoutError:
-                    if buffer and time.monotonic() - last_flush >= flush_every_s:  # rows waited long enough
-                        writer.write(buffer)
-                        buffer = []
-                        last_flush = time.monotonic()
+                    if buffer and time.monotonic() - oldest >= flush_every_s:  # rows waited long enough
+                        flush()
                     if queue.empty() and all(w.done() for w in workers):  # a worker died: surface its error
                         for w in workers:
                             if not w.cancelled() and w.exception() is not None:
@@ -135,13 +140,13 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
                 failed[res.sample_id] = res
                 bar.set_postfix(failed=len(failed), refresh=False)
             else:
+                if not buffer:
+                    oldest = time.monotonic()
                 buffer.append(res)
                 done[res.sample_id] = res
             bar.update(1)
-            if len(buffer) >= shard_size or (buffer and time.monotonic() - last_flush >= flush_every_s):
-                writer.write(buffer)
-                buffer = []
-                last_flush = time.monotonic()
+            if len(buffer) >= shard_size or (buffer and time.monotonic() - oldest >= flush_every_s):
+                flush()
     finally:
         writer.write(buffer)  # also on cancellation / Ctrl-C: keep what is finished
         for w in workers:

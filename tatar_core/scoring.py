@@ -20,11 +20,15 @@ written as digit tokens d_k with place values 10^{e_k} (e.g. "73.42" = 7·10¹ +
 where p_k is the model's next-token distribution at the step that wrote d_k, restricted to the vocabulary's
 digit tokens of the same length (softmax over those logits), conditioned on the greedy digits before it.
 Tokens that are not pure digits (".", a token mixing digits and other text) keep their greedy value.
+
+Thread safety: one Scorer may be shared by threads (a thread-pool task runner); batches are generated one at a time
+under a lock, because Qwen-VL models keep per-call state (`rope_deltas`) on the module during `generate`.
 """
 from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence, Union
@@ -103,6 +107,7 @@ class Scorer:
             self.stop_strings = [ANSWER_CLOSE]
             self.answer_close_id = None
         self.eos_ids = eos
+        self._lock = threading.Lock()
         self._digit_ids = None
         if readout == "expected":
             self._digit_ids, self._digit_text = self._digit_vocab()
@@ -163,7 +168,7 @@ class Scorer:
             kwargs["logits_processor"] = LogitsProcessorList([recorder])
         if self.stop_strings:
             kwargs["tokenizer"] = self.tokenizer
-        with torch.inference_mode():
+        with self._lock, torch.inference_mode():
             out = self.model.generate(**inputs, generation_config=self._gen_config(), **kwargs)
         new = out[:, inputs["input_ids"].shape[1]:].tolist()
         results = []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import SftConfig
@@ -56,29 +56,18 @@ def mixed_order(kept: Sequence[KeptRecord], cfg: SftConfig) -> list[KeptRecord]:
     return [index[k] for k in mixed["key"]]
 
 
-def build_sft_rows(kept: Sequence[KeptRecord], cfg: SftConfig, load_images: bool = True) -> tuple[list[dict], dict]:
-    """Training rows in mixed order, and counts {"rows_iqa", "rows_iaa", "dropped_iqa", "dropped_iaa"}."""
-    from tatar_core.modeling import load_image
-
+def build_sft_rows(kept: Sequence[KeptRecord], cfg: SftConfig) -> tuple[list[dict], dict]:
+    """Training rows in mixed order (image as a path), and counts {"rows_iqa", "rows_iaa", "dropped_iqa", ...}."""
     counts = {"rows_iqa": 0, "rows_iaa": 0, "dropped_iqa": 0, "dropped_iaa": 0}
     p = {"iqa": cfg.thought_dropout_iqa, "iaa": cfg.thought_dropout_iaa}
-    cache: dict[str, Any] = {}
     rows = []
     for r in mixed_order(kept, cfg):
         drop = drops_thought(cfg.seed, r.sample_id, p[r.task])
         target = make_target("", r.score) if drop else r.target
         counts[f"rows_{r.task}"] += 1
         counts[f"dropped_{r.task}"] += int(drop)
-        image = None
-        if load_images:
-            if r.image_path not in cache:
-                try:
-                    cache[r.image_path] = load_image(r.image_path)
-                except Exception as e:
-                    raise ValueError(f"sft: sample {r.sample_id}: cannot load image {r.image_path}: {e}") from e
-            image = cache[r.image_path]
         rows.append({
-            "images": [image], "prompt": prompt_messages(r.task), "completion": completion_message(target),
+            "image_path": r.image_path, "prompt": prompt_messages(r.task), "completion": completion_message(target),
             "task": r.task, "sample_id": r.sample_id,
         })
     return rows, counts
@@ -101,12 +90,13 @@ def _sft_args(cfg: SftConfig, out_dir: Path):
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,  # the non-deprecated name (trl defaults it on)
         bf16=cfg.bf16,
         max_length=None,
         completion_only_loss=True,
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=False,
         report_to="none",
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -131,15 +121,15 @@ def run_sft(kept: list[KeptRecord], model_path: Path, cfg: SftConfig, model_cfg:
 
 
 def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig, out_dir: Path) -> dict:
-    from datasets import Dataset
     from trl import SFTTrainer
 
     from tatar_core import launch
-    from tatar_core.modeling import load_model_and_processor
+    from tatar_core.modeling import image_dataset, load_model_and_processor
 
+    launch.apply_threads(cfg.launch)
     t0 = time.time()
     rows, counts = build_sft_rows(kept, cfg)
-    train = Dataset.from_list([{k: r[k] for k in ("images", "prompt", "completion")} for r in rows])
+    train = image_dataset(rows, ("prompt", "completion"))
     model, processor = load_model_and_processor(model_path, model_cfg, for_training=True)
     peft_config = None
     if cfg.use_lora:
@@ -153,7 +143,7 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final_dir = out_dir / "model"
-    _save_final(trainer, processor, final_dir, merge_lora=cfg.use_lora)
+    launch.save_final(trainer, processor, final_dir, merge_lora=cfg.use_lora)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = {
         "train_loss": float(output.training_loss),
@@ -169,21 +159,6 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     if trainer.accelerator.is_main_process and launch.is_launched_process():
         launch.write_result(out_dir, result)
     return result
-
-
-def _save_final(trainer, processor, final_dir: Path, merge_lora: bool = False) -> None:
-    """Save weights + processor to final_dir (every process calls it: ZeRO-3 gathers; LoRA merged first)."""
-    final_dir.mkdir(parents=True, exist_ok=True)
-    if merge_lora:
-        trainer.accelerator.wait_for_everyone()
-        if trainer.accelerator.is_main_process:
-            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(final_dir, safe_serialization=True)
-    else:
-        trainer.save_model(str(final_dir))
-    if trainer.accelerator.is_main_process:
-        processor.save_pretrained(final_dir)
-    trainer.accelerator.wait_for_everyone()
 
 
 __all__ = ["run_sft", "build_sft_rows", "mixed_order", "drops_thought"]

@@ -43,6 +43,26 @@ class ShardWriter:
         return path
 
 
+def remove_stale_tmp(shard_dir: Path | str) -> int:
+    """Delete half-written shard temp files (`.shard-….<pid>.tmp`) whose writing process is gone; returns the
+    number removed."""
+    d = Path(shard_dir)
+    n = 0
+    for p in (d.glob(".shard-*.tmp") if d.is_dir() else []):
+        try:
+            pid = int(p.name.rsplit(".", 2)[-2])
+            os.kill(pid, 0)  # still running: leave its file alone
+            if pid != os.getpid():
+                continue
+        except (ValueError, IndexError, ProcessLookupError):
+            pass
+        except PermissionError:  # exists, owned by someone else
+            continue
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 def shard_paths(shard_dir: Path | str) -> list[Path]:
     """The finished shards in `shard_dir`, oldest first (empty if the folder does not exist)."""
     d = Path(shard_dir)

@@ -3,19 +3,22 @@
 `build_tiny_model(out_dir, seed)` writes a normal `from_pretrained` folder:
 
 - weights: `Qwen2_5_VLForConditionalGeneration` with random init from `torch.manual_seed(seed)`
-  (text: hidden 64, 2 layers, 4 heads / 2 KV heads, head_dim 16, mrope_section [2, 3, 3];
-  vision: depth 2, hidden 64, patch 14, spatial merge 2, temporal patch 2, window 112), ≈0.6 M parameters.
-  Same seed -> byte-identical `model.safetensors`.
+  (text: hidden 128, 2 layers, 4 heads / 2 KV heads, head_dim 32, mrope_section [4, 6, 6];
+  vision: depth 2, hidden 64, patch 14, spatial merge 2, temporal patch 2, window 112), 1.34 M parameters.
+  Same seed -> byte-identical `model.safetensors`. Hidden 128 (not 64): measured on 32 synthetic rows, 120 SFT
+  steps at lr 3e-3 reach loss 0.12 and 32/32 well-formed answers, where hidden 64 stalls at 0.5 with broken numbers.
 - tokenizer: a byte-level BPE (vocab `VOCAB_SIZE`) trained on `tokenizer_corpus()`, a fixed text built from the
   project prompts, IQA/IAA vocabulary, common English and score numbers ("73.42"); Qwen2 pre-tokenizer regex
-  (digits split one by one). Special tokens are the Qwen ones; `<think>`, `</think>`, `<answer>`, `</answer>` are
-  added (non-special, so decoding with skip_special_tokens keeps them). eos `<|im_end|>`, pad `<|endoftext|>`,
-  the Qwen2-VL chat template. The tokenizer does not depend on the seed.
+  but digits grouped up to three ("73.42" -> "73" "." "42"). Special tokens are the Qwen ones; `<think>`,
+  `</think>`, `<answer>`, `</answer>` are added (non-special, so decoding with skip_special_tokens keeps them).
+  eos `<|im_end|>`, pad `<|endoftext|>`, left padding, the Qwen2-VL chat template (trl's copy). The tokenizer
+  does not depend on the seed; a ~130-word IAA answer is ~175 tokens.
 - processor: `ImageOnlyQwen2_5_VLProcessor` (no video processor, hence no torchvision) with the PIL Qwen2-VL image
   processor; 112×112 pixels max -> 16 image tokens per image.
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
 from pathlib import Path
@@ -29,21 +32,24 @@ QWEN_SPECIAL_TOKENS = (
     "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
 )
 EOS_TOKEN, PAD_TOKEN = "<|im_end|>", "<|endoftext|>"
-# Qwen2's pre-tokenizer split (contractions, letter runs, single digits, punctuation runs, whitespace).
-QWEN2_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+# Qwen2's pre-tokenizer split (contractions, letter runs, punctuation runs, whitespace), except that digits are
+# grouped up to three (Qwen splits them one by one): "73.42" -> "73" "." "42", a shape a tiny model learns quickly.
+PRETOKENIZE_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 PATCH, MERGE, TEMPORAL = 14, 2, 2
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 28 * 28, 112 * 112
 
 TEXT_CONFIG = dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
     max_position_embeddings=4096, rms_norm_eps=1e-6, use_sliding_window=False,
-    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
 )
 VISION_CONFIG = dict(
     depth=2, hidden_size=64, intermediate_size=128, num_heads=4, in_channels=3, patch_size=PATCH,
-    spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL, window_size=112, out_hidden_size=64,
+    spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL, window_size=112,
+    out_hidden_size=TEXT_CONFIG["hidden_size"],
     fullatt_block_indexes=[1], tokens_per_second=2,
 )
 
@@ -146,16 +152,14 @@ def tokenizer_corpus() -> list[str]:
     return lines
 
 
-def build_tokenizer():
-    """Train the byte-level BPE on `tokenizer_corpus()` and wrap it as a transformers fast tokenizer."""
+def train_bpe() -> str:
+    """Train the byte-level BPE on `tokenizer_corpus()` (≈5 s); returns the `tokenizers` JSON."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    from trl.chat_template_utils import qwen2_5_vl_chat_template
 
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = None
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.Split(Regex(PRETOKENIZE_SPLIT), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tok.decoder = decoders.ByteLevel()
@@ -168,8 +172,22 @@ def build_tokenizer():
     )
     tok.train_from_iterator(tokenizer_corpus(), trainer=trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in SPECIAL_TAGS])
+    return tok.to_str()
+
+
+@functools.lru_cache(maxsize=1)
+def _bpe_json() -> str:
+    return train_bpe()
+
+
+def build_tokenizer():
+    """The tiny model's tokenizer as a transformers fast tokenizer (BPE trained once per process, then cached)."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+    from trl.chat_template_utils import qwen2_5_vl_chat_template
+
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
+        tokenizer_object=Tokenizer.from_str(_bpe_json()),
         eos_token=EOS_TOKEN,
         pad_token=PAD_TOKEN,
         unk_token=None,
@@ -246,4 +264,4 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-__all__ = ["build_tiny_model", "build_tokenizer", "build_processor", "tokenizer_corpus", "VOCAB_SIZE"]
+__all__ = ["build_tiny_model", "build_tokenizer", "train_bpe", "build_processor", "tokenizer_corpus", "VOCAB_SIZE"]

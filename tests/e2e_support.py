@@ -25,7 +25,7 @@ TINY = {
     "grpo.max_steps": 2,
     "grpo.save_steps": 1,
     "grpo.num_generations": 2,
-    "grpo.prompts_per_step": 2,
+    "grpo.prompts_per_step": 4,
     "grpo.min_iaa_images_per_step": 2,
     "grpo.max_completion_length": 32,
     "benchmark.max_items": 6,
@@ -86,12 +86,16 @@ def descendants(pid: int) -> list[int]:
 
 
 def kill_tree(pid: int) -> None:
-    """SIGKILL a process and every descendant (the flow run process runs in its own session)."""
-    for p in [pid, *descendants(pid)]:
+    """SIGKILL a process and every descendant (the flow run process runs in its own session); wait until gone."""
+    from flows.services import _alive
+
+    pids = [pid, *descendants(pid)]
+    for p in pids:
         try:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    wait_for(lambda: not any(_alive(p) for p in pids), 30, f"processes {pids} to die")
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):

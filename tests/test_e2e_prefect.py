@@ -17,7 +17,7 @@ from data_contracts.records import (
 )
 from flows.services import Services
 from tatar_core.pipeline import Pipeline
-from tests.e2e_support import deployment_run, flow_run_logs, free_port, kill_tree, wait_for, write_config
+from e2e_support import deployment_run, flow_run_logs, free_port, kill_tree, wait_for, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -17,4 +17,5 @@ class BenchmarkConfig(Section):
     )
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% intervals (0 = off)")
     max_items: Optional[int] = Field(None, description="score at most this many images per benchmark")
-    seed: int = 0
+    seed: int = Field(0, description="bootstrap seed")
+    device: Optional[str] = Field(None, description="cpu | cuda | cuda:N (default: cuda when available)")

@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""Scoring speed: our `Scorer` vs a plain loop like the reference evaluation, on the same demo images.
+
+    .venv/bin/python scripts/bench_scorer.py --model runs/demo/<grpo or sft stage>/model [--n 64] [--batch-size 32]
+
+Builds the demo set (tatar_core.demo_data.build_demo_samples) in a temporary folder, takes a fixed subset of
+`--n` images (IQA and IAA, each scored with its own task) and scores them two ways:
+
+- ours: `Scorer(model, batch_size=B)`: images sorted by size, left padding, greedy, each sequence stops at
+  </answer>, the batch stops when all have;
+- reference-style: HF `generate` in input order, batch 4, greedy, max_new_tokens 256, no stop at </answer>
+  (eos only), then the same parser.
+
+Prints images/s for both, the ratio (target ≥ 3×), and how often the two agree on the parsed score. Model load
+and one warm-up batch are excluded from both timings; image decoding is included in both. The two run
+`--repeat` times alternately (other processes share the CPU); the fastest round of each counts.
+--model defaults to $TATAR_MODEL. Any trained checkpoint folder works (the demo pipeline's SFT/GRPO model; the
+test-suite `sft_checkpoint` recipe in tests/conftest.py gives a quick one).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def reference_loop(model, processor, paths: list[str], tasks: list[str], batch: int = 4, max_new_tokens: int = 256):
+    """The reference evaluation's loop: input order, fixed batch, greedy, eos-only stopping."""
+    import torch
+
+    from tatar_core.images import load_rgb
+    from tatar_core.modeling import chat_texts
+
+    processor.tokenizer.padding_side = "left"
+    out = []
+    for i in range(0, len(paths), batch):
+        ims = [load_rgb(p) for p in paths[i:i + batch]]
+        texts = chat_texts(processor, tasks[i:i + batch])
+        inputs = processor(text=texts, images=[[im] for im in ims], padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            gen = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        out += processor.batch_decode(gen[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=os.environ.get("TATAR_MODEL"), help="checkpoint folder (default $TATAR_MODEL)")
+    ap.add_argument("--n", type=int, default=64, help="number of demo images")
+    ap.add_argument("--batch-size", type=int, default=32, help="our Scorer's batch size")
+    ap.add_argument("--ref-batch", type=int, default=4, help="the reference loop's batch size")
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=3, help="timed rounds (alternating); the fastest counts")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = ap.parse_args(argv)
+    if not args.model or not (Path(args.model) / "config.json").is_file():
+        ap.error(f"--model must be a model folder with config.json (got {args.model!r})")
+
+    import torch
+
+    from data_contracts.config.samples import DemoDataConfig
+    from tatar_core.datasets import select_subset
+    from tatar_core.demo_data import build_demo_samples
+    from tatar_core.modeling import load_model_and_processor
+    from tatar_core.parsing import parse_answer
+    from tatar_core.scoring import Scorer, clamp_score
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench_scorer_") as tmp:
+        samples = build_demo_samples(DemoDataConfig(), Path(tmp))
+        samples = [samples[i] for i in select_subset([s.sample_id for s in samples], args.n)]
+        by_task = {t: [s for s in samples if s.task == t] for t in ("iqa", "iaa")}
+        print(f"{len(samples)} demo images: {len(by_task['iqa'])} iqa, {len(by_task['iaa'])} iaa; "
+              f"torch threads {torch.get_num_threads()}; model {args.model}")
+
+        scorer = Scorer(args.model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+        model, processor = load_model_and_processor(args.model)
+        model.eval()
+        scorer.score([samples[0].image_path], samples[0].task)  # warm-up
+        reference_loop(model, processor, [samples[0].image_path], [samples[0].task], 1, args.max_new_tokens)
+
+        def run_ours():
+            out = {}
+            for task, ss in by_task.items():
+                for s, r in zip(ss, scorer.score([s.image_path for s in ss], task)):
+                    out[s.sample_id] = r
+            return out
+
+        def run_ref():
+            out = {}
+            for task, ss in by_task.items():  # one benchmark (task) at a time, like the reference evaluation
+                texts = reference_loop(model, processor, [s.image_path for s in ss], [task] * len(ss),
+                                       args.ref_batch, args.max_new_tokens)
+                out.update({s.sample_id: t for s, t in zip(ss, texts)})
+            return out
+
+        times_ours, times_ref = [], []
+        for _ in range(args.repeat):  # alternate the two so that load from other processes hits both alike
+            t0 = time.perf_counter()
+            ours = run_ours()
+            times_ours.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ref_text = run_ref()
+            times_ref.append(time.perf_counter() - t0)
+        texts = [ref_text[s.sample_id] for s in samples]
+        t_ours, t_ref = min(times_ours), min(times_ref)
+
+    ref_scores = [parse_answer(t, lenient=True).score for t in texts]
+    agree = sum(1 for s, r in zip(samples, ref_scores)
+                if (r is None and ours[s.sample_id].score is None)
+                or (r is not None and ours[s.sample_id].score is not None
+                    and abs(clamp_score(r) - ours[s.sample_id].score) < 1e-6))
+    n = len(samples)
+    words_ours = sum(r.n_words for r in ours.values()) / n
+    words_ref = sum(len(t.split()) for t in texts) / n
+    print(f"ours      (batch {args.batch_size:>2}, stop at </answer>): {n / t_ours:8.2f} img/s  ({t_ours:.1f} s, "
+          f"{words_ours:.1f} words/completion, parsed {sum(r.score is not None for r in ours.values())}/{n})")
+    print(f"reference (batch {args.ref_batch:>2}, eos only)        : {n / t_ref:8.2f} img/s  ({t_ref:.1f} s, "
+          f"{words_ref:.1f} words/completion, parsed {sum(s is not None for s in ref_scores)}/{n})")
+    print(f"speed-up: {t_ref / t_ours:.2f}x (target >= 3x); same parsed score on {agree}/{n} images")
+    print("all rounds (s): ours " + " ".join(f"{t:.2f}" for t in times_ours)
+          + " | reference " + " ".join(f"{t:.2f}" for t in times_ref))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Filter teacher rationales: rule checks for every row, then (optionally) the LLM judge.
+
+- Rules (`tatar_core.judge_rules.rule_reasons`, with the image-exists check) run on every row.
+- The LLM judge (when `cfg.judge.enabled`) runs only on rows that pass every rule: a row that already failed
+  is rejected anyway, so judging it would only cost requests. Judge calls run concurrently (at most
+  `judge.endpoint.concurrency` in flight).
+- A row is kept when it has no reason; a rejected row lists every reason (rules and judge) in
+  `RejectedRecord.reasons`, and the judge's verdict JSON (if any) in `.judge`.
+- `reason_counts(rejected)` tallies rejections by task and reason code (the text before the detail).
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Optional, Sequence
+
+from tqdm.auto import tqdm
+
+from data_contracts.config.rationales import FilterConfig
+from data_contracts.records import KeptRecord, RationaleRecord, RejectedRecord, SampleRecord
+from tatar_core.secrets import SecretResolver
+
+
+def _rule_reasons(rec: RationaleRecord, cfg: FilterConfig) -> list[str]:
+    from tatar_core.judge_rules import rule_reasons
+
+    return list(rule_reasons(rec, cfg.rules, check_image=True))
+
+
+async def _judge_all(rows: list[tuple[int, RationaleRecord]], samples_by_id: dict[str, SampleRecord],
+                     cfg: FilterConfig, secret_resolver: Optional[SecretResolver], progress: bool) -> dict:
+    import asyncio
+
+    from tatar_core.judge_llm import LLMJudge
+    from tatar_core.judge_rules import covered_aspects
+
+    judge = LLMJudge(cfg.judge, secret_resolver=secret_resolver)
+    results: dict = {}
+    feed = iter(rows)
+    bar = tqdm(total=len(rows), desc="judge", unit="row", disable=not progress, dynamic_ncols=True)
+
+    async def worker():  # a fixed number of workers: images are encoded only for rows about to be sent
+        for i, rec in feed:
+            sample = samples_by_id.get(rec.sample_id)
+            covered = covered_aspects(rec.rationale) if rec.task == "iaa" else []
+            results[i] = await judge.ajudge(rec, sample, covered)
+            bar.update(1)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(cfg.judge.endpoint.concurrency, len(rows)) or 1)))
+    finally:
+        bar.close()
+    return results
+
+
+def filter_rationales(records: Sequence[RationaleRecord], samples_by_id: dict[str, SampleRecord], cfg: FilterConfig,
+                      secret_resolver: Optional[SecretResolver] = None,
+                      progress: bool = True) -> tuple[list[KeptRecord], list[RejectedRecord]]:
+    """(kept, rejected), each in input order; see the module docstring."""
+    from tatar_core.rationale_runner import run_coroutine
+
+    reasons = [_rule_reasons(r, cfg) for r in tqdm(records, desc="rules", unit="row", disable=not progress)]
+    verdicts: dict[int, str] = {}
+    if cfg.judge.enabled:
+        todo = [(i, r) for i, r in enumerate(records) if not reasons[i]]
+        if todo:
+            results = run_coroutine(lambda: _judge_all(todo, samples_by_id, cfg, secret_resolver, progress))
+            for i, res in results.items():
+                reasons[i] += res.reasons
+                verdicts[i] = res.verdict_json
+    kept, rejected = [], []
+    for i, r in enumerate(records):
+        base = r.model_dump()
+        if reasons[i]:
+            rejected.append(RejectedRecord(**base, reasons=reasons[i], judge=verdicts.get(i, "")))
+        else:
+            kept.append(KeptRecord(**base, judge=verdicts.get(i, "")))
+    return kept, rejected
+
+
+_JUDGE_CODE = re.compile(r"^judge:\s*([A-Za-z_]+)")
+
+
+def reason_code(reason: str) -> str:
+    """The countable part of a reason: "judge: <criterion>" for judge reasons, else the text before the first ':'
+    ("words: iqa 72 > 65" → "words")."""
+    m = _JUDGE_CODE.match(reason)
+    if m:
+        return f"judge: {m.group(1)}"
+    return reason.split(":", 1)[0].strip()
+
+
+def reason_counts(rejected: Sequence[RejectedRecord]) -> list[dict]:
+    """[{"task", "reason", "count"}, …] by task, most frequent first (a row counts once per distinct code)."""
+    c: Counter = Counter()
+    for r in rejected:
+        for code in {reason_code(x) for x in r.reasons}:
+            c[(r.task, code)] += 1
+    return [{"task": t, "reason": code, "count": n}
+            for (t, code), n in sorted(c.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1]))]

@@ -1,0 +1,21 @@
+"""scripts/bench_scorer.py runs end to end on a few demo images and prints both speeds and the ratio."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_scorer.py"
+
+
+@pytest.mark.slow
+def test_bench_scorer_script_prints_speeds(sft_checkpoint, capsys):
+    spec = importlib.util.spec_from_file_location("bench_scorer", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--model", str(sft_checkpoint), "--n", "8", "--batch-size", "8", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"ours .*\d+\.\d+ img/s", out) and re.search(r"reference .*\d+\.\d+ img/s", out)
+    assert re.search(r"speed-up: \d+\.\d+x", out) and "same parsed score on" in out
