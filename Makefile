@@ -37,7 +37,7 @@ down:
 demo: up
 	$(BIN)/tatar plan $(CONFIG)
 	@start=$$(date +%s); \
-	$(BIN)/prefect deployment run tatar/full -p config=$(CONFIG) --watch; rc=$$?; \
+	$(BIN)/prefect deployment run tatar/full -p config=$(CONFIG) --watch --watch-interval 1; rc=$$?; \
 	echo "Pipeline run took $$(( $$(date +%s) - start )) s"; \
 	$(BIN)/tatar summary $(CONFIG) --ui http://127.0.0.1:$(TATAR_PREFECT_PORT); exit $$rc
 

@@ -47,37 +47,37 @@ def _run(stage: str, config: str, overrides: Optional[dict[str, Any]]) -> dict:
     return {"stage": stage, "cached": result.cached, "dir": str(result.dir), "key": m.key, "rows": m.row_counts}
 
 
-@flow(name="tatar-samples", log_prints=True)
+@flow(name="tatar-samples")
 def samples(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
     """Build or load the images + scores (samples.parquet)."""
     return _run("samples", config, overrides)
 
 
-@flow(name="tatar-rationales", log_prints=True)
+@flow(name="tatar-rationales")
 def rationales(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
     """Teacher rationales for the train split (resumable shards)."""
     return _run("rationales", config, overrides)
 
 
-@flow(name="tatar-filtered", log_prints=True)
+@flow(name="tatar-filtered")
 def filtered(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
     """Rule checks (+ optional LLM judge): kept.parquet / rejected.parquet."""
     return _run("filtered", config, overrides)
 
 
-@flow(name="tatar-sft", log_prints=True)
+@flow(name="tatar-sft")
 def sft(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
     """Supervised fine-tuning on the kept rationales (trl SFTTrainer)."""
     return _run("sft", config, overrides)
 
 
-@flow(name="tatar-grpo", log_prints=True)
+@flow(name="tatar-grpo")
 def grpo(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
     """GRPO with the TATAR rewards (trl GRPOTrainer)."""
     return _run("grpo", config, overrides)
 
 
-@flow(name="tatar-benchmark", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="tatar-benchmark", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def benchmark(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> dict:
     """Score every benchmark (one task each) with the GRPO checkpoint; SRCC/PLCC and the report."""
     return _run("benchmark", config, overrides)
@@ -87,7 +87,7 @@ STAGE_FLOWS = {"samples": samples, "rationales": rationales, "filtered": filtere
                "benchmark": benchmark}
 
 
-@flow(name="tatar", log_prints=True)
+@flow(name="tatar")
 def tatar(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> list[dict]:
     """The whole pipeline; finished stages are reported as cached and skipped."""
     logger = get_run_logger()
