@@ -264,9 +264,10 @@ def run_grpo(train: list[SampleRecord], init_model_path: Path, cfg: GrpoConfig, 
 def _grpo_args(cfg: GrpoConfig, plan: BatchPlan, steps: int, out_dir: Path):
     from trl import GRPOConfig as TrlGRPOConfig
 
+    from tatar_core.launch import trainer_kwargs
+
     return TrlGRPOConfig(
-        output_dir=str(out_dir / "checkpoints"),
-        learning_rate=cfg.learning_rate,
+        **trainer_kwargs(cfg, out_dir),
         beta=cfg.beta,
         num_generations=cfg.num_generations,
         temperature=cfg.temperature,
@@ -281,21 +282,10 @@ def _grpo_args(cfg: GrpoConfig, plan: BatchPlan, steps: int, out_dir: Path):
         num_train_epochs=1,
         lr_scheduler_type="linear",
         warmup_steps=0,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        activation_checkpointing=cfg.gradient_checkpointing,  # the non-deprecated name (trl defaults it on)
-        bf16=cfg.bf16,
         reward_weights=[1.0, 1.0, 1.0],
-        remove_unused_columns=False,
         log_completions=False,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        report_to="none",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
     )
+
 
 
 def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelConfig, out_dir: Path) -> dict:

@@ -84,6 +84,26 @@ def save_final(trainer, processor, final_dir: Path, merge_lora: bool = False) ->
 
 
 # ---------------------------------------------------------------- launching
+def trainer_kwargs(cfg, out_dir: Path) -> dict[str, Any]:
+    """TrainingArguments shared by the SFT and GRPO trainers (checkpoints in out_dir/checkpoints, CPU-safe loaders)."""
+    return dict(
+        output_dir=str(Path(out_dir) / "checkpoints"),
+        learning_rate=cfg.learning_rate,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        activation_checkpointing=cfg.gradient_checkpointing,  # the non-deprecated name (trl defaults it on)
+        bf16=cfg.bf16,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+    )
+
+
 def is_launched_process() -> bool:
     return os.environ.get(LAUNCHED_ENV) == "1"
 

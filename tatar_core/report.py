@@ -42,14 +42,19 @@ def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def paper_row(benchmark: str) -> Optional[PaperRow]:
-    """The paper's row for a benchmark name (case/punctuation-insensitive, e.g. 'KonIQ-10k', 'FLICKR-AES')."""
+def paper_key(benchmark: str) -> Optional[str]:
+    """The PAPER_TABLE key of a benchmark name (case/punctuation-insensitive, e.g. 'KonIQ-10k', 'FLICKR-AES')."""
     key = _norm(benchmark)
-    for name, row in PAPER_TABLE.items():
+    for name in PAPER_TABLE:
         if _norm(name) == key:
-            return row
-    alias = _ALIASES.get(key)
-    return PAPER_TABLE.get(alias) if alias else None
+            return name
+    return _ALIASES.get(key)
+
+
+def paper_row(benchmark: str) -> Optional[PaperRow]:
+    """The paper's row for a benchmark name, or None."""
+    key = paper_key(benchmark)
+    return PAPER_TABLE.get(key) if key else None
 
 
 def paper_means() -> dict[str, dict[str, float]]:
@@ -157,7 +162,17 @@ def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
             lines.append(f"| {task} | {s['n_benchmarks']} | {_f(s['srcc'])} | {_f(s['plcc'])} | "
                          f"{_f(s['plcc_logistic'])} | {_f(100 * s['valid_fraction'], 0)}% | {_f(ps)} | {_f(pp)} | "
                          f"{_f(pm[task]['srcc'])} | {_f(pm[task]['plcc'])} |")
-    lines += ["", f"Paper numbers: {PAPER_SOURCE}. Blank = the paper has no such benchmark.", "", "## Scatter plots", ""]
+    ours = {paper_key(m.benchmark): m for m in ms}
+    lines += ["", "## The paper's Table 1 beside ours", "",
+              "| benchmark | task | paper SRCC | paper PLCC | our SRCC | our PLCC | our n |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for key, row in PAPER_TABLE.items():
+        m = ours.get(key)
+        lines.append(f"| {key} | {row.task} | {_f(row.srcc)} | {_f(row.plcc)} | {_f(m.srcc) if m else 'not run'} | "
+                     f"{_f(m.plcc) if m else 'not run'} | {m.n_valid if m else ''} |")
+    lines += ["", f"Paper numbers: {PAPER_SOURCE}. Blank = the paper has no such benchmark. "
+              "– = undefined: fewer than 3 valid predictions, or constant predictions (a model that gives every image "
+              "the same score has no rank correlation).", "", "## Scatter plots", ""]
     for m in ms:
         name = f"scatter_{_safe(m.benchmark)}.png"
         title = f"{m.benchmark} ({m.task}): SRCC {_f(m.srcc)}, PLCC {_f(m.plcc)}, n_valid {m.n_valid}"

@@ -2,7 +2,8 @@
 
 Scores image files (folders are searched recursively for image extensions) on 0–100, higher is better, and
 writes a CSV with the columns path,task,score,parse,n_words (score empty when the answer does not parse).
---model defaults to the environment variable TATAR_MODEL; one of the two is required.
+--model defaults to the environment variable TATAR_MODEL, then to the newest finished GRPO checkpoint under
+./runs (e.g. the one `make demo` trained).
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     ap.add_argument("--task", required=True, choices=("iqa", "iaa"), help="iqa = quality (fast), iaa = aesthetics")
-    ap.add_argument("--model", default=None, help=f"model folder (default: ${MODEL_ENV})")
+    ap.add_argument("--model", default=None,
+                    help=f"model folder (default: ${MODEL_ENV}, else the newest finished GRPO model under ./runs)")
     ap.add_argument("--out", default="results.csv", help="CSV to write (default: results.csv)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=256)
@@ -37,10 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def latest_trained_model(runs: Path = Path("runs")) -> Optional[Path]:
+    """The `model/` folder of the newest finished grpo stage under `runs/<name>/grpo/<key>/` (by manifest time)."""
+    manifests = sorted(runs.glob("*/grpo/*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    return manifests[-1].parent / "model" if manifests else None
+
+
 def _model_dir(arg: Optional[str]) -> Path:
-    value = arg or os.environ.get(MODEL_ENV)
+    value = arg or os.environ.get(MODEL_ENV) or latest_trained_model()
     if not value:
-        raise ScoreCliError(f"no model: pass --model DIR or set {MODEL_ENV}")
+        raise ScoreCliError(f"no model: pass --model DIR, set {MODEL_ENV}, or train one (make demo)")
     path = Path(value).expanduser()
     if not path.is_dir():
         raise ScoreCliError(f"model folder {path} does not exist")

@@ -76,30 +76,19 @@ def build_sft_rows(kept: Sequence[KeptRecord], cfg: SftConfig) -> tuple[list[dic
 def _sft_args(cfg: SftConfig, out_dir: Path):
     from trl import SFTConfig
 
+    from tatar_core.launch import trainer_kwargs
+
     return SFTConfig(
-        output_dir=str(out_dir / "checkpoints"),
-        learning_rate=cfg.learning_rate,
+        **trainer_kwargs(cfg, out_dir),
         num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        warmup_steps=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the total steps
         weight_decay=cfg.weight_decay,
         lr_scheduler_type=cfg.lr_scheduler_type,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        activation_checkpointing=cfg.gradient_checkpointing,  # the non-deprecated name (trl defaults it on)
-        bf16=cfg.bf16,
         max_length=None,
         completion_only_loss=True,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        report_to="none",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
         disable_tqdm=False,
     )
 

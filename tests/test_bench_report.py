@@ -130,3 +130,16 @@ def test_benchmarks_from_samples_groups_test_split_by_source(tmp_path):
     name, task, samples, _ = load_benchmark(DatasetSource(name="kadid", root=str(root), split="train", alias="kd"),
                                             progress=False)
     assert name == "kd" and samples == []  # refs 3 and 12 are both TATAR test refs: an explicit split is kept
+
+
+def test_report_puts_the_papers_table_beside_ours(tmp_path):
+    from tatar_core.report import PAPER_TABLE, write_report
+
+    m = MetricRecord(benchmark="KonIQ-10k", task="iqa", n=10, n_valid=10, n_skipped=0, srcc=0.5, plcc=0.25)
+    text = write_report([m], [], tmp_path).read_text()
+    section = text.split("## The paper's Table 1 beside ours")[1].split("##")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "benchmark" not in line]
+    assert len(rows) == len(PAPER_TABLE)
+    koniq = next(r for r in rows if r.startswith("| koniq "))
+    assert "0.941" in koniq and "0.942" in koniq and "0.500" in koniq and "0.250" in koniq
+    assert all("not run" in r for r in rows if not r.startswith("| koniq "))
