@@ -24,6 +24,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
+	grep -q "^# tatar:" $(BIN)/activate || $(BIN)/python -m flows.services env >> $(BIN)/activate
 	touch $@
 
 install: $(VENV)/.installed

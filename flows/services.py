@@ -19,6 +19,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 POOL = "tatar-local"
+ACTIVATE_MARKER = "# tatar: this project's local Prefect server (added by make install)"
 
 
 @dataclass
@@ -169,10 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         s.up()
     elif cmd == "down":
         s.down()
-    elif cmd == "env":  # shell exports, for `eval $(python -m flows.services env)`
+    elif cmd == "env":  # shell exports, for `eval $(python -m flows.services env)` and .venv/bin/activate
+        print(ACTIVATE_MARKER)
         for k in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "HF_HUB_OFFLINE",
                   "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "TATAR_PROJECT_DIR"):
-            print(f"export {k}={s.env()[k]}")
+            print(f"export {k}='{s.env()[k]}'")
     else:
         print(f"server: {'up at ' + s.ui_url if s.healthy() else 'down'}; worker pid: {s._read_pid('worker')}")
     return 0
