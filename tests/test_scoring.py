@@ -143,6 +143,7 @@ def test_tatar_score_cli_errors(tmp_path, capsys, monkeypatch):
     from tatar_core.score_cli import main
 
     monkeypatch.delenv("TATAR_MODEL", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./runs here: no trained model to fall back on
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.txt").write_text("x")
