@@ -45,7 +45,7 @@ class Services:
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_SERVER_API_HOST="127.0.0.1",
             PREFECT_SERVER_API_PORT=str(self.port),
-            PREFECT_WORKER_QUERY_SECONDS=os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "2"),
+            PREFECT_WORKER_QUERY_SECONDS=os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "1"),
             PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(self.home / "results"),
             PREFECT_LOGGING_LEVEL=os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
             TATAR_PROJECT_DIR=str(self.project),

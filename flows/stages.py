@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from data_contracts.config import STAGES, load_config
@@ -89,12 +90,18 @@ STAGE_FLOWS = {"samples": samples, "rationales": rationales, "filtered": filtere
 
 @flow(name="tatar")
 def tatar(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None) -> list[dict]:
-    """The whole pipeline; finished stages are reported as cached and skipped."""
+    """The whole pipeline. A stage whose folder is finished is reported as cached without starting its subflow."""
     logger = get_run_logger()
-    load_config(config, overrides)  # fail on a bad config before any stage starts
+    pipe = Pipeline(load_config(config, overrides), log=logger.info)  # a bad config fails here, before any stage
     results = []
     for stage in STAGES:
-        r = STAGE_FLOWS[stage](config=config, overrides=overrides)
+        m = pipe.manifest(stage)
+        if m is None:
+            r = STAGE_FLOWS[stage](config=config, overrides=overrides)
+        else:
+            r = {"stage": stage, "cached": True, "dir": str(pipe.dir(stage)), "key": m.key, "rows": m.row_counts}
         logger.info(f"{stage}: {'cached' if r['cached'] else 'ran'} -> {r['dir']}")
         results.append(r)
+    create_table_artifact([{"stage": r["stage"], "status": "cached" if r["cached"] else "ran", "folder": r["dir"]}
+                           for r in results], key="tatar-run", description="stages of this run")
     return results
