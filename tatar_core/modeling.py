@@ -12,11 +12,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from PIL import Image
 from transformers import AutoProcessor, ProcessorMixin, Qwen2_5_VLConfig
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 
 from data_contracts.config.model import EMBEDDED_MODEL, ModelConfig
+from tatar_core.images import as_rgb
 from tatar_core.prompts import completion_message, prompt_messages
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -145,22 +145,6 @@ def load_model_and_processor(path: Path | str, model_cfg: Optional[ModelConfig] 
     return model, processor
 
 
-def _as_rgb(image: Image.Image | str | Path) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    return load_image(image)
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """RGB image from a file (uses tatar_core.images.load_rgb when present: one place for image I/O)."""
-    try:
-        from tatar_core.images import load_rgb
-    except ImportError:  # pragma: no cover - images.py is written by another module owner
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    return load_rgb(path)
-
-
 def image_dataset(rows: Sequence[dict], columns: Sequence[str]):
     """A datasets.Dataset with `images` = [image] decoded lazily (RGB) from each row's image_path, plus `columns`.
 
@@ -199,7 +183,7 @@ def build_inputs(processor, images: Sequence[Any], tasks: Sequence[str], complet
         raise ValueError(f"build_inputs: {len(images)} images, {len(tasks)} tasks"
                          + (f", {len(completions)} completions" if completions is not None else ""))
     texts = chat_texts(processor, tasks, completions)
-    return processor(text=texts, images=[[_as_rgb(im)] for im in images], padding=True, return_tensors="pt")
+    return processor(text=texts, images=[[as_rgb(im)] for im in images], padding=True, return_tensors="pt")
 
 
 def generate(model, processor, images: Sequence[Any], tasks: Sequence[str], max_new_tokens: int = 256,
@@ -217,6 +201,6 @@ def generate(model, processor, images: Sequence[Any], tasks: Sequence[str], max_
 
 __all__ = [
     "ImageOnlyQwen2_5_VLProcessor", "register_processor", "resolve_model", "embedded_model_dir", "load_processor",
-    "load_model_and_processor", "set_pixel_range", "build_inputs", "chat_texts", "generate", "load_image",
+    "load_model_and_processor", "set_pixel_range", "build_inputs", "chat_texts", "generate",
     "image_dataset",
 ]

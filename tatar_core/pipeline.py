@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 from data_contracts import StageManifest, read_records, write_records
 from data_contracts.config import STAGES, PipelineConfig
 from data_contracts.records import (
-    FailedRecord, KeptRecord, MetricRecord, PredictionRecord, RationaleRecord, RejectedRecord, SampleRecord,
+    KeptRecord, MetricRecord, PredictionRecord, RationaleRecord, RejectedRecord, SampleRecord,
     SkippedRecord,
 )
 from tatar_core.stage_keys import STAGE_INPUTS, code_version, run_root, stage_config, stage_keys

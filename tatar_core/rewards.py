@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from data_contracts.config.rewards import RankRewardConfig, RewardWeights, ScoreRewardConfig
+from data_contracts.config.rewards import RankRewardConfig, ScoreRewardConfig
 from data_contracts.config.training import GrpoConfig
 from tatar_core.parsing import count_words, parse_strict
 

@@ -43,14 +43,19 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "rationales": (
         "tatar_core/rationale_runner.py", "tatar_core/shards.py", "tatar_core/teacher_offline.py",
         "tatar_core/measure.py", "tatar_core/teacher_openai.py", "tatar_core/teacher_prompts.py",
-        "tatar_core/rationale_text.py", "tatar_core/prompts.py",
+        "tatar_core/rationale_text.py", "tatar_core/openai_client.py", "tatar_core/secrets.py",
+        "tatar_core/images.py", "tatar_core/prompts.py",
     ),
-    "filtered": ("tatar_core/filtering.py", "tatar_core/judge_rules.py", "tatar_core/judge_llm.py", "tatar_core/parsing.py"),
-    "sft": ("tatar_core/sft.py", "tatar_core/modeling.py", "tatar_core/tiny_model.py", "tatar_core/prompts.py"),
+    "filtered": ("tatar_core/filtering.py", "tatar_core/judge_rules.py", "tatar_core/judge_llm.py",
+                 "tatar_core/teacher_prompts.py", "tatar_core/openai_client.py", "tatar_core/secrets.py",
+                 "tatar_core/images.py", "tatar_core/parsing.py"),
+    "sft": ("tatar_core/sft.py", "tatar_core/modeling.py", "tatar_core/tiny_model.py", "tatar_core/prompts.py",
+            "tatar_core/launch.py", "tatar_core/train_entry.py", "tatar_core/images.py"),
     "grpo": ("tatar_core/grpo.py", "tatar_core/rewards.py", "tatar_core/modeling.py", "tatar_core/prompts.py",
-             "tatar_core/parsing.py"),
+             "tatar_core/parsing.py", "tatar_core/launch.py", "tatar_core/train_entry.py", "tatar_core/images.py"),
     "benchmark": ("tatar_core/scoring.py", "tatar_core/metrics.py", "tatar_core/benchmarking.py", "tatar_core/report.py",
-                  "tatar_core/datasets.py", "tatar_core/parsing.py", "tatar_core/prompts.py", "tatar_core/modeling.py"),
+                  "tatar_core/datasets.py", "tatar_core/parsing.py", "tatar_core/prompts.py", "tatar_core/modeling.py",
+                  "tatar_core/images.py"),
 }
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

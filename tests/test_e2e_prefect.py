@@ -6,7 +6,6 @@ and manifest; (2) a rerun reports every stage cached; (3) an SFT change reruns s
 """
 from __future__ import annotations
 
-import signal
 
 import pytest
 

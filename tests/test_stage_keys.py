@@ -33,3 +33,11 @@ def test_stage_needs_finished_inputs(tmp_path):
     cfg = load_config("configs/demo.yaml", {"run_dir": str(tmp_path / "run")})
     with pytest.raises(StageNotReady, match="stage 'filtered' has not finished"):
         Pipeline(cfg, log=lambda _: None).run("sft")
+
+
+def test_every_stage_module_exists():
+    """A renamed module would silently drop out of the code version (and stale caches would be reused)."""
+    from tatar_core.stage_keys import PROJECT_ROOT, STAGE_MODULES, _SHARED
+
+    missing = [f for files in STAGE_MODULES.values() for f in (*files, *_SHARED) if not (PROJECT_ROOT / f).exists()]
+    assert missing == []
