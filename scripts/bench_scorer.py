@@ -4,14 +4,18 @@
     .venv/bin/python scripts/bench_scorer.py --model runs/demo/<grpo or sft stage>/model [--n 64] [--batch-size 32]
 
 Builds the demo set (tatar_core.demo_data.build_demo_samples) in a temporary folder, takes a fixed subset of
-`--n` images (IQA and IAA, each scored with its own task) and scores them two ways:
+`--n` images of its test split (IQA and IAA, each scored with its own task; no test image's rationale is in the
+checkpoint's draft corpus, which holds training targets) and scores them three ways:
 
-- ours: `Scorer(model, batch_size=B)`: images sorted by size, left padding, greedy, each sequence stops at
-  </answer>, the batch stops when all have;
+- ours: `Scorer(model, batch_size=B, draft_tokens=D)`: images sorted by size, left padding, greedy, each
+  sequence stops at </answer>, the batch stops when all have; speculative verification of D drafted tokens per
+  pass (drafts from the checkpoint's `draft_corpus.jsonl` and the completions so far);
+- ours without drafts: the same with draft_tokens=0 (one token per pass);
 - reference-style: HF `generate` in input order, batch 4, greedy, max_new_tokens 256, no stop at </answer>
   (eos only), then the same parser.
 
-Prints images/s for both, the ratio (target ≥ 3×), and how often the two agree on the parsed score. Model load
+Prints images/s for each, the ratios to the reference (target ≥ 3×), and how often ours and the reference
+agree on the parsed score. Model load
 and one warm-up batch are excluded from both timings; image decoding is included in both. The two run
 `--repeat` times alternately (other processes share the CPU); the fastest round of each counts.
 --model defaults to $TATAR_MODEL. Any trained checkpoint folder works (the demo pipeline's SFT/GRPO model; the
@@ -53,6 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=os.environ.get("TATAR_MODEL"), help="checkpoint folder (default $TATAR_MODEL)")
     ap.add_argument("--n", type=int, default=64, help="number of demo images")
     ap.add_argument("--batch-size", type=int, default=32, help="our Scorer's batch size")
+    ap.add_argument("--draft-tokens", type=int, default=6, help="our Scorer's draft tokens per pass")
     ap.add_argument("--ref-batch", type=int, default=4, help="the reference loop's batch size")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--repeat", type=int, default=3, help="timed rounds (alternating); the fastest counts")
@@ -66,6 +71,7 @@ def main(argv=None) -> int:
     from data_contracts.config.samples import DemoDataConfig
     from tatar_core.datasets import select_subset
     from tatar_core.demo_data import build_demo_samples
+    from tatar_core.draft_corpus import read_corpus
     from tatar_core.modeling import load_model_and_processor
     from tatar_core.parsing import parse_answer
     from tatar_core.scoring import Scorer, clamp_score
@@ -73,22 +79,27 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_scorer_") as tmp:
-        samples = build_demo_samples(DemoDataConfig(), Path(tmp))
+        samples = [s for s in build_demo_samples(DemoDataConfig(), Path(tmp)) if s.split == "test"]
         samples = [samples[i] for i in select_subset([s.sample_id for s in samples], args.n)]
         by_task = {t: [s for s in samples if s.task == t] for t in ("iqa", "iaa")}
         print(f"{len(samples)} demo images: {len(by_task['iqa'])} iqa, {len(by_task['iaa'])} iaa; "
               f"torch threads {torch.get_num_threads()}; model {args.model}")
 
-        scorer = Scorer(args.model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+        scorer = Scorer(args.model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                        draft_tokens=args.draft_tokens)
+        plain = Scorer(args.model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, draft_tokens=0)
         model, processor = load_model_and_processor(args.model)
         model.eval()
-        scorer.score([samples[0].image_path], samples[0].task)  # warm-up
+        corpus = read_corpus(Path(args.model))
+        print(f"draft corpus: {', '.join(f'{len(v)} {k}' for k, v in sorted(corpus.items())) or 'none'}")
+        for sc in (scorer, plain):  # warm-up
+            sc.score([samples[0].image_path], samples[0].task)
         reference_loop(model, processor, [samples[0].image_path], [samples[0].task], 1, args.max_new_tokens)
 
-        def run_ours():
+        def run_ours(sc):
             out = {}
-            for task, ss in by_task.items():
-                for s, r in zip(ss, scorer.score([s.image_path for s in ss], task)):
+            for task, ss in by_task.items():  # each call starts from the corpus alone (nothing kept between calls)
+                for s, r in zip(ss, sc.score([s.image_path for s in ss], task)):
                     out[s.sample_id] = r
             return out
 
@@ -100,16 +111,19 @@ def main(argv=None) -> int:
                 out.update({s.sample_id: t for s, t in zip(ss, texts)})
             return out
 
-        times_ours, times_ref = [], []
-        for _ in range(args.repeat):  # alternate the two so that load from other processes hits both alike
+        times_ours, times_plain, times_ref = [], [], []
+        for _ in range(args.repeat):  # alternate so that load from other processes hits all alike
             t0 = time.perf_counter()
-            ours = run_ours()
+            ours = run_ours(scorer)
             times_ours.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            ours_plain = run_ours(plain)
+            times_plain.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             ref_text = run_ref()
             times_ref.append(time.perf_counter() - t0)
         texts = [ref_text[s.sample_id] for s in samples]
-        t_ours, t_ref = min(times_ours), min(times_ref)
+        t_ours, t_plain, t_ref = min(times_ours), min(times_plain), min(times_ref)
 
     ref_scores = [parse_answer(t, lenient=True).score for t in texts]
     agree = sum(1 for s, r in zip(samples, ref_scores)
@@ -117,14 +131,20 @@ def main(argv=None) -> int:
                 or (r is not None and ours[s.sample_id].score is not None
                     and abs(clamp_score(r) - ours[s.sample_id].score) < 1e-6))
     n = len(samples)
+    same_plain = sum(ours[k].completion == ours_plain[k].completion for k in ours)
     words_ours = sum(r.n_words for r in ours.values()) / n
     words_ref = sum(len(t.split()) for t in texts) / n
-    print(f"ours      (batch {args.batch_size:>2}, stop at </answer>): {n / t_ours:8.2f} img/s  ({t_ours:.1f} s, "
-          f"{words_ours:.1f} words/completion, parsed {sum(r.score is not None for r in ours.values())}/{n})")
-    print(f"reference (batch {args.ref_batch:>2}, eos only)        : {n / t_ref:8.2f} img/s  ({t_ref:.1f} s, "
-          f"{words_ref:.1f} words/completion, parsed {sum(s is not None for s in ref_scores)}/{n})")
-    print(f"speed-up: {t_ref / t_ours:.2f}x (target >= 3x); same parsed score on {agree}/{n} images")
+    print(f"ours      (batch {args.batch_size:>2}, stop at </answer>, {args.draft_tokens} draft tokens): "
+          f"{n / t_ours:8.2f} img/s  ({t_ours:.2f} s, {words_ours:.1f} words/completion, "
+          f"parsed {sum(r.score is not None for r in ours.values())}/{n})")
+    print(f"ours      (batch {args.batch_size:>2}, stop at </answer>, no drafts)     : {n / t_plain:8.2f} img/s  "
+          f"({t_plain:.2f} s; same completions as with drafts on {same_plain}/{n})")
+    print(f"reference (batch {args.ref_batch:>2}, eos only)                         : {n / t_ref:8.2f} img/s  "
+          f"({t_ref:.2f} s, {words_ref:.1f} words/completion, parsed {sum(s is not None for s in ref_scores)}/{n})")
+    print(f"speed-up: {t_ref / t_ours:.2f}x (target >= 3x); without drafts {t_ref / t_plain:.2f}x; "
+          f"same parsed score as the reference on {agree}/{n} images")
     print("all rounds (s): ours " + " ".join(f"{t:.2f}" for t in times_ours)
+          + " | no drafts " + " ".join(f"{t:.2f}" for t in times_plain)
           + " | reference " + " ".join(f"{t:.2f}" for t in times_ref))
     return 0
 

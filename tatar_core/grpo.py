@@ -291,7 +291,7 @@ def _grpo_args(cfg: GrpoConfig, plan: BatchPlan, steps: int, out_dir: Path):
 def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelConfig, out_dir: Path) -> dict:
     from trl import GRPOTrainer
 
-    from tatar_core import launch
+    from tatar_core import draft_corpus, launch
     from tatar_core.modeling import image_dataset, load_model_and_processor
     from tatar_core.rewards import RewardStats, make_reward_funcs
 
@@ -320,6 +320,8 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final_dir = out_dir / "model"
     launch.save_final(trainer, processor, final_dir)
+    if state.is_main_process:
+        draft_corpus.copy_corpus(model_path, final_dir)
     result = {
         "steps": int(trainer.state.global_step),
         "resumed_from_step": launch.checkpoint_step(resume),

@@ -235,7 +235,8 @@ class Pipeline:
             with lock:  # one model per process, loaded once
                 if "s" not in scorers:
                     scorers["s"] = Scorer(model_dir, model_cfg=self.cfg.model, batch_size=bc.batch_size,
-                                          max_new_tokens=bc.max_new_tokens, readout=bc.readout, device=bc.device)
+                                          max_new_tokens=bc.max_new_tokens, readout=bc.readout, device=bc.device,
+                                          draft_tokens=bc.draft_tokens)
                 return scorers["s"]
 
         def one(item):

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="results.csv", help="CSV to write (default: results.csv)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--draft-tokens", type=int, default=6,
+                    help="speculative decoding: drafted tokens checked per pass (0 = off); same scores either way")
     ap.add_argument("--readout", choices=("greedy", "expected"), default="greedy")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     return ap
@@ -94,8 +96,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     from tatar_core.images import ImageLoadError, load_rgb
     from tatar_core.scoring import Scorer
 
-    scorer = Scorer(model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, readout=args.readout,
-                    device=args.device)
+    try:
+        scorer = Scorer(model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, readout=args.readout,
+                        device=args.device, draft_tokens=args.draft_tokens)
+    except ValueError as e:
+        print(f"tatar score: error: {e}", file=sys.stderr)
+        return 2
     ok, images, bad = [], [], []
     for f in files:
         try:

@@ -5,9 +5,12 @@
 - the model and processor are loaded once; prompts come from `tatar_core.prompts` (via `modeling.chat_texts`);
 - images are sorted by pixel count so that a batch holds images of similar size (similar prompt length,
   little padding); results come back in input order;
-- LEFT padding; each sequence stops at `</answer>` (or eos) and the batch stops when all sequences have;
-  greedy = argmax every step (do_sample off, repetition penalty 1, no sampling warpers), under
-  `torch.inference_mode()`;
+- LEFT padding; greedy = argmax every step (no sampling, no repetition penalty), under
+  `torch.inference_mode()`; each sequence stops at `</answer>` (or eos) and the batch stops when all have;
+- speculative verification (`tatar_core.speculative`, `draft_tokens` > 0): each pass checks up to
+  `draft_tokens` drafted tokens per row and keeps those equal to the model's own greedy choice, so the
+  completions are the greedy ones in fewer passes. Drafts are looked up in the checkpoint's training
+  targets (`draft_corpus.jsonl`, if the folder has one) and in this call's completions so far;
 - the completion is parsed with the shared parser: strict first, then the lenient fallback (status
   "lenient", counted in the metrics); a completion neither parses is "failed" with score None — never a
   default score. Parsed scores are clamped to [0, 100].
@@ -36,13 +39,16 @@ from typing import Literal, Optional, Sequence, Union
 from PIL import Image
 
 from data_contracts.config.model import ModelConfig
+from tatar_core import draft_corpus
 from tatar_core.parsing import NUMBER, count_words, parse_answer
 from tatar_core.prompts import ANSWER_CLOSE, ANSWER_OPEN
 from tatar_core.scales import SCORE_MAX, SCORE_MIN
+from tatar_core.speculative import NgramIndex, greedy_decode
 
 ImageInput = Union[str, Path, Image.Image]
 Readout = Literal["greedy", "expected"]
 _NUM_RE = re.compile(NUMBER)
+NGRAM_MAX = 4  # drafts follow matches of the last 1..NGRAM_MAX tokens
 
 
 @dataclass(frozen=True)
@@ -57,35 +63,27 @@ def clamp_score(x: float) -> float:
     return min(SCORE_MAX, max(SCORE_MIN, float(x)))
 
 
-class _DigitRecorder:
-    """LogitsProcessor that keeps, per step, the logits of the vocabulary's digit tokens (for the expected readout)."""
-
-    def __init__(self, ids):
-        self.ids = ids
-        self.steps = []
-
-    def __call__(self, input_ids, scores):
-        self.steps.append(scores[:, self.ids].float().cpu())
-        return scores
-
-
 class Scorer:
     """Load a checkpoint once; `score(images, task)` -> one `ScoreResult` per image, in input order."""
 
     def __init__(self, model_path: Union[str, Path], model_cfg: Optional[ModelConfig] = None, batch_size: int = 8,
-                 max_new_tokens: int = 256, readout: Readout = "greedy", device: Optional[str] = None):
+                 max_new_tokens: int = 256, readout: Readout = "greedy", device: Optional[str] = None,
+                 draft_tokens: int = 6):
         import torch
 
         from tatar_core.modeling import load_model_and_processor
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        if draft_tokens < 0:
+            raise ValueError(f"draft_tokens must be ≥ 0, got {draft_tokens}")
         if readout not in ("greedy", "expected"):
             raise ValueError(f"readout must be 'greedy' or 'expected', got {readout!r}")
         self.model_path = Path(model_path)
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.readout = readout
+        self.draft_tokens = draft_tokens
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model, self.processor = load_model_and_processor(self.model_path, model_cfg, for_training=False)
         self.model.to(self.device).eval()
@@ -99,14 +97,11 @@ class Scorer:
             eos.append(tok.eos_token_id)
         self.end_ids = set(eos) | ({self.pad_id} if self.pad_id is not None else set())
         close = tok.encode(ANSWER_CLOSE, add_special_tokens=False)
-        self.stop_strings = None
-        if len(close) == 1:  # `</answer>` is one token: stop on it like on eos
-            eos.append(close[0])
-            self.answer_close_id = close[0]
-        else:  # several tokens: a stop-string criterion ends each sequence at `</answer>`
-            self.stop_strings = [ANSWER_CLOSE]
-            self.answer_close_id = None
-        self.eos_ids = eos
+        self.answer_close_id = close[0] if len(close) == 1 else None
+        self.stop_ids = self.end_ids | ({self.answer_close_id} if self.answer_close_id is not None else set())
+        self.stop_seqs = [close] if len(close) > 1 else []  # `</answer>` is several tokens: stop on the sequence
+        self._corpus = draft_corpus.read_corpus(self.model_path) if draft_tokens else {}
+        self._indexes: dict[str, NgramIndex] = {}  # task -> index of the corpus
         self._lock = threading.Lock()
         self._digit_ids = None
         if readout == "expected":
@@ -125,8 +120,9 @@ class Scorer:
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         from tqdm import tqdm
 
+        index = self._draft_index(task) if self.draft_tokens else None  # the corpus, then this call's completions
         for batch in tqdm(batches, desc=f"score {task}", unit="batch", disable=not progress):
-            for i, r in zip(batch, self._score_batch([pil[i] for i in batch], task)):
+            for i, r in zip(batch, self._score_batch([pil[i] for i in batch], task, index)):
                 results[i] = r
         return results  # type: ignore[return-value]
 
@@ -144,41 +140,39 @@ class Scorer:
             raise ValueError(f"{self.model_path}: the tokenizer has no digit tokens; readout='expected' needs them")
         return torch.tensor(ids), text
 
-    def _gen_config(self):
-        from transformers import GenerationConfig
+    def _draft_index(self, task: str) -> NgramIndex:
+        """A fresh copy of the corpus index for `task`; each corpus text follows the prompt's last tokens."""
+        from tatar_core.modeling import chat_texts
 
-        return GenerationConfig(
-            max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1, repetition_penalty=1.0,
-            temperature=None, top_p=None, top_k=None, eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
-            stop_strings=self.stop_strings, use_cache=True,
-        )
+        if task not in self._indexes:
+            tail = self.tokenizer.encode(chat_texts(self.processor, [task])[0], add_special_tokens=False)[-NGRAM_MAX:]
+            idx = NgramIndex(max_n=NGRAM_MAX)
+            for text in self._corpus.get(task, []):
+                idx.add(tail + self.tokenizer.encode(text, add_special_tokens=False))
+            self._indexes[task] = idx
+        return self._indexes[task].copy()
 
-    def _score_batch(self, images: list[Image.Image], task: str) -> list[ScoreResult]:
+    def _score_batch(self, images: list[Image.Image], task: str, index: Optional[NgramIndex]) -> list[ScoreResult]:
         import torch
-        from transformers import LogitsProcessorList
 
         from tatar_core.modeling import chat_texts
 
         texts = chat_texts(self.processor, [task] * len(images))
         inputs = self.processor(text=texts, images=[[im] for im in images], padding=True, return_tensors="pt").to(self.device)
-        kwargs = {}
-        recorder = None
-        if self.readout == "expected":
-            recorder = _DigitRecorder(self._digit_ids.to(self.device))
-            kwargs["logits_processor"] = LogitsProcessorList([recorder])
-        if self.stop_strings:
-            kwargs["tokenizer"] = self.tokenizer
         with self._lock, torch.inference_mode():
-            out = self.model.generate(**inputs, generation_config=self._gen_config(), **kwargs)
-        new = out[:, inputs["input_ids"].shape[1]:].tolist()
+            decoded = greedy_decode(
+                self.model, inputs, max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids, pad_id=self.pad_id,
+                stop_seqs=self.stop_seqs, index=index, draft_tokens=self.draft_tokens,
+                record_ids=self._digit_ids.to(self.device) if self._digit_ids is not None else None,
+            )
         results = []
-        for row, ids in enumerate(new):
+        for row, ids in enumerate(decoded.tokens):
             ids = self._trim(ids)
             completion = self.tokenizer.decode(ids, skip_special_tokens=True)
             parsed = parse_answer(completion, lenient=True)
             score = parsed.score
-            if score is not None and recorder is not None:
-                score = self._expected(ids, score, recorder, row)
+            if score is not None and decoded.digit_logits is not None:
+                score = self._expected(ids, score, decoded.digit_logits[row])
             if score is not None:
                 score = clamp_score(score) if math.isfinite(score) else None
             status = parsed.status if score is not None else "failed"
@@ -197,7 +191,7 @@ class Scorer:
             out.append(t)
         return out
 
-    def _expected(self, ids: list[int], greedy: float, recorder: _DigitRecorder, row: int) -> float:
+    def _expected(self, ids: list[int], greedy: float, digit_logits: list) -> float:
         """Probability-weighted answer (module docstring); the greedy value where the digits can't be located."""
         import torch
 
@@ -222,12 +216,12 @@ class Scorer:
             if e <= a or s >= a + len(num) or not (piece.isascii() and piece.isdigit()):
                 continue
             i, j = s - a, e - a  # digits num[i:j]
-            if i < 0 or j > len(num) or k >= len(recorder.steps):
+            if i < 0 or j > len(num) or k >= len(digit_logits):
                 continue
             last = j - 1
             exp = (dp - 1 - last) if last < dp else -(last - dp)
             cands = [c for c, t in enumerate(self._digit_text) if len(t) == len(piece)]
-            logits = recorder.steps[k][row, cands]
+            logits = digit_logits[k][cands]
             p = torch.softmax(logits, dim=0)
             vals = torch.tensor([float(self._digit_text[c]) for c in cands])
             value += (10.0 ** exp) * (float((p * vals).sum()) - float(piece))

@@ -112,7 +112,7 @@ def run_sft(kept: list[KeptRecord], model_path: Path, cfg: SftConfig, model_cfg:
 def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig, out_dir: Path) -> dict:
     from trl import SFTTrainer
 
-    from tatar_core import launch
+    from tatar_core import draft_corpus, launch
     from tatar_core.modeling import image_dataset, load_model_and_processor
 
     launch.apply_threads(cfg.launch)
@@ -133,6 +133,9 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final_dir = out_dir / "model"
     launch.save_final(trainer, processor, final_dir, merge_lora=cfg.use_lora)
+    if trainer.accelerator.is_main_process:  # the scorer drafts from the training targets
+        draft_corpus.write_corpus(final_dir, [(r["sample_id"], r["task"], r["completion"][0]["content"][0]["text"])
+                                              for r in rows])
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = {
         "train_loss": float(output.training_loss),

@@ -50,12 +50,13 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
                  "tatar_core/teacher_prompts.py", "tatar_core/openai_client.py", "tatar_core/secrets.py",
                  "tatar_core/images.py", "tatar_core/parsing.py"),
     "sft": ("tatar_core/sft.py", "tatar_core/modeling.py", "tatar_core/tiny_model.py", "tatar_core/prompts.py",
-            "tatar_core/launch.py", "tatar_core/train_entry.py", "tatar_core/images.py"),
+            "tatar_core/launch.py", "tatar_core/train_entry.py", "tatar_core/images.py", "tatar_core/draft_corpus.py"),
     "grpo": ("tatar_core/grpo.py", "tatar_core/rewards.py", "tatar_core/modeling.py", "tatar_core/prompts.py",
-             "tatar_core/parsing.py", "tatar_core/launch.py", "tatar_core/train_entry.py", "tatar_core/images.py"),
+             "tatar_core/parsing.py", "tatar_core/launch.py", "tatar_core/train_entry.py", "tatar_core/images.py",
+             "tatar_core/draft_corpus.py"),
     "benchmark": ("tatar_core/scoring.py", "tatar_core/metrics.py", "tatar_core/benchmarking.py", "tatar_core/report.py",
                   "tatar_core/datasets.py", "tatar_core/parsing.py", "tatar_core/prompts.py", "tatar_core/modeling.py",
-                  "tatar_core/images.py"),
+                  "tatar_core/images.py", "tatar_core/speculative.py", "tatar_core/draft_corpus.py"),
 }
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

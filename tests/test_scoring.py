@@ -166,17 +166,17 @@ def test_tatar_score_cli_errors(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_stop_string_path_for_multi_token_answer_close(sft_checkpoint, sft_scorers):
-    """Real Qwen tokenizers split `</answer>` into several tokens: the stop-string criterion must end each sequence
-    at the same place as the single-token eos path does."""
+def test_stop_sequence_path_for_multi_token_answer_close(sft_checkpoint, sft_scorers):
+    """Real Qwen tokenizers split `</answer>` into several tokens: the stop-sequence path must end each sequence
+    at the same place as the single-token stop id does (the sequence logic itself: tests/test_speculative.py)."""
     from tatar_core.scoring import Scorer
 
     s = Scorer(sft_checkpoint, batch_size=8)
     close_id = s.answer_close_id
-    assert close_id is not None and close_id in s.eos_ids  # the tiny tokenizer: one token
-    s.eos_ids = [i for i in s.eos_ids if i != close_id]
+    assert close_id is not None and close_id in s.stop_ids and not s.stop_seqs  # the tiny tokenizer: one token
+    s.stop_ids = s.stop_ids - {close_id}
     s.answer_close_id = None
-    s.stop_strings = ["</answer>"]
+    s.stop_seqs = [[close_id]]
     images = _images(6, seed=7)
     a = s.score(images, "iqa")
     b = sft_scorers[8].score(images, "iqa")

@@ -12,6 +12,10 @@ class BenchmarkConfig(Section):
     datasets: list[DatasetSource] = Field([], description="benchmarks in their native formats (split=test)")
     batch_size: int = Field(8, ge=1)
     max_new_tokens: int = 256
+    draft_tokens: int = Field(
+        6, ge=0, description="speculative decoding: drafted tokens checked per pass (0 = one token per pass); "
+        "the completions are the greedy ones either way",
+    )
     readout: Literal["greedy", "expected"] = Field(
         "greedy", description="expected = probability-weighted score from the answer tokens"
     )

@@ -1,0 +1,202 @@
+"""Batched greedy decoding with retrieval-drafted speculation: the greedy tokens, in fewer forward passes.
+
+Every step feeds each row its pending token (the last one chosen, not yet in the KV cache) plus up to k draft
+tokens. One forward pass gives the greedy (argmax) token after each of those positions; row i keeps the
+longest draft prefix d_1..d_a with d_j = argmax after d_{j-1}, then the model's own next token, so a step
+emits 1 ≤ a + 1 ≤ k + 1 tokens, all equal to what one-token-at-a-time greedy decoding chooses (up to
+floating-point ties). With no drafts (k = 0) it is plain greedy decoding, one token per pass.
+
+Drafts come from an n-gram index (retrieval / prompt-lookup drafting): the k tokens that followed the most
+recent earlier occurrence of the row's last n tokens, n = `max_n`..1, in the indexed texts — a corpus (the
+checkpoint's training targets, `draft_corpus`), the rows of earlier batches and every row of this batch,
+its own text included. A per-step cost that barely depends on the tokens fed (small models, or memory-bound
+GPUs) makes each accepted draft token nearly free.
+
+Cache layout: all rows share one rectangular KV cache; each step appends 1 + K positions to every row
+(K = the longest draft this step) and then masks (attention mask 0) the positions of rejected drafts.
+Rotary positions are tracked per row (prompt length + the model's `rope_deltas` for Qwen-VL mrope), so a
+masked hole shifts nothing. Rows that reach a stop token or `max_new_tokens` are done; the batch ends when
+all are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import torch
+
+
+class NgramIndex:
+    """n-gram -> where its most recent continuation starts: `(source list, position)`; n = 1..max_n.
+
+    Sources are token lists that may keep growing (a row being decoded); `add(seq, start)` indexes the
+    n-grams whose continuation begins at positions ≥ start. A later occurrence replaces an earlier one.
+    """
+
+    def __init__(self, max_n: int = 4):
+        self.max_n = max_n
+        self.table: dict[tuple[int, ...], tuple[list[int], int]] = {}
+
+    def copy(self) -> "NgramIndex":
+        new = NgramIndex(self.max_n)
+        new.table = dict(self.table)
+        return new
+
+    def add(self, seq: list[int], start: int = 0) -> None:
+        table, max_n = self.table, self.max_n
+        for q in range(max(start, 1), len(seq)):
+            for n in range(1, min(max_n, q) + 1):
+                table[tuple(seq[q - n:q])] = (seq, q)
+
+    def draft(self, seq: Sequence[int], k: int) -> list[int]:
+        """Up to k tokens that followed the longest (n ≤ max_n) suffix of seq seen before; [] if none."""
+        for n in range(min(self.max_n, len(seq)), 0, -1):
+            hit = self.table.get(tuple(seq[-n:]))
+            if hit is not None:
+                src, q = hit
+                cont = src[q:q + k]
+                if cont:
+                    return cont
+        return []
+
+
+@dataclass
+class Decoded:
+    tokens: list[list[int]]  # per row: the generated ids, up to and including the stop token
+    forwards: int  # decoding forward passes after the prefill
+    digit_logits: Optional[list[list[torch.Tensor]]] = field(default=None)  # per row, per token: logits[record_ids]
+
+
+def _stop_at(before: list[int], new: list[int], stop_ids: set[int], stop_seqs: Sequence[list[int]]) -> Optional[int]:
+    """Index in `new` of the token that ends the completion (a stop id, or the last token of a stop sequence)."""
+    for j, t in enumerate(new):
+        if t in stop_ids:
+            return j
+        for s in stop_seqs:
+            if t == s[-1] and (before + new[:j + 1])[-len(s):] == s:
+                return j
+    return None
+
+
+def _compact(cache, mask: torch.Tensor) -> torch.Tensor:
+    """Drop the masked cache positions (rows right-aligned, shorter rows left-padded); returns the new mask.
+
+    Only for caches whose layers are plain `DynamicLayer`s; others are left as they are.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer or layer.keys is None for layer in layers):
+        return mask
+    valid = mask.bool()
+    width = int(valid.sum(-1).max())
+    idx = torch.sort(valid.to(torch.int8), dim=1, stable=True).indices[:, mask.shape[1] - width:]  # valid columns last
+    for layer in layers:
+        i = idx[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
+        layer.keys, layer.values = torch.gather(layer.keys, 2, i), torch.gather(layer.values, 2, i)
+    return torch.gather(mask, 1, idx)
+
+
+def _prepared_mask(model):
+    """A function (2-D mask, query width) -> the mask to pass: a ready 4-D additive mask for the text model's
+    full-attention layers under sdpa/eager (skips transformers' per-call mask building), else the 2-D mask."""
+    cfg = getattr(model.config, "text_config", model.config)
+    layers = set(getattr(cfg, "layer_types", None) or ["?"])
+    if layers != {"full_attention"} or getattr(cfg, "_attn_implementation", None) not in ("sdpa", "eager"):
+        return lambda mask, width: mask
+    dtype = model.dtype
+
+    def build(mask: torch.Tensor, width: int):
+        total = mask.shape[1]
+        kv = torch.arange(total, device=mask.device)
+        q = torch.arange(total - width, total, device=mask.device)
+        allowed = (kv[None, :] <= q[:, None])[None, None] & mask.bool()[:, None, None, :]
+        additive = torch.zeros(allowed.shape, dtype=dtype, device=mask.device)
+        return {"full_attention": additive.masked_fill_(~allowed, torch.finfo(dtype).min)}
+
+    return build
+
+
+def greedy_decode(model, inputs: dict, *, max_new_tokens: int, stop_ids: set[int], pad_id: int,
+                  stop_seqs: Sequence[list[int]] = (), index: Optional[NgramIndex] = None, draft_tokens: int = 0,
+                  record_ids: Optional[torch.Tensor] = None) -> Decoded:
+    """Greedy completions for a left-padded batch `inputs` (processor output, on the model's device).
+
+    stop_ids / stop_seqs: a row is done after a stop token or a stop token sequence (kept in its tokens).
+    index: drafts come from it; the rows' texts (their prompt's last `index.max_n` tokens + generated ids)
+    are added to it as they grow, so it holds this batch's completions afterwards.
+    record_ids: token ids whose logits are kept for every generated token (the expected-score readout).
+    Call under torch.inference_mode(); the model's per-call state (Qwen-VL `rope_deltas`) is set by the prefill.
+    """
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    bsz, device = ids.shape[0], ids.device
+    out = model(**inputs, use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
+    pos = mask.sum(-1).long() + (deltas.view(-1).long().to(device) if deltas is not None else 0)  # next position
+    logits = out.logits[:, -1:]
+    k = draft_tokens if index is not None else 0
+    tail = index.max_n if index is not None else 0
+    seqs = [ids[i, -tail:].tolist() if tail else [] for i in range(bsz)]  # prompt tail + generated, indexed
+    gen: list[list[int]] = [[] for _ in range(bsz)]
+    rec = [[] for _ in range(bsz)] if record_ids is not None else None
+    done = [False] * bsz
+    pending = [0] * bsz
+    drafts: list[list[int]] = [[] for _ in range(bsz)]
+    forwards = 0
+    prepare = _prepared_mask(model)
+    while True:
+        # accept: row i's drafts vs the argmax after each fed position
+        best = logits.argmax(-1).tolist()
+        digits = logits[..., record_ids].float().cpu() if rec is not None else None
+        keep = []
+        for i in range(bsz):
+            if done[i]:
+                keep.append(logits.shape[1])
+                continue
+            d, g = drafts[i], best[i]
+            a = 0
+            while a < len(d) and d[a] == g[a]:
+                a += 1
+            new = d[:a] + [g[a]]
+            stop = _stop_at(gen[i], new, stop_ids, stop_seqs)
+            if stop is not None:
+                new = new[:stop + 1]
+            new = new[:max_new_tokens - len(gen[i])]
+            keep.append(a + 1)
+            gen[i] += new
+            if rec is not None:
+                rec[i] += [digits[i, j] for j in range(len(new))]
+            start = len(seqs[i])
+            seqs[i] += new
+            if index is not None:
+                index.add(seqs[i], start)
+            pending[i] = new[-1]
+            if stop is not None or len(gen[i]) >= max_new_tokens:
+                done[i] = True
+        if forwards:  # mask the rejected drafts' cache positions
+            width = logits.shape[1]
+            cols = torch.arange(width, device=device)
+            accepted = cols[None, :] < torch.tensor(keep, device=device)[:, None]
+            mask = torch.cat([mask[:, :-width], accepted.to(mask.dtype)], dim=1)
+            pos = pos + torch.tensor(keep, device=device)
+            if 4 * int((mask == 0).sum(-1).min()) > mask.shape[1]:  # holes are > 1/4 of every row: compact
+                mask = _compact(cache, mask)
+        if all(done):
+            break
+        # draft, then verify [pending, d_1..d_K] for every row in one pass
+        drafts = [index.draft(seqs[i], k) if (k and not done[i]) else [] for i in range(bsz)]
+        width = 1 + max(len(d) for d in drafts)
+        feed = [[pending[i] if not done[i] else pad_id] + d + [pad_id] * (width - 1 - len(d))
+                for i, d in enumerate(drafts)]
+        x = torch.tensor(feed, device=device)
+        mask = torch.cat([mask, torch.ones(bsz, width, dtype=mask.dtype, device=device)], dim=1)
+        position_ids = pos[:, None] + torch.arange(width, device=device)[None, :]
+        out = model(input_ids=x, attention_mask=prepare(mask, width), position_ids=position_ids, past_key_values=cache,
+                    use_cache=True)
+        cache, logits = out.past_key_values, out.logits
+        forwards += 1
+    return Decoded(gen, forwards, rec)
+
+
+__all__ = ["NgramIndex", "Decoded", "greedy_decode"]

@@ -1,0 +1,124 @@
+"""Speculative greedy decoding (tatar_core.speculative) and the checkpoint's draft corpus (tatar_core.draft_corpus)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tatar_core.draft_corpus import FILE_NAME, copy_corpus, read_corpus, write_corpus
+from tatar_core.speculative import NgramIndex, _stop_at
+
+
+# ---------------------------------------------------------------------------------------------- n-gram index
+def test_index_drafts_the_continuation_of_the_longest_known_suffix():
+    idx = NgramIndex(max_n=3)
+    idx.add([1, 2, 3, 4, 5, 6])
+    idx.add([9, 3, 7, 8])
+    assert idx.draft([0, 2, 3], k=2) == [4, 5]  # "2 3" seen once: its continuation, not that of the later "3"
+    assert idx.draft([0, 0, 3], k=2) == [7, 8]  # only "3" matches: its most recent continuation
+    assert idx.draft([42], k=4) == []  # never seen
+    assert idx.draft([5], k=4) == [6]  # a continuation shorter than k
+
+
+def test_index_follows_a_growing_source_and_copies_are_independent():
+    idx = NgramIndex(max_n=2)
+    row = [1, 2]
+    idx.add(row)
+    assert idx.draft([1], k=3) == [2]
+    frozen = idx.copy()
+    start = len(row)
+    row += [3, 1, 2, 9]
+    idx.add(row, start)
+    assert idx.draft([2], k=3) == [9]  # the latest occurrence of "2" wins
+    assert idx.draft([1, 2], k=3) == [9]
+    assert idx.draft([3], k=3) == [1, 2, 9]
+    assert frozen.draft([3], k=3) == []  # the copy kept its own table
+    assert idx.draft([row[-1]], k=2) == []  # a row's own last token has no continuation yet
+
+
+def test_stop_at_finds_stop_ids_and_sequences_across_steps():
+    assert _stop_at([5], [6, 0, 7], {0}, []) == 1
+    assert _stop_at([5, 8], [9, 4], set(), [[8, 9, 4]]) == 1  # sequence begun in an earlier step
+    assert _stop_at([5], [8, 9, 3], set(), [[8, 9, 4]]) is None
+    assert _stop_at([], [8, 9, 4, 0], {0}, [[8, 9, 4]]) == 2
+
+
+# ---------------------------------------------------------------------------------------------- draft corpus
+def test_corpus_round_trip_cap_and_dedup(tmp_path, monkeypatch):
+    import tatar_core.draft_corpus as dc
+
+    monkeypatch.setattr(dc, "MAX_PER_TASK", 2)
+    rows = [("s3", "iqa", "c"), ("s1", "iqa", "a"), ("s1", "iqa", "a"), ("s2", "iqa", "b"), ("t1", "iaa", "long")]
+    write_corpus(tmp_path, rows)
+    assert read_corpus(tmp_path) == {"iaa": ["long"], "iqa": ["a", "b"]}
+    other = tmp_path / "other"
+    other.mkdir()
+    assert copy_corpus(tmp_path, other) and read_corpus(other) == read_corpus(tmp_path)
+    assert not copy_corpus(tmp_path / "none", other)
+    assert read_corpus(tmp_path / "none") == {}
+
+
+def test_corpus_bad_line_names_file_and_line(tmp_path):
+    (tmp_path / FILE_NAME).write_text(json.dumps({"task": "iqa", "text": "x"}) + "\n" + '{"task": "iqa"}\n')
+    with pytest.raises(ValueError, match=rf"{FILE_NAME}: line 2"):
+        read_corpus(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+def _images(n: int, seed: int) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    sizes = [(112, 112), (64, 48), (96, 72), (40, 120)]  # different prompt lengths: left padding
+    return [Image.fromarray(rng.integers(0, 255, (h, w, 3)).astype(np.uint8), "RGB")
+            for w, h in (sizes[i % len(sizes)] for i in range(n))]
+
+
+def _decode(scorer, images, task, draft_tokens):
+    import torch
+
+    from tatar_core.modeling import chat_texts
+    from tatar_core.speculative import greedy_decode
+
+    texts = chat_texts(scorer.processor, [task] * len(images))
+    inputs = scorer.processor(text=texts, images=[[im] for im in images], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        return greedy_decode(scorer.model, inputs, max_new_tokens=200, stop_ids=scorer.stop_ids,
+                             pad_id=scorer.pad_id, index=scorer._draft_index(task), draft_tokens=draft_tokens)
+
+
+@pytest.mark.slow
+def test_sft_checkpoint_carries_the_training_targets_as_draft_corpus(sft_checkpoint, synthetic_kept):
+    corpus = read_corpus(sft_checkpoint)
+    assert set(corpus) == {"iqa", "iaa"}
+    targets = {r.target for r in synthetic_kept}
+    assert all(t in targets or t.startswith("<think>\n</think>") for task in corpus for t in corpus[task])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["iqa", "iaa"])
+def test_drafted_decoding_gives_the_greedy_tokens_in_fewer_passes(sft_checkpoint, task):
+    """Same tokens as HF `generate` (greedy, stop at </answer>), with and without drafts; drafts save passes."""
+    import torch
+
+    from tatar_core.modeling import build_inputs, load_model_and_processor
+    from tatar_core.scoring import Scorer
+
+    scorer = Scorer(sft_checkpoint)
+    images = _images(5, seed=11 if task == "iqa" else 12)
+    plain = _decode(scorer, images, task, draft_tokens=0)
+    drafted = _decode(scorer, images, task, draft_tokens=6)
+    assert drafted.tokens == plain.tokens
+    longest = max(len(t) for t in plain.tokens)
+    assert plain.forwards == longest - 1  # one token per pass after the prefill's
+    assert drafted.forwards <= 0.7 * plain.forwards, (drafted.forwards, plain.forwards)
+
+    model, processor = load_model_and_processor(sft_checkpoint)
+    processor.tokenizer.padding_side = "left"
+    for im, toks in zip(images, plain.tokens):  # one image at a time: no padding at all
+        inputs = build_inputs(processor, [im], [task])
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=200, do_sample=False,
+                                 eos_token_id=sorted(scorer.stop_ids), pad_token_id=scorer.pad_id)
+        ref = out[0, inputs["input_ids"].shape[1]:].tolist()
+        assert toks == ref[:len(toks)] and len(ref) == len(toks)
