@@ -102,6 +102,7 @@ class Scorer:
         self.stop_seqs = [close] if len(close) > 1 else []  # `</answer>` is several tokens: stop on the sequence
         self._corpus = draft_corpus.read_corpus(self.model_path) if draft_tokens else {}
         self._indexes: dict[str, NgramIndex] = {}  # task -> index of the corpus
+        self._prefixes: dict = {}  # shared prompt prefix tokens -> its KV cache (computed once)
         self._lock = threading.Lock()
         self._digit_ids = None
         if readout == "expected":
@@ -164,6 +165,7 @@ class Scorer:
                 self.model, inputs, max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids, pad_id=self.pad_id,
                 stop_seqs=self.stop_seqs, index=index, draft_tokens=self.draft_tokens,
                 record_ids=self._digit_ids.to(self.device) if self._digit_ids is not None else None,
+                prefixes=self._prefixes,
             )
         results = []
         for row, ids in enumerate(decoded.tokens):

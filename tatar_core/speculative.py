@@ -117,24 +117,77 @@ def _prepared_mask(model):
     return build
 
 
+MIN_SHARED_PREFIX = 16  # tokens; shorter common prefixes are prefilled with the rest
+
+
+def _shared_prefix_len(model, ids: torch.Tensor, pads: list[int]) -> int:
+    """Length of the token prefix all rows share (left padding aside), ending before the first image/video token."""
+    cfg = model.config
+    media = {getattr(cfg, a, None) for a in ("image_token_id", "video_token_id")} - {None}
+    rows = [ids[i, p:].tolist() for i, p in enumerate(pads)]
+    n = 0
+    for column in zip(*rows):
+        if column[0] in media or any(t != column[0] for t in column):
+            break
+        n += 1
+    return n
+
+
+def _prefill(model, inputs: dict, prefixes: Optional[dict]):
+    """Prefill the prompts: (last-position logits, cache, 2-D cache mask, next rotary position per row).
+
+    With `prefixes` (a dict the caller keeps: prefix tokens -> cache) and a Qwen-VL model, the prefix that all
+    rows share (system prompt and the start of the user turn, up to the image) is computed once and reused by
+    every later batch; only the rest of each prompt is run. A row's left padding then sits between the shared
+    prefix and its own tokens (masked), and its rotary positions are those of the whole unpadded prompt.
+    """
+    import copy
+
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    bsz, length = ids.shape
+    inner = getattr(model, "model", None)
+    pads = (length - mask.sum(-1)).tolist()
+    shared = _shared_prefix_len(model, ids, pads) if prefixes is not None and hasattr(inner, "get_rope_index") else 0
+    if shared < MIN_SHARED_PREFIX or "mm_token_type_ids" not in inputs:
+        out = model(**inputs, use_cache=True, logits_to_keep=1)
+        deltas = getattr(inner, "rope_deltas", None)
+        pos = mask.sum(-1).long() + (deltas.view(-1).long().to(ids.device) if deltas is not None else 0)
+        return out.logits[:, -1:], out.past_key_values, mask, pos
+    key = tuple(ids[0, pads[0]:pads[0] + shared].tolist())
+    if key not in prefixes:
+        prefix = torch.tensor([key], device=ids.device)
+        prefixes[key] = model(input_ids=prefix, position_ids=torch.arange(shared, device=ids.device)[None],
+                              use_cache=True, logits_to_keep=1).past_key_values
+    cache = copy.deepcopy(prefixes[key])
+    cache.batch_repeat_interleave(bsz)
+    position_ids, deltas = inner.get_rope_index(
+        ids, inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
+        video_grid_thw=inputs.get("video_grid_thw"), attention_mask=mask)
+    own = torch.arange(length - shared, device=ids.device)[None, :] >= torch.tensor(pads, device=ids.device)[:, None]
+    cache_mask = torch.cat([torch.ones(bsz, shared, dtype=mask.dtype, device=ids.device), own.to(mask.dtype)], dim=1)
+    rest = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    out = model(input_ids=ids[:, shared:], attention_mask=_prepared_mask(model)(cache_mask, length - shared),
+                position_ids=position_ids[:, :, shared:], past_key_values=cache, use_cache=True, logits_to_keep=1,
+                **rest)
+    pos = mask.sum(-1).long() + deltas.view(-1).long().to(ids.device)
+    return out.logits[:, -1:], out.past_key_values, cache_mask, pos
+
+
 def greedy_decode(model, inputs: dict, *, max_new_tokens: int, stop_ids: set[int], pad_id: int,
                   stop_seqs: Sequence[list[int]] = (), index: Optional[NgramIndex] = None, draft_tokens: int = 0,
-                  record_ids: Optional[torch.Tensor] = None) -> Decoded:
+                  record_ids: Optional[torch.Tensor] = None, prefixes: Optional[dict] = None) -> Decoded:
     """Greedy completions for a left-padded batch `inputs` (processor output, on the model's device).
 
     stop_ids / stop_seqs: a row is done after a stop token or a stop token sequence (kept in its tokens).
     index: drafts come from it; the rows' texts (their prompt's last `index.max_n` tokens + generated ids)
     are added to it as they grow, so it holds this batch's completions afterwards.
     record_ids: token ids whose logits are kept for every generated token (the expected-score readout).
-    Call under torch.inference_mode(); the model's per-call state (Qwen-VL `rope_deltas`) is set by the prefill.
+    prefixes: a dict kept by the caller across batches: the shared prompt prefix is computed once (`_prefill`).
+    Call under torch.inference_mode(), one call at a time per model (Qwen-VL keeps `rope_deltas` on the module).
     """
-    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    ids = inputs["input_ids"]
     bsz, device = ids.shape[0], ids.device
-    out = model(**inputs, use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
-    deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
-    pos = mask.sum(-1).long() + (deltas.view(-1).long().to(device) if deltas is not None else 0)  # next position
-    logits = out.logits[:, -1:]
+    logits, cache, mask, pos = _prefill(model, inputs, prefixes)  # pos: each row's next rotary position
     k = draft_tokens if index is not None else 0
     tail = index.max_n if index is not None else 0
     seqs = [ids[i, -tail:].tolist() if tail else [] for i in range(bsz)]  # prompt tail + generated, indexed
@@ -143,18 +196,16 @@ def greedy_decode(model, inputs: dict, *, max_new_tokens: int, stop_ids: set[int
     done = [False] * bsz
     pending = [0] * bsz
     drafts: list[list[int]] = [[] for _ in range(bsz)]
+    live = list(range(bsz))  # batch position -> row; finished rows leave the batch
     forwards = 0
     prepare = _prepared_mask(model)
     while True:
-        # accept: row i's drafts vs the argmax after each fed position
+        # accept: each row's drafts vs the argmax after each fed position
         best = logits.argmax(-1).tolist()
         digits = logits[..., record_ids].float().cpu() if rec is not None else None
         keep = []
-        for i in range(bsz):
-            if done[i]:
-                keep.append(logits.shape[1])
-                continue
-            d, g = drafts[i], best[i]
+        for b, i in enumerate(live):
+            d, g = drafts[i], best[b]
             a = 0
             while a < len(d) and d[a] == g[a]:
                 a += 1
@@ -166,31 +217,34 @@ def greedy_decode(model, inputs: dict, *, max_new_tokens: int, stop_ids: set[int
             keep.append(a + 1)
             gen[i] += new
             if rec is not None:
-                rec[i] += [digits[i, j] for j in range(len(new))]
+                rec[i] += [digits[b, j] for j in range(len(new))]
             start = len(seqs[i])
             seqs[i] += new
             if index is not None:
                 index.add(seqs[i], start)
             pending[i] = new[-1]
-            if stop is not None or len(gen[i]) >= max_new_tokens:
-                done[i] = True
-        if forwards:  # mask the rejected drafts' cache positions
+            done[i] = stop is not None or len(gen[i]) >= max_new_tokens
+        if forwards:  # mask the cache positions of rejected drafts
             width = logits.shape[1]
-            cols = torch.arange(width, device=device)
-            accepted = cols[None, :] < torch.tensor(keep, device=device)[:, None]
+            accepted = torch.arange(width, device=device)[None, :] < torch.tensor(keep, device=device)[:, None]
             mask = torch.cat([mask[:, :-width], accepted.to(mask.dtype)], dim=1)
             pos = pos + torch.tensor(keep, device=device)
-            if 4 * int((mask == 0).sum(-1).min()) > mask.shape[1]:  # holes are > 1/4 of every row: compact
-                mask = _compact(cache, mask)
-        if all(done):
+        still = [b for b, i in enumerate(live) if not done[i]]
+        if not still:
             break
-        # draft, then verify [pending, d_1..d_K] for every row in one pass
-        drafts = [index.draft(seqs[i], k) if (k and not done[i]) else [] for i in range(bsz)]
-        width = 1 + max(len(d) for d in drafts)
-        feed = [[pending[i] if not done[i] else pad_id] + d + [pad_id] * (width - 1 - len(d))
-                for i, d in enumerate(drafts)]
-        x = torch.tensor(feed, device=device)
-        mask = torch.cat([mask, torch.ones(bsz, width, dtype=mask.dtype, device=device)], dim=1)
+        if len(still) < len(live):
+            sel = torch.tensor(still, device=device)
+            cache.batch_select_indices(sel)
+            mask, pos, live = mask[sel], pos[sel], [live[b] for b in still]
+        if 4 * int((mask == 0).sum(-1).min()) > mask.shape[1]:  # holes are > 1/4 of every row: compact
+            mask = _compact(cache, mask)
+        # draft, then verify [pending, d_1..d_K] of every live row in one pass
+        for i in live:
+            drafts[i] = index.draft(seqs[i], k) if k else []
+        width = 1 + max(len(drafts[i]) for i in live)
+        x = torch.tensor([[pending[i]] + drafts[i] + [pad_id] * (width - 1 - len(drafts[i])) for i in live],
+                         device=device)
+        mask = torch.cat([mask, torch.ones(len(live), width, dtype=mask.dtype, device=device)], dim=1)
         position_ids = pos[:, None] + torch.arange(width, device=device)[None, :]
         out = model(input_ids=x, attention_mask=prepare(mask, width), position_ids=position_ids, past_key_values=cache,
                     use_cache=True)

@@ -74,7 +74,7 @@ def _images(n: int, seed: int) -> list[Image.Image]:
             for w, h in (sizes[i % len(sizes)] for i in range(n))]
 
 
-def _decode(scorer, images, task, draft_tokens):
+def _decode(scorer, images, task, draft_tokens, prefixes=None):
     import torch
 
     from tatar_core.modeling import chat_texts
@@ -84,7 +84,8 @@ def _decode(scorer, images, task, draft_tokens):
     inputs = scorer.processor(text=texts, images=[[im] for im in images], padding=True, return_tensors="pt")
     with torch.inference_mode():
         return greedy_decode(scorer.model, inputs, max_new_tokens=200, stop_ids=scorer.stop_ids,
-                             pad_id=scorer.pad_id, index=scorer._draft_index(task), draft_tokens=draft_tokens)
+                             pad_id=scorer.pad_id, index=scorer._draft_index(task), draft_tokens=draft_tokens,
+                             prefixes=prefixes)
 
 
 @pytest.mark.slow
@@ -98,7 +99,8 @@ def test_sft_checkpoint_carries_the_training_targets_as_draft_corpus(sft_checkpo
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["iqa", "iaa"])
 def test_drafted_decoding_gives_the_greedy_tokens_in_fewer_passes(sft_checkpoint, task):
-    """Same tokens as HF `generate` (greedy, stop at </answer>), with and without drafts; drafts save passes."""
+    """Same tokens as HF `generate` (greedy, stop at </answer>), with and without drafts and the shared prompt
+    prefix (computed once, then reused by a second batch); drafts save passes."""
     import torch
 
     from tatar_core.modeling import build_inputs, load_model_and_processor
@@ -109,6 +111,12 @@ def test_drafted_decoding_gives_the_greedy_tokens_in_fewer_passes(sft_checkpoint
     plain = _decode(scorer, images, task, draft_tokens=0)
     drafted = _decode(scorer, images, task, draft_tokens=6)
     assert drafted.tokens == plain.tokens
+    prefixes: dict = {}
+    assert _decode(scorer, images[:3], task, 6, prefixes).tokens == plain.tokens[:3]
+    assert len(prefixes) == 1
+    (prefix,) = prefixes
+    assert 16 <= len(prefix) and scorer.model.config.image_token_id not in prefix
+    assert _decode(scorer, images, task, 6, prefixes).tokens == plain.tokens  # the cached prefix, reused
     longest = max(len(t) for t in plain.tokens)
     assert plain.forwards == longest - 1  # one token per pass after the prefill's
     assert drafted.forwards <= 0.7 * plain.forwards, (drafted.forwards, plain.forwards)
