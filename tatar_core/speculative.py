@@ -13,10 +13,13 @@ its own text included. A per-step cost that barely depends on the tokens fed (sm
 GPUs) makes each accepted draft token nearly free.
 
 Cache layout: all rows share one rectangular KV cache; each step appends 1 + K positions to every row
-(K = the longest draft this step) and then masks (attention mask 0) the positions of rejected drafts.
-Rotary positions are tracked per row (prompt length + the model's `rope_deltas` for Qwen-VL mrope), so a
-masked hole shifts nothing. Rows that reach a stop token or `max_new_tokens` are done; the batch ends when
-all are.
+(K = the longest draft this step) and then masks (attention mask 0) the positions of rejected drafts; when
+holes fill more than a quarter of every row the cache is compacted. Rotary positions are tracked per row
+(prompt length + the model's `rope_deltas` for Qwen-VL mrope), so a masked hole shifts nothing. Rows that
+reach a stop token or `max_new_tokens` are done and leave the batch; the batch ends when all are.
+
+Prefill: the prompt prefix every row shares (system prompt, start of the user turn, up to the image) can be
+computed once and reused across batches (`_prefill`, `prefixes`).
 """
 from __future__ import annotations
 

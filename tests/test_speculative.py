@@ -130,3 +130,22 @@ def test_drafted_decoding_gives_the_greedy_tokens_in_fewer_passes(sft_checkpoint
                                  eos_token_id=sorted(scorer.stop_ids), pad_token_id=scorer.pad_id)
         ref = out[0, inputs["input_ids"].shape[1]:].tolist()
         assert toks == ref[:len(toks)] and len(ref) == len(toks)
+
+
+def test_compact_keeps_the_valid_cache_positions_in_order_right_aligned():
+    import torch
+    from transformers import DynamicCache
+
+    from tatar_core.speculative import _compact
+
+    keys = torch.arange(2 * 1 * 5 * 1, dtype=torch.float32).view(2, 1, 5, 1)  # rows 0..4 and 5..9
+    cache = DynamicCache()
+    cache.update(keys, -keys, 0)
+    mask = torch.tensor([[1, 0, 1, 1, 0], [0, 0, 1, 0, 1]])
+    new = _compact(cache, mask)
+    assert new.tolist() == [[1, 1, 1], [0, 1, 1]]
+    layer = cache.layers[0]
+    assert layer.keys[0, 0, :, 0].tolist() == [0, 2, 3]
+    assert layer.keys[1, 0, 1:, 0].tolist() == [7, 9]  # the left column is a masked filler
+    assert torch.equal(layer.values, -layer.keys)
+    assert cache.get_seq_length() == 3
