@@ -56,11 +56,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.environ.get("TATAR_MODEL"), help="checkpoint folder (default $TATAR_MODEL)")
     ap.add_argument("--n", type=int, default=64, help="number of demo images")
-    ap.add_argument("--batch-size", type=int, default=32, help="our Scorer's batch size")
+    ap.add_argument("--batch-size", type=int, default=64, help="our Scorer's batch size")
     ap.add_argument("--draft-tokens", type=int, default=6, help="our Scorer's draft tokens per pass")
     ap.add_argument("--ref-batch", type=int, default=4, help="the reference loop's batch size")
     ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=3, help="timed rounds (alternating); the fastest counts")
+    ap.add_argument("--repeat", type=int, default=5, help="timed rounds (alternating); the fastest counts")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args(argv)
     if not args.model or not (Path(args.model) / "config.json").is_file():

@@ -103,6 +103,7 @@ class Scorer:
         self._corpus = draft_corpus.read_corpus(self.model_path) if draft_tokens else {}
         self._indexes: dict[str, NgramIndex] = {}  # task -> index of the corpus
         self._prefixes: dict = {}  # shared prompt prefix tokens -> its KV cache (computed once)
+        self._prompt_ids: dict[tuple[str, int], list[int]] = {}  # (task, image tokens) -> prompt token ids
         self._lock = threading.Lock()
         self._digit_ids = None
         if readout == "expected":
@@ -142,7 +143,7 @@ class Scorer:
         return torch.tensor(ids), text
 
     def _draft_index(self, task: str) -> NgramIndex:
-        """A fresh copy of the corpus index for `task`; each corpus text follows the prompt's last tokens."""
+        """A fresh layer over the corpus index for `task`; each corpus text follows the prompt's last tokens."""
         from tatar_core.modeling import chat_texts
 
         if task not in self._indexes:
@@ -151,15 +152,44 @@ class Scorer:
             for text in self._corpus.get(task, []):
                 idx.add(tail + self.tokenizer.encode(text, add_special_tokens=False))
             self._indexes[task] = idx
-        return self._indexes[task].copy()
+        return self._indexes[task].layer()
+
+    def _inputs(self, images: list[Image.Image], task: str):
+        """The processor's model inputs for one image per prompt, left padded.
+
+        Only the image processor runs per batch: a prompt's token ids depend only on the task and the image's
+        token count, so they are tokenized once per (task, count). Processors without the Qwen-VL attributes
+        used here are called as a whole.
+        """
+        import torch
+        from transformers import BatchFeature
+
+        from tatar_core.modeling import chat_texts
+
+        proc = self.processor
+        if not all(hasattr(proc, a) for a in ("image_token", "create_mm_token_type_ids")) or \
+                not hasattr(proc.image_processor, "merge_size"):
+            texts = chat_texts(proc, [task] * len(images))
+            return proc(text=texts, images=[[im] for im in images], padding=True, return_tensors="pt")
+        pixels = proc.image_processor(images=images, return_tensors="pt")
+        rows = []
+        for n in (pixels["image_grid_thw"].prod(-1) // proc.image_processor.merge_size ** 2).tolist():
+            if (task, n) not in self._prompt_ids:
+                text = chat_texts(proc, [task])[0].replace(proc.image_token, proc.image_token * n, 1)
+                self._prompt_ids[(task, n)] = self.tokenizer(text)["input_ids"]
+            rows.append(self._prompt_ids[(task, n)])
+        width = max(len(r) for r in rows)
+        ids = [[self.pad_id] * (width - len(r)) + r for r in rows]
+        mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
+        return BatchFeature({"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask),
+                             "mm_token_type_ids": torch.tensor(proc.create_mm_token_type_ids(ids)), **pixels})
 
     def _score_batch(self, images: list[Image.Image], task: str, index: Optional[NgramIndex]) -> list[ScoreResult]:
         import torch
 
         from tatar_core.modeling import chat_texts
 
-        texts = chat_texts(self.processor, [task] * len(images))
-        inputs = self.processor(text=texts, images=[[im] for im in images], padding=True, return_tensors="pt").to(self.device)
+        inputs = self._inputs(images, task).to(self.device)
         with self._lock, torch.inference_mode():
             decoded = greedy_decode(
                 self.model, inputs, max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids, pad_id=self.pad_id,

@@ -6,10 +6,9 @@ longest draft prefix d_1..d_a with d_j = argmax after d_{j-1}, then the model's 
 emits 1 ≤ a + 1 ≤ k + 1 tokens, all equal to what one-token-at-a-time greedy decoding chooses (up to
 floating-point ties). With no drafts (k = 0) it is plain greedy decoding, one token per pass.
 
-Drafts come from an n-gram index (retrieval / prompt-lookup drafting): the k tokens that followed the most
-recent earlier occurrence of the row's last n tokens, n = `max_n`..1, in the indexed texts — a corpus (the
-checkpoint's training targets, `draft_corpus`), the rows of earlier batches and every row of this batch,
-its own text included. A per-step cost that barely depends on the tokens fed (small models, or memory-bound
+Drafts come from an n-gram model of the indexed texts (`NgramIndex`): k times the most frequent token that
+followed the longest known context (n ≤ `max_n` tokens). The texts: a corpus (the checkpoint's training
+targets, `draft_corpus`), the rows of earlier batches and every row of this batch, its own text included. A per-step cost that barely depends on the tokens fed (small models, or memory-bound
 GPUs) makes each accepted draft token nearly free.
 
 Cache layout: all rows share one rectangular KV cache; each step appends 1 + K positions to every row
@@ -30,37 +29,59 @@ import torch
 
 
 class NgramIndex:
-    """n-gram -> where its most recent continuation starts: `(source list, position)`; n = 1..max_n.
+    """An n-gram model of the indexed texts that drafts by following its most frequent next tokens.
 
-    Sources are token lists that may keep growing (a row being decoded); `add(seq, start)` indexes the
-    n-grams whose continuation begins at positions ≥ start. A later occurrence replaces an earlier one.
+    For every context of n = 1..max_n tokens it counts the tokens that followed; `draft(seq, k)` extends seq
+    k times by the most frequent follower of its longest known context (ties: the latest seen), and stops
+    early when no context is known. `add(seq, start)` counts the tokens at positions ≥ start, so a row being
+    decoded is added as it grows. `layer()` gives an index that reads this one and writes only to itself
+    (copy on write), so a call can add its own completions without touching the shared corpus index.
     """
 
-    def __init__(self, max_n: int = 4):
+    def __init__(self, max_n: int = 4, base: Optional["NgramIndex"] = None):
         self.max_n = max_n
-        self.table: dict[tuple[int, ...], tuple[list[int], int]] = {}
+        self.base = base.table if base is not None else None
+        # context -> [follower counts, most frequent follower, its count]
+        self.table: dict[tuple[int, ...], list] = {}
 
-    def copy(self) -> "NgramIndex":
-        new = NgramIndex(self.max_n)
-        new.table = dict(self.table)
-        return new
+    def layer(self) -> "NgramIndex":
+        if self.base is not None:
+            raise ValueError("layer() of a layer: build layers on the corpus index itself")
+        return NgramIndex(self.max_n, base=self)
+
+    def _entry(self, key: tuple[int, ...]):
+        e = self.table.get(key)
+        if e is None and self.base is not None:
+            e = self.base.get(key)
+        return e
 
     def add(self, seq: list[int], start: int = 0) -> None:
-        table, max_n = self.table, self.max_n
+        table, base = self.table, self.base
         for q in range(max(start, 1), len(seq)):
-            for n in range(1, min(max_n, q) + 1):
-                table[tuple(seq[q - n:q])] = (seq, q)
+            nxt = seq[q]
+            for n in range(1, min(self.max_n, q) + 1):
+                key = tuple(seq[q - n:q])
+                e = table.get(key)
+                if e is None:
+                    b = base.get(key) if base is not None else None
+                    e = table[key] = [dict(b[0]), b[1], b[2]] if b is not None else [{}, nxt, 0]
+                c = e[0][nxt] = e[0].get(nxt, 0) + 1
+                if c >= e[2]:
+                    e[1], e[2] = nxt, c
 
     def draft(self, seq: Sequence[int], k: int) -> list[int]:
-        """Up to k tokens that followed the longest (n ≤ max_n) suffix of seq seen before; [] if none."""
-        for n in range(min(self.max_n, len(seq)), 0, -1):
-            hit = self.table.get(tuple(seq[-n:]))
-            if hit is not None:
-                src, q = hit
-                cont = src[q:q + k]
-                if cont:
-                    return cont
-        return []
+        """Up to k tokens predicted after seq; [] when its last token was never seen."""
+        ctx, out = list(seq[-self.max_n:]), []
+        for _ in range(k):
+            for n in range(min(self.max_n, len(ctx)), 0, -1):
+                e = self._entry(tuple(ctx[-n:]))
+                if e is not None:
+                    break
+            else:
+                break
+            out.append(e[1])
+            ctx.append(e[1])
+        return out
 
 
 @dataclass

@@ -195,3 +195,23 @@ def test_shared_scorer_is_thread_safe(sft_scorers):
     with ThreadPoolExecutor(max_workers=4) as pool:
         parallel = list(pool.map(lambda job: [r.completion for r in scorer.score(*job)], jobs))
     assert parallel == sequential
+
+
+def test_scorer_inputs_equal_the_processor_outputs(tiny_model_dir):
+    """The cached-prompt path builds exactly what the processor builds (ids, padding, mask, token types, pixels)."""
+    import torch
+
+    from tatar_core.modeling import chat_texts
+    from tatar_core.scoring import Scorer
+
+    scorer = Scorer(tiny_model_dir)
+    images = _images(5, seed=8)  # several sizes: several image token counts, left padding
+    for task in ("iqa", "iaa"):
+        for _ in range(2):  # the second time from the cache
+            ours = scorer._inputs(images, task)
+            ref = scorer.processor(text=chat_texts(scorer.processor, [task] * 5), images=[[im] for im in images],
+                                   padding=True, return_tensors="pt")
+            assert set(ours.keys()) == set(ref.keys())
+            for key in ref.keys():
+                assert torch.equal(ours[key], ref[key]), key
+    assert len({n for _, n in scorer._prompt_ids}) > 1

@@ -12,30 +12,35 @@ from tatar_core.speculative import NgramIndex, _stop_at
 
 
 # ---------------------------------------------------------------------------------------------- n-gram index
-def test_index_drafts_the_continuation_of_the_longest_known_suffix():
-    idx = NgramIndex(max_n=3)
-    idx.add([1, 2, 3, 4, 5, 6])
-    idx.add([9, 3, 7, 8])
-    assert idx.draft([0, 2, 3], k=2) == [4, 5]  # "2 3" seen once: its continuation, not that of the later "3"
-    assert idx.draft([0, 0, 3], k=2) == [7, 8]  # only "3" matches: its most recent continuation
-    assert idx.draft([42], k=4) == []  # never seen
-    assert idx.draft([5], k=4) == [6]  # a continuation shorter than k
-
-
-def test_index_follows_a_growing_source_and_copies_are_independent():
+def test_index_drafts_the_most_frequent_followers_of_the_longest_known_context():
     idx = NgramIndex(max_n=2)
+    idx.add([1, 2, 3, 4])
+    idx.add([1, 2, 3, 4])
+    idx.add([7, 2, 5, 6])
+    assert idx.draft([1, 2], k=2) == [3, 4]  # context "1 2": followed by 3 (twice)
+    assert idx.draft([7, 2], k=3) == [5, 6]  # context "7 2" beats the more frequent "2 -> 3"; stops when unknown
+    assert idx.draft([9, 2], k=1) == [3]  # only "2" known: its most frequent follower (3: 2x, 5: 1x)
+    assert idx.draft([42], k=4) == []  # never seen
+    idx.add([8, 2, 5, 9])
+    idx.add([0, 2, 5, 9])
+    assert idx.draft([0, 2], k=2) == [5, 9]
+    assert idx.draft([2], k=1) == [5]  # now 5 follows "2" three times, 3 twice
+
+
+def test_index_layers_read_the_corpus_and_write_only_to_themselves():
+    corpus = NgramIndex(max_n=2)
+    corpus.add([1, 2, 3])
     row = [1, 2]
-    idx.add(row)
-    assert idx.draft([1], k=3) == [2]
-    frozen = idx.copy()
+    layer = corpus.layer()
+    assert layer.draft(row, k=3) == [3]
     start = len(row)
-    row += [3, 1, 2, 9]
-    idx.add(row, start)
-    assert idx.draft([2], k=3) == [9]  # the latest occurrence of "2" wins
-    assert idx.draft([1, 2], k=3) == [9]
-    assert idx.draft([3], k=3) == [1, 2, 9]
-    assert frozen.draft([3], k=3) == []  # the copy kept its own table
-    assert idx.draft([row[-1]], k=2) == []  # a row's own last token has no continuation yet
+    row += [4, 1, 2, 4]
+    layer.add(row, start)  # "2 -> 4" twice now, against "2 -> 3" once in the corpus
+    assert layer.draft([1, 2], k=1) == [4]
+    assert corpus.draft([1, 2], k=1) == [3]  # the corpus index is unchanged
+    assert corpus.layer().draft([2, 4], k=2) == []
+    with pytest.raises(ValueError):
+        layer.layer()
 
 
 def test_stop_at_finds_stop_ids_and_sequences_across_steps():
