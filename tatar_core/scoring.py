@@ -48,7 +48,7 @@ from tatar_core.speculative import NgramIndex, greedy_decode
 ImageInput = Union[str, Path, Image.Image]
 Readout = Literal["greedy", "expected"]
 _NUM_RE = re.compile(NUMBER)
-NGRAM_MAX = 4  # drafts follow matches of the last 1..NGRAM_MAX tokens
+NGRAM_MAX = 4  # the draft n-gram model conditions on up to NGRAM_MAX tokens
 
 
 @dataclass(frozen=True)
