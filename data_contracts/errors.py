@@ -7,3 +7,11 @@ class ConfigError(ValueError):
 
 class SchemaError(ValueError):
     """A Parquet file does not match its record schema (message names the file, column and row)."""
+
+
+class StageNotReady(RuntimeError):
+    """A stage was asked to run before the stages it reads have finished."""
+
+
+class StageIncomplete(RuntimeError):
+    """A stage stopped with work left (e.g. teacher rows that failed); rerunning resumes it."""

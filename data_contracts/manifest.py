@@ -1,10 +1,17 @@
-"""`StageManifest`: written last into a stage folder; its presence means the stage finished."""
+"""The stage contract: `StageManifest` (written last into a stage folder; its presence means the stage finished),
+`StageResult` (a finished stage as later stages see it), `StageOutputs` (what a stage returns) and `StageContext`
+(what the runner hands every stage).
+
+Each stage package exposes `run_stage(cfg, out_dir, upstream, ctx) -> StageOutputs`; the runner
+(`tatar_core.pipeline.runner`) writes the manifest from the returned outputs.
+"""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,3 +49,43 @@ class StageManifest(BaseModel):
 
     def output_path(self, stage_dir: Path, name: str) -> Path:
         return Path(stage_dir) / self.outputs[name]
+
+
+@dataclass
+class StageResult:
+    """A finished stage: its folder and manifest; `cached` when it was reused rather than computed now."""
+
+    stage: str
+    dir: Path
+    manifest: StageManifest
+    cached: bool
+
+    def path(self, name: str) -> Path:
+        return self.manifest.output_path(self.dir, name)
+
+
+@dataclass
+class StageOutputs:
+    """What a stage returns: output files (name -> path relative to its folder), row counts and metrics."""
+
+    outputs: dict[str, str] = field(default_factory=dict)
+    row_counts: dict[str, int] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+Mapper = Callable[[Callable[[Any], Any], list], list]
+
+
+def serial_map(fn: Callable[[Any], Any], items: list) -> list:
+    return [fn(x) for x in items]
+
+
+@dataclass
+class StageContext:
+    """Run-wide services for a stage: the run folder (shared caches such as built models live under it), a mapper
+    for independent units of work (a Prefect task runner, or a plain loop), an API-key resolver and a logger."""
+
+    run_root: Path
+    mapper: Mapper = serial_map
+    secret_resolver: Optional[Callable[[str], str]] = None
+    log: Callable[[str], None] = print

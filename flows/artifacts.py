@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tatar_core.pipeline import StageResult
+from tatar_core.pipeline.runner import StageResult
 
 
 def publish_stage(result: StageResult) -> None:

@@ -1,7 +1,7 @@
 """One Prefect flow per stage and the `tatar` flow that chains them.
 
 Each flow validates the config first (a bad key fails before any work), then runs the plain
-`tatar_core.pipeline.Pipeline` stage, which is skipped when its cached folder is finished.
+`tatar_core.pipeline.runner.Pipeline` stage, which is skipped when its cached folder is finished.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from data_contracts.config import STAGES, load_config
 from flows.artifacts import publish_stage
-from tatar_core.pipeline import Pipeline
+from tatar_core.pipeline.runner import Pipeline
 
 DEFAULT_CONFIG = "configs/demo.yaml"
 

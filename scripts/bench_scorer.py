@@ -35,20 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def reference_loop(model, processor, paths: list[str], tasks: list[str], batch: int = 4, max_new_tokens: int = 256):
     """The reference evaluation's loop: input order, fixed batch, greedy, eos-only stopping."""
-    import torch
-
-    from tatar_core.images import load_rgb
-    from tatar_core.modeling import chat_texts
+    from tatar_core.models.loading import generate
+    from tatar_core.samples.images import load_rgb
 
     processor.tokenizer.padding_side = "left"
     out = []
     for i in range(0, len(paths), batch):
-        ims = [load_rgb(p) for p in paths[i:i + batch]]
-        texts = chat_texts(processor, tasks[i:i + batch])
-        inputs = processor(text=texts, images=[[im] for im in ims], padding=True, return_tensors="pt")
-        with torch.inference_mode():
-            gen = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-        out += processor.batch_decode(gen[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        out += generate(model, processor, [load_rgb(p) for p in paths[i:i + batch]], tasks[i:i + batch],
+                        max_new_tokens=max_new_tokens)
     return out
 
 
@@ -69,12 +63,13 @@ def main(argv=None) -> int:
     import torch
 
     from data_contracts.config.samples import DemoDataConfig
-    from tatar_core.datasets import select_subset
-    from tatar_core.demo_data import build_demo_samples
-    from tatar_core.draft_corpus import read_corpus
-    from tatar_core.modeling import load_model_and_processor
-    from tatar_core.parsing import parse_answer
-    from tatar_core.scoring import Scorer, clamp_score
+    from tatar_core.samples.readers import select_subset
+    from tatar_core.samples.demo import build_demo_samples
+    from tatar_core.models.draft_corpus import read_corpus
+    from tatar_core.models.loading import load_model_and_processor
+    from tatar_core.method.parsing import parse_answer
+    from tatar_core.method.scales import clamp_100
+    from tatar_core.scoring.scorer import Scorer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,7 +124,7 @@ def main(argv=None) -> int:
     agree = sum(1 for s, r in zip(samples, ref_scores)
                 if (r is None and ours[s.sample_id].score is None)
                 or (r is not None and ours[s.sample_id].score is not None
-                    and abs(clamp_score(r) - ours[s.sample_id].score) < 1e-6))
+                    and abs(clamp_100(r) - ours[s.sample_id].score) < 1e-6))
     n = len(samples)
     same_plain = sum(ours[k].completion == ours_plain[k].completion for k in ours)
     words_ours = sum(r.n_words for r in ours.values()) / n

@@ -24,8 +24,8 @@ from PIL import Image  # noqa: E402
 from data_contracts.config.rationales import EndpointConfig, TeacherConfig  # noqa: E402
 from data_contracts.records import SampleRecord  # noqa: E402
 from serve_openai import StubOpenAIServer  # noqa: E402
-from tatar_core.rationale_runner import generate_rationales  # noqa: E402
-from tatar_core.teacher_openai import OpenAITeacher  # noqa: E402
+from tatar_core.rationales.runner import generate_rationales  # noqa: E402
+from tatar_core.rationales.openai_teacher import OpenAITeacher  # noqa: E402
 
 
 def run_once(n: int, latency: float, concurrency: int, work: Path) -> tuple[float, int, int]:

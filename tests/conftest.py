@@ -100,8 +100,8 @@ def make_synthetic_samples(image_dir: Path, n: int = N_SYNTHETIC):
 def make_kept(samples):
     """KeptRecords with the fixed rationales above (target built by tatar_core.prompts.make_target)."""
     from data_contracts.records import KeptRecord
-    from tatar_core.parsing import count_words
-    from tatar_core.prompts import make_target
+    from tatar_core.method.parsing import count_words
+    from tatar_core.method.prompts import make_target
 
     kept = []
     for s in samples:
@@ -117,7 +117,7 @@ def make_kept(samples):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from data_contracts.config.model import ModelConfig
-    from tatar_core.modeling import resolve_model
+    from tatar_core.models.loading import resolve_model
 
     return resolve_model(ModelConfig(), tmp_path_factory.mktemp("model_cache"))
 
@@ -133,7 +133,7 @@ def synthetic_kept(synthetic_samples):
 
 
 SFT_FIXTURE_CFG = dict(learning_rate=3e-3, max_steps=120, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                       logging_steps=10, save_steps=1000, warmup_ratio=0.05, thought_dropout_iqa=0.0,
+                       trainer_args={"logging_steps": 10, "save_steps": 1000, "warmup_steps": 0.05}, thought_dropout_iqa=0.0,
                        thought_dropout_iaa=0.0, seed=0)
 
 
@@ -141,7 +141,7 @@ SFT_FIXTURE_CFG = dict(learning_rate=3e-3, max_steps=120, per_device_train_batch
 def sft_checkpoint(tiny_model_dir, synthetic_kept, tmp_path_factory) -> Path:
     from data_contracts.config.model import ModelConfig
     from data_contracts.config.training import SftConfig
-    from tatar_core.sft import run_sft
+    from tatar_core.training.sft import run_sft
 
     out = tmp_path_factory.mktemp("sft_fixture")
     result = run_sft(synthetic_kept, tiny_model_dir, SftConfig(**SFT_FIXTURE_CFG), ModelConfig(), out)

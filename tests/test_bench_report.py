@@ -11,9 +11,10 @@ from PIL import Image
 from data_contracts.config.samples import DatasetSource
 from data_contracts.parquet_io import read_records, write_records
 from data_contracts.records import MetricRecord, PredictionRecord, SkippedRecord
-from tatar_core.benchmarking import load_benchmark, run_benchmark, score_benchmark, summarize
-from tatar_core.metrics import compute_metrics
-from tatar_core.report import PAPER_TABLE, format_table, paper_means, paper_row, write_report
+from tatar_core.benchmark.run import load_benchmark, run_benchmark, score_benchmark, summarize
+from tatar_core.benchmark.metrics import compute_metrics
+from tatar_core.benchmark.report import format_table, paper_means, paper_row, write_report
+from tatar_core.samples.specs import DATASET_SPECS
 
 
 def _kadid(root: Path, n_refs=(3, 12), per_ref=4) -> Path:
@@ -32,7 +33,7 @@ def _kadid(root: Path, n_refs=(3, 12), per_ref=4) -> Path:
 
 
 def test_run_benchmark_with_real_scorer_and_parquet(tiny_model_dir, tmp_path):
-    from tatar_core.scoring import Scorer
+    from tatar_core.scoring.scorer import Scorer
 
     root = _kadid(tmp_path / "kadid")
     name, task, samples, skipped = load_benchmark(DatasetSource(name="kadid", root=str(root)), progress=False)
@@ -108,8 +109,8 @@ def test_report_table_paper_column_means_and_scatter(tmp_path):
 
 
 def test_paper_table_is_the_one_place():
-    assert paper_row("KonIQ-10k") == PAPER_TABLE["koniq"] and PAPER_TABLE["koniq"].srcc == 0.941
-    assert paper_row("flickr-aes") is PAPER_TABLE["flickr_aes"] and paper_row("artimuse").plcc == 0.595
+    assert paper_row("KonIQ-10k") == DATASET_SPECS["koniq"].paper and paper_row("koniq").srcc == 0.941
+    assert paper_row("flickr-aes") is DATASET_SPECS["flickr_aes"].paper and paper_row("artimuse").plcc == 0.595
     assert paper_row("demo-iqa") is None
     means = paper_means()
     assert means["iqa"]["srcc"] == pytest.approx(0.7675) and means["iaa"]["plcc"] == pytest.approx(0.52525)
@@ -117,7 +118,7 @@ def test_paper_table_is_the_one_place():
 
 def test_benchmarks_from_samples_groups_test_split_by_source(tmp_path):
     from data_contracts.records import SampleRecord
-    from tatar_core.benchmarking import benchmarks_from_samples
+    from tatar_core.benchmark.run import benchmarks_from_samples
 
     rows = [SampleRecord(sample_id=f"{src}/{i}", image_path=f"/x/{src}{i}.png", task=task, score=10.0 * i, split=split,
                          source=src, ref_id=f"r{i}")
@@ -133,13 +134,13 @@ def test_benchmarks_from_samples_groups_test_split_by_source(tmp_path):
 
 
 def test_report_puts_the_papers_table_beside_ours(tmp_path):
-    from tatar_core.report import PAPER_TABLE, write_report
+    from tatar_core.benchmark.report import write_report
 
     m = MetricRecord(benchmark="KonIQ-10k", task="iqa", n=10, n_valid=10, n_skipped=0, srcc=0.5, plcc=0.25)
     text = write_report([m], [], tmp_path).read_text()
     section = text.split("## The paper's Table 1 beside ours")[1].split("##")[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "benchmark" not in line]
-    assert len(rows) == len(PAPER_TABLE)
+    assert len(rows) == sum(s.paper is not None for s in DATASET_SPECS.values()) == 8
     koniq = next(r for r in rows if r.startswith("| koniq "))
     assert "0.941" in koniq and "0.942" in koniq and "0.500" in koniq and "0.250" in koniq
     assert all("not run" in r for r in rows if not r.startswith("| koniq "))

@@ -3,11 +3,11 @@ import subprocess
 import sys
 
 from data_contracts.config import STAGES, load_config
-from tatar_core.stage_keys import stage_keys
+from tatar_core.pipeline.keys import stage_keys
 
 
 def _tatar(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tatar_core.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "tatar_core.cli.main", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_plan_paper_profile_prints_stages_keys_launch_and_missing_paths():
@@ -25,7 +25,7 @@ def test_plan_paper_profile_prints_stages_keys_launch_and_missing_paths():
 
 
 def test_plan_does_not_import_torch():
-    code = ("import sys; from tatar_core.cli import main; main(['plan', 'configs/paper.yaml']); "
+    code = ("import sys; from tatar_core.cli.main import main; main(['plan', 'configs/paper.yaml']); "
             "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.stdout.strip().endswith("NO-TORCH"), p.stdout[-500:] + p.stderr[-500:]
@@ -47,7 +47,7 @@ def test_score_defaults_to_the_newest_finished_grpo_model(tmp_path):
     import os
     import time
 
-    from tatar_core.score_cli import latest_trained_model
+    from tatar_core.cli.score import latest_trained_model
 
     assert latest_trained_model(tmp_path) is None
     for i, name in enumerate(("old", "new")):

@@ -10,10 +10,8 @@ import pytest
 from PIL import Image
 
 from data_contracts.config.samples import DatasetSource
-from tatar_core.datasets import (
-    DATASET_SPECS, KADID_TEST_REFS, SCALE_PIPAL_ELO, DatasetError, declared_scale, load_dataset, read_split_file,
-    select_subset,
-)
+from tatar_core.samples.specs import DATASET_SPECS, KADID_TEST_REFS, SCALE_PIPAL_ELO, DatasetError, declared_scale
+from tatar_core.samples.readers import load_dataset, read_split_file, select_subset
 
 
 def img(path: Path, kind: str = "png", seed: int = 0) -> Path:

@@ -15,7 +15,7 @@ from data_contracts.records import (
     KeptRecord, MetricRecord, PredictionRecord, RationaleRecord, RejectedRecord, SampleRecord, TrainLogRecord,
 )
 from flows.services import Services
-from tatar_core.pipeline import Pipeline
+from tatar_core.pipeline.runner import Pipeline
 from e2e_support import deployment_run, flow_run_logs, free_port, kill_tree, wait_for, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

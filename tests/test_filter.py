@@ -11,9 +11,9 @@ from PIL import Image
 from data_contracts.config.rationales import EndpointConfig, FilterConfig, JudgeConfig
 from data_contracts.parquet_io import read_records, write_records
 from data_contracts.records import KeptRecord, RationaleRecord, RejectedRecord, SampleRecord
-from tatar_core.filtering import filter_rationales, reason_code, reason_counts
-from tatar_core.parsing import count_words
-from tatar_core.prompts import make_target
+from tatar_core.filtered.stage import filter_rationales, reason_code, reason_counts
+from tatar_core.method.parsing import count_words
+from tatar_core.method.prompts import make_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from serve_openai import FAST_REPLY, SLOW_REPLY, Reply, StubOpenAIServer, completion, request_text  # noqa: E402

@@ -9,8 +9,8 @@ from data_contracts.parquet_io import write_records
 from data_contracts.records import (
     FailedRecord, PredictionRecord, RationaleRecord, RejectedRecord, SampleRecord,
 )
-from tatar_core.inspect import inspect_parquet, main
-from tatar_core.prompts import make_target
+from tatar_core.cli.inspect_parquet import inspect_parquet, main
+from tatar_core.method.prompts import make_target
 
 
 def _rat(i: int, task: str, n_words: int) -> dict:

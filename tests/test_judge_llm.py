@@ -11,8 +11,8 @@ from PIL import Image
 
 from data_contracts.config.rationales import EndpointConfig, JudgeConfig
 from data_contracts.records import RationaleRecord, SampleRecord
-from tatar_core.judge_llm import LLMJudge, MalformedVerdict, parse_verdict, verdict_reasons
-from tatar_core.prompts import make_target
+from tatar_core.filtered.judge import LLMJudge, MalformedVerdict, parse_verdict, verdict_reasons
+from tatar_core.method.prompts import make_target
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from serve_openai import Reply, StubOpenAIServer, completion, request_text  # noqa: E402

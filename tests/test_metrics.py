@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from data_contracts.records import MetricRecord, PredictionRecord
-from tatar_core.metrics import bootstrap_ci, compute_metrics, fit_logistic, logistic4, plcc, plcc_logistic, srcc
+from tatar_core.benchmark.metrics import bootstrap_ci, compute_metrics, fit_logistic, logistic4, plcc, plcc_logistic, srcc
 
 
 def test_known_values_match_scipy():
@@ -52,7 +52,7 @@ def test_logistic_fit_failure_falls_back_to_raw(monkeypatch):
     def no_convergence(*a, **k):
         raise RuntimeError("Optimal parameters not found: Number of calls to function has reached maxfev")
 
-    import tatar_core.metrics as metrics
+    import tatar_core.benchmark.metrics as metrics
 
     monkeypatch.setattr(metrics, "curve_fit", no_convergence)  # force the failure path scipy takes on bad data
     assert metrics.fit_logistic(x, y) is None

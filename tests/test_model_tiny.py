@@ -8,10 +8,11 @@ import pytest
 from PIL import Image
 
 from data_contracts.config.model import EMBEDDED_MODEL, ModelConfig
-from tatar_core.modeling import (
-    ImageOnlyQwen2_5_VLProcessor, build_inputs, load_model_and_processor, load_processor, resolve_model,
+from tatar_core.models.loading import (
+    build_inputs, embedded_model_dir, load_model_and_processor, load_processor, resolve_model,
 )
-from tatar_core.prompts import make_target
+from tatar_core.models.processor import ImageOnlyQwen2_5_VLProcessor
+from tatar_core.method.prompts import make_target
 
 
 def _img(size=128, colour=(120, 60, 30)):
@@ -19,7 +20,7 @@ def _img(size=128, colour=(120, 60, 30)):
 
 
 def test_same_seed_gives_identical_weights_and_files(tiny_model_dir, tmp_path):
-    from tatar_core.tiny_model import build_tiny_model
+    from tatar_core.models.tiny import build_tiny_model
 
     again = build_tiny_model(tmp_path / "again", seed=0)
     for name in ("model.safetensors", "tokenizer.json", "config.json", "processor_config.json"):
@@ -27,7 +28,7 @@ def test_same_seed_gives_identical_weights_and_files(tiny_model_dir, tmp_path):
 
 
 def test_other_seed_gives_other_weights(tiny_model_dir, tmp_path):
-    from tatar_core.tiny_model import build_tiny_model
+    from tatar_core.models.tiny import build_tiny_model
 
     other = build_tiny_model(tmp_path / "seed1", seed=1)
     assert (other / "model.safetensors").read_bytes() != (tiny_model_dir / "model.safetensors").read_bytes()
@@ -36,7 +37,7 @@ def test_other_seed_gives_other_weights(tiny_model_dir, tmp_path):
 
 def test_bpe_training_is_deterministic(tiny_model_dir):
     """A fresh (uncached) BPE training reproduces the saved tokenizer's vocabulary and merges."""
-    from tatar_core.tiny_model import train_bpe
+    from tatar_core.models.tiny import train_bpe
 
     fresh = json.loads(train_bpe())
     saved = json.loads((tiny_model_dir / "tokenizer.json").read_text())
@@ -88,7 +89,7 @@ def test_tags_survive_decoding_and_iaa_answer_fits(tiny_model_dir):
 
 def test_chat_template_and_generation_prompt(tiny_model_dir):
     processor = load_processor(tiny_model_dir)
-    from tatar_core.modeling import chat_texts
+    from tatar_core.models.loading import chat_texts
 
     text = chat_texts(processor, ["iqa"])[0]
     assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 1
@@ -100,7 +101,8 @@ def test_chat_template_and_generation_prompt(tiny_model_dir):
 def test_resolve_model_builds_once_and_reuses(tmp_path):
     cfg = ModelConfig(path=EMBEDDED_MODEL, seed=3)
     first = resolve_model(cfg, tmp_path)
-    assert first == tmp_path / "tiny-qwen2.5-vl-seed3" and (first / "config.json").exists()
+    assert first == embedded_model_dir(tmp_path, 3) and (first / "config.json").exists()
+    assert first.name.startswith("tiny-qwen2.5-vl-seed3-")
     stamp = (first / "model.safetensors").stat().st_mtime_ns
     assert resolve_model(cfg, tmp_path) == first
     assert (first / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt

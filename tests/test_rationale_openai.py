@@ -12,8 +12,8 @@ from PIL import Image
 from data_contracts.config.rationales import EndpointConfig, TeacherConfig
 from data_contracts.parquet_io import read_records
 from data_contracts.records import FailedRecord, RationaleRecord, SampleRecord
-from tatar_core.rationale_runner import generate_rationales
-from tatar_core.teacher_openai import OpenAITeacher, make_teacher, teacher_id_for, teacher_messages
+from tatar_core.rationales.runner import generate_rationales
+from tatar_core.rationales.openai_teacher import OpenAITeacher, make_teacher, teacher_id_for, teacher_messages
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from serve_openai import Reply, StubOpenAIServer, completion, request_text  # noqa: E402

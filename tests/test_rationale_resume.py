@@ -15,9 +15,9 @@ from PIL import Image
 
 from data_contracts.parquet_io import read_records
 from data_contracts.records import FailedRecord, RationaleRecord, SampleRecord
-from tatar_core.prompts import make_target
-from tatar_core.rationale_runner import generate_rationales
-from tatar_core.shards import read_shards, shard_paths
+from tatar_core.method.prompts import make_target
+from tatar_core.rationales.runner import generate_rationales
+from tatar_core.rationales.shards import read_shards, shard_paths
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from serve_openai import StubOpenAIServer  # noqa: E402
@@ -29,8 +29,8 @@ CHILD = textwrap.dedent("""
     import json, sys
     from data_contracts.config.rationales import EndpointConfig, TeacherConfig
     from data_contracts.records import SampleRecord
-    from tatar_core.rationale_runner import generate_rationales
-    from tatar_core.teacher_openai import OpenAITeacher
+    from tatar_core.rationales.runner import generate_rationales
+    from tatar_core.rationales.openai_teacher import OpenAITeacher
     base_url, samples_file, out_dir = sys.argv[1:4]
     samples = [SampleRecord.model_validate(r) for r in json.load(open(samples_file))]
     ep = EndpointConfig(base_url=base_url, model="stub", concurrency=4, timeout_s=5, image_max_side=32)
@@ -81,7 +81,7 @@ def test_sigkill_midrun_then_resume(tmp_path):
         (out / "shards" / ".shard-x.parquet.999999999.tmp").write_bytes(b"PAR1 half")
 
         from data_contracts.config.rationales import EndpointConfig, TeacherConfig
-        from tatar_core.teacher_openai import OpenAITeacher
+        from tatar_core.rationales.openai_teacher import OpenAITeacher
 
         ep = EndpointConfig(base_url=srv.base_url, model="stub", concurrency=4, timeout_s=5, image_max_side=32)
         teacher = OpenAITeacher(TeacherConfig(kind="openai", endpoint=ep))
@@ -152,9 +152,9 @@ def test_teacher_returning_wrong_record_is_a_failure(tmp_path):
 
 def test_offline_teacher_through_runner_and_filter(synthetic_samples, tmp_path):
     from data_contracts.config.rationales import FilterConfig, TeacherConfig
-    from tatar_core.filtering import filter_rationales
-    from tatar_core.teacher_offline import OfflineTeacher
-    from tatar_core.teacher_openai import make_teacher
+    from tatar_core.filtered.stage import filter_rationales
+    from tatar_core.rationales.offline_teacher import OfflineTeacher
+    from tatar_core.rationales.openai_teacher import make_teacher
 
     teacher = make_teacher(TeacherConfig())
     assert isinstance(teacher, OfflineTeacher)

@@ -12,10 +12,10 @@ from PIL import Image
 from data_contracts.config.rationales import EndpointConfig, FilterConfig, JudgeConfig, TeacherConfig
 from data_contracts.parquet_io import read_records, write_records
 from data_contracts.records import FailedRecord, KeptRecord, RejectedRecord, SampleRecord
-from tatar_core.filtering import filter_rationales, reason_counts
-from tatar_core.inspect import inspect_parquet
-from tatar_core.rationale_runner import generate_rationales
-from tatar_core.teacher_openai import make_teacher
+from tatar_core.filtered.stage import filter_rationales, reason_counts
+from tatar_core.cli.inspect_parquet import inspect_parquet
+from tatar_core.rationales.runner import generate_rationales
+from tatar_core.rationales.openai_teacher import make_teacher
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from serve_openai import Reply, StubOpenAIServer, completion, default_reply, request_text  # noqa: E402

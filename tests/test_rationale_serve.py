@@ -23,10 +23,10 @@ from data_contracts.config.rationales import (
 )
 from data_contracts.parquet_io import read_records
 from data_contracts.records import FailedRecord, RationaleRecord, SampleRecord
-from tatar_core.filtering import filter_rationales
-from tatar_core.prompts import make_target
-from tatar_core.rationale_runner import generate_rationales
-from tatar_core.teacher_openai import make_teacher
+from tatar_core.filtered.stage import filter_rationales
+from tatar_core.method.prompts import make_target
+from tatar_core.rationales.runner import generate_rationales
+from tatar_core.rationales.openai_teacher import make_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from data_contracts.config.rationales import EndpointConfig
-from tatar_core.rationale_text import (
+from tatar_core.rationales.text import (
     EmptyRationale, TextLimits, apply_limits, clean_rationale, extract_think, split_sentences,
 )
-from tatar_core.secrets import NO_KEY, MissingSecret, Redactor, resolve_api_key
-from tatar_core.teacher_prompts import attribute_notes
+from tatar_core.llm.keys import NO_KEY, MissingSecret, Redactor, resolve_api_key
+from tatar_core.rationales.teacher_prompts import attribute_notes
 
 FAST = TextLimits(max_sentences=2, max_words=50)
 

@@ -1,4 +1,4 @@
-"""Score and format rewards (tatar-method §6.3, §6.6): table values, gates, monotonicity, bounds, parsing cases."""
+"""Score and format rewards (TATAR paper, arXiv 2603.19779, and its reference code): table values, gates, monotonicity, bounds, parsing cases."""
 import math
 
 import pytest
@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_contracts.config.rewards import RankRewardConfig, ScoreRewardConfig
-from tatar_core.parsing import count_words
-from tatar_core.rewards import completion_text, format_reward, gaussian_score, rank_reward, score_reward
+from tatar_core.method.parsing import count_words
+from tatar_core.method.rewards import completion_text, format_reward, gaussian_score, rank_reward, score_reward
 
 D = [0, 2, 5, 8.75, 10, 15, 20, 30]
 TABLE = {

@@ -3,7 +3,7 @@ import pytest
 
 from data_contracts.config.rewards import RewardWeights
 from data_contracts.config.training import GrpoConfig
-from tatar_core.rewards import RewardStats, effective_weights, make_reward_funcs, rank_reward, score_reward
+from tatar_core.method.rewards import RewardStats, effective_weights, make_reward_funcs, rank_reward, score_reward
 
 IAA_THINK = " ".join(["composition"] * 130)
 

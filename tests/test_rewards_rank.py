@@ -1,4 +1,4 @@
-"""Thurstone-style ranking across images (tatar-method §6.5) and the reference's sibling variant (§6.4)."""
+"""Thurstone-style ranking across images (TATAR paper, arXiv 2603.19779) and the reference code's sibling variant."""
 import math
 import threading
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from data_contracts.config.rewards import RankRewardConfig
 from data_contracts.config.training import GrpoConfig
-from tatar_core.rewards import RewardStats, make_reward_funcs, rank_reward, validate_step_composition
+from tatar_core.method.rewards import RewardStats, make_reward_funcs, rank_reward
 
 SIBLING = RankRewardConfig(variant="sibling")
 
@@ -199,10 +199,3 @@ def test_sibling_variant_degenerates_on_one_image():
     assert rank_reward(*agree) == [0.0] * 8  # thurstone: nothing to rank on one image
     # local only: a gather is never called
     assert rank_reward(*agree, SIBLING, gather=lambda items: 1 / 0) == rank_reward(*agree, SIBLING)
-
-
-def test_step_composition_check():
-    assert validate_step_composition(["iaa", "iaa", "iqa"], ["a", "b", "c"], min_iaa=2) == 2
-    assert validate_step_composition(["iqa", "iqa"], ["a", "b"], min_iaa=4) == 0  # no IAA at all is fine
-    with pytest.raises(ValueError, match="1 distinct IAA images"):
-        validate_step_composition(["iaa"] * 8, ["a"] * 8, min_iaa=2)

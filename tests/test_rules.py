@@ -3,8 +3,9 @@ import pytest
 
 from data_contracts.config.rationales import RuleConfig
 from data_contracts.records import RationaleRecord
-from tatar_core.judge_rules import ASPECT_KEYWORDS, covered_aspects, rule_reasons
-from tatar_core.prompts import make_target
+from tatar_core.filtered.rules import rule_reasons
+from tatar_core.method.aspects import ASPECT_KEYWORDS, covered_aspects
+from tatar_core.method.prompts import make_target
 
 IQA_OK = ("The picture suffers from strong grainy noise, which covers smooth areas with a busy speckle. "
           "Much of the fine detail is lost and the defects are obvious at a glance, so the technical quality "

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tatar_core.parsing import parse_answer
+from tatar_core.method.parsing import parse_answer
 
 
 def _images(n: int, seed: int = 0) -> list[Image.Image]:
@@ -27,7 +27,7 @@ def _images(n: int, seed: int = 0) -> list[Image.Image]:
 
 @pytest.fixture(scope="module")
 def sft_scorers(sft_checkpoint):
-    from tatar_core.scoring import Scorer
+    from tatar_core.scoring.scorer import Scorer
 
     return {b: Scorer(sft_checkpoint, batch_size=b) for b in (1, 8)}
 
@@ -51,7 +51,7 @@ def test_batch_size_does_not_change_scores(sft_scorers, task):
 @pytest.mark.slow
 def test_scorer_matches_plain_generate_and_stops_at_answer(sft_checkpoint, sft_scorers):
     """Same greedy tokens as a plain one-image `generate`, cut right after </answer>; parse via the shared parser."""
-    from tatar_core.modeling import generate, load_model_and_processor
+    from tatar_core.models.loading import generate, load_model_and_processor
 
     images = _images(5, seed=3)
     ours = sft_scorers[8].score(images, "iqa")
@@ -72,7 +72,7 @@ def test_scorer_matches_plain_generate_and_stops_at_answer(sft_checkpoint, sft_s
 
 @pytest.mark.slow
 def test_expected_readout(sft_checkpoint, sft_scorers):
-    from tatar_core.scoring import Scorer
+    from tatar_core.scoring.scorer import Scorer
 
     images = _images(6, seed=4)
     greedy = sft_scorers[8].score(images, "iqa")
@@ -88,7 +88,7 @@ def test_expected_readout(sft_checkpoint, sft_scorers):
 
 def test_failures_are_never_given_a_default_score(tiny_model_dir):
     """A random (untrained) model: whatever it writes, score is None exactly when the shared parser fails."""
-    from tatar_core.scoring import Scorer
+    from tatar_core.scoring.scorer import Scorer
 
     scorer = Scorer(tiny_model_dir, batch_size=4, max_new_tokens=12)
     res = scorer.score(_images(4, seed=5), "iaa")
@@ -107,7 +107,7 @@ def test_failures_are_never_given_a_default_score(tiny_model_dir):
 
 @pytest.mark.slow
 def test_tatar_score_cli_writes_csv(sft_checkpoint, tmp_path, capsys):
-    from tatar_core.score_cli import main
+    from tatar_core.cli.score import main
 
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
@@ -140,7 +140,7 @@ def test_tatar_score_cli_writes_csv(sft_checkpoint, tmp_path, capsys):
 
 
 def test_tatar_score_cli_errors(tmp_path, capsys, monkeypatch):
-    from tatar_core.score_cli import main
+    from tatar_core.cli.score import main
 
     monkeypatch.delenv("TATAR_MODEL", raising=False)
     monkeypatch.chdir(tmp_path)  # no ./runs here: no trained model to fall back on
@@ -169,7 +169,7 @@ def test_tatar_score_cli_errors(tmp_path, capsys, monkeypatch):
 def test_stop_sequence_path_for_multi_token_answer_close(sft_checkpoint, sft_scorers):
     """Real Qwen tokenizers split `</answer>` into several tokens: the stop-sequence path must end each sequence
     at the same place as the single-token stop id does (the sequence logic itself: tests/test_speculative.py)."""
-    from tatar_core.scoring import Scorer
+    from tatar_core.scoring.scorer import Scorer
 
     s = Scorer(sft_checkpoint, batch_size=8)
     close_id = s.answer_close_id
@@ -197,21 +197,21 @@ def test_shared_scorer_is_thread_safe(sft_scorers):
     assert parallel == sequential
 
 
-def test_scorer_inputs_equal_the_processor_outputs(tiny_model_dir):
+def test_cached_prompt_inputs_equal_the_processor_outputs(tiny_model_dir):
     """The cached-prompt path builds exactly what the processor builds (ids, padding, mask, token types, pixels)."""
     import torch
 
-    from tatar_core.modeling import chat_texts
-    from tatar_core.scoring import Scorer
+    from tatar_core.models.loading import build_inputs, chat_texts, load_processor
 
-    scorer = Scorer(tiny_model_dir)
+    processor = load_processor(tiny_model_dir)
     images = _images(5, seed=8)  # several sizes: several image token counts, left padding
-    for task in ("iqa", "iaa"):
+    cache: dict = {}
+    for tasks in (["iqa"] * 5, ["iaa"] * 5, ["iqa", "iaa", "iqa", "iaa", "iaa"]):
         for _ in range(2):  # the second time from the cache
-            ours = scorer._inputs(images, task)
-            ref = scorer.processor(text=chat_texts(scorer.processor, [task] * 5), images=[[im] for im in images],
-                                   padding=True, return_tensors="pt")
+            ours = build_inputs(processor, images, tasks, prompt_cache=cache)
+            ref = processor(text=chat_texts(processor, tasks), images=[[im] for im in images], padding=True,
+                            return_tensors="pt")
             assert set(ours.keys()) == set(ref.keys())
             for key in ref.keys():
                 assert torch.equal(ours[key], ref[key]), key
-    assert len({n for _, n in scorer._prompt_ids}) > 1
+    assert len({n for _, n in cache}) > 1

@@ -1,4 +1,4 @@
-"""Speculative greedy decoding (tatar_core.speculative) and the checkpoint's draft corpus (tatar_core.draft_corpus)."""
+"""Speculative greedy decoding (tatar_core.scoring.speculative) and the checkpoint's draft corpus (tatar_core.models.draft_corpus)."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tatar_core.draft_corpus import FILE_NAME, copy_corpus, read_corpus, write_corpus
-from tatar_core.speculative import NgramIndex, _stop_at
+from tatar_core.models.draft_corpus import FILE_NAME, copy_corpus, read_corpus, write_corpus
+from tatar_core.scoring.speculative import NgramIndex, _stop_at
 
 
 # ---------------------------------------------------------------------------------------------- n-gram index
@@ -52,7 +52,7 @@ def test_stop_at_finds_stop_ids_and_sequences_across_steps():
 
 # ---------------------------------------------------------------------------------------------- draft corpus
 def test_corpus_round_trip_cap_and_dedup(tmp_path, monkeypatch):
-    import tatar_core.draft_corpus as dc
+    import tatar_core.models.draft_corpus as dc
 
     monkeypatch.setattr(dc, "MAX_PER_TASK", 2)
     rows = [("s3", "iqa", "c"), ("s1", "iqa", "a"), ("s1", "iqa", "a"), ("s2", "iqa", "b"), ("t1", "iaa", "long")]
@@ -82,8 +82,8 @@ def _images(n: int, seed: int) -> list[Image.Image]:
 def _decode(scorer, images, task, draft_tokens, prefixes=None):
     import torch
 
-    from tatar_core.modeling import chat_texts
-    from tatar_core.speculative import greedy_decode
+    from tatar_core.models.loading import chat_texts
+    from tatar_core.scoring.speculative import greedy_decode
 
     texts = chat_texts(scorer.processor, [task] * len(images))
     inputs = scorer.processor(text=texts, images=[[im] for im in images], padding=True, return_tensors="pt")
@@ -108,8 +108,8 @@ def test_drafted_decoding_gives_the_greedy_tokens_in_fewer_passes(sft_checkpoint
     prefix (computed once, then reused by a second batch); drafts save passes."""
     import torch
 
-    from tatar_core.modeling import build_inputs, load_model_and_processor
-    from tatar_core.scoring import Scorer
+    from tatar_core.models.loading import build_inputs, load_model_and_processor
+    from tatar_core.scoring.scorer import Scorer
 
     scorer = Scorer(sft_checkpoint)
     images = _images(5, seed=11 if task == "iqa" else 12)
@@ -141,7 +141,7 @@ def test_compact_keeps_the_valid_cache_positions_in_order_right_aligned():
     import torch
     from transformers import DynamicCache
 
-    from tatar_core.speculative import _compact
+    from tatar_core.scoring.speculative import _compact
 
     keys = torch.arange(2 * 1 * 5 * 1, dtype=torch.float32).view(2, 1, 5, 1)  # rows 0..4 and 5..9
     cache = DynamicCache()

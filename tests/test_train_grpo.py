@@ -13,7 +13,7 @@ from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import GrpoConfig, LaunchConfig
 from data_contracts.parquet_io import read_records
 from data_contracts.records import SampleRecord, TrainLogRecord
-from tatar_core.grpo import batch_plan, iaa_per_step, plan_order, run_grpo, select_train, total_steps
+from tatar_core.training.grpo import batch_plan, iaa_per_step, plan_order, run_grpo, select_train, total_steps
 
 
 def _samples(n_iqa: int, n_iaa: int) -> list[SampleRecord]:
@@ -80,8 +80,10 @@ def test_select_train_caps_samples_and_keeps_iaa():
 
 def _small_cfg(**kw) -> GrpoConfig:
     base = dict(num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2, max_completion_length=160,
-                learning_rate=1e-4, beta=0.001, logging_steps=1, save_steps=1, save_total_limit=None, seed=0)
-    return GrpoConfig(**{**base, **kw})
+                learning_rate=1e-4, beta=0.001, seed=0,
+                trainer_args={"logging_steps": 1, "save_steps": 1, "save_total_limit": None})
+    args = base["trainer_args"] | kw.pop("trainer_args", {})
+    return GrpoConfig(**{**base, **kw, "trainer_args": args})
 
 
 def test_grpo_in_process_logs_both_tasks_and_resumes(sft_checkpoint, synthetic_samples, tmp_path):
@@ -107,14 +109,14 @@ def test_grpo_in_process_logs_both_tasks_and_resumes(sft_checkpoint, synthetic_s
     assert second["resumed_from_step"] == 2 and second["steps"] == 3
     steps = pl.read_parquet(tmp_path / "train_log.parquet")["step"].to_list()
     assert sorted(set(steps)) == [1, 2, 3] and len(steps) == 6
-    from tatar_core.modeling import load_model_and_processor
+    from tatar_core.models.loading import load_model_and_processor
 
     load_model_and_processor(tmp_path / "model")
 
 
 @pytest.mark.slow
 def test_accelerate_two_processes_rank_across_processes(sft_checkpoint, synthetic_samples, tmp_path):
-    cfg = _small_cfg(max_steps=2, save_steps=100,
+    cfg = _small_cfg(max_steps=2, trainer_args={"save_steps": 100},
                      launch=LaunchConfig(mode="accelerate", num_processes=2, cpu=True))
     result = run_grpo(synthetic_samples, sft_checkpoint, cfg, ModelConfig(), tmp_path)
     assert result["num_processes"] == 2 and result["steps"] == 2

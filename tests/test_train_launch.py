@@ -7,7 +7,7 @@ import pytest
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import GrpoConfig, LaunchConfig, SftConfig
 from data_contracts.records import KeptRecord, SampleRecord
-from tatar_core.launch import (
+from tatar_core.training.launch import (
     LaunchError, checkpoint_step, last_complete_checkpoint, launch_command, read_spec, write_spec,
 )
 
@@ -20,7 +20,7 @@ def test_launch_command_variants(tmp_path):
     spec = tmp_path / "spec.json"
     one_cpu = launch_command("sft", LaunchConfig(mode="accelerate", num_processes=1, cpu=True), spec)
     assert "--cpu" in one_cpu and "--multi_gpu" not in one_cpu
-    assert one_cpu[-4:] == ["-m", "tatar_core.train_entry", "sft", str(spec)]
+    assert one_cpu[-4:] == ["-m", "tatar_core.training.entry", "sft", str(spec)]
     assert one_cpu[one_cpu.index("--num_processes") + 1] == "1"
 
     two_cpu = launch_command("grpo", LaunchConfig(mode="accelerate", num_processes=2, cpu=True), spec)
@@ -72,7 +72,7 @@ def test_last_complete_checkpoint(tmp_path):
 def test_failed_launch_raises_with_the_output_tail(tmp_path, synthetic_kept, tiny_model_dir):
     cfg = SftConfig(max_steps=1, launch=LaunchConfig(mode="accelerate", num_processes=1,
                                                      extra_args=["--no-such-accelerate-flag"]))
-    from tatar_core.sft import run_sft
+    from tatar_core.training.sft import run_sft
 
     with pytest.raises(LaunchError, match="no-such-accelerate-flag"):
         run_sft(synthetic_kept[:4], tiny_model_dir, cfg, ModelConfig(), tmp_path)
@@ -81,11 +81,11 @@ def test_failed_launch_raises_with_the_output_tail(tmp_path, synthetic_kept, tin
 
 @pytest.mark.slow
 def test_sft_under_accelerate_two_cpu_processes(tmp_path, synthetic_kept, tiny_model_dir):
-    from tatar_core.modeling import load_model_and_processor
-    from tatar_core.sft import run_sft
+    from tatar_core.models.loading import load_model_and_processor
+    from tatar_core.training.sft import run_sft
 
     cfg = SftConfig(max_steps=2, learning_rate=3e-3, per_device_train_batch_size=2, gradient_accumulation_steps=1,
-                    save_steps=100, logging_steps=1, seed=0,
+                    trainer_args={"save_steps": 100, "logging_steps": 1}, seed=0,
                     launch=LaunchConfig(mode="accelerate", num_processes=2, cpu=True))
     result = run_sft(synthetic_kept[:16], tiny_model_dir, cfg, ModelConfig(), tmp_path)
     assert result["num_processes"] == 2 and result["steps"] == 2

@@ -11,10 +11,10 @@ import torch
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import SftConfig
 from data_contracts.records import KeptRecord
-from tatar_core.launch import last_complete_checkpoint
-from tatar_core.parsing import parse_answer
-from tatar_core.prompts import make_target
-from tatar_core.sft import build_sft_rows, drops_thought, mixed_order, run_sft
+from tatar_core.training.launch import last_complete_checkpoint
+from tatar_core.method.parsing import parse_answer
+from tatar_core.method.prompts import make_target
+from tatar_core.training.sft import build_sft_rows, drops_thought, mixed_order, run_sft
 
 
 def _kept(n_iqa: int, n_iaa: int) -> list[KeptRecord]:
@@ -75,8 +75,8 @@ def test_mix_oversamples_the_smaller_task_until_all_exhausted():
 
 
 def test_sft_trains_and_resumes_from_last_checkpoint(tiny_model_dir, synthetic_kept, tmp_path):
-    base = dict(learning_rate=3e-3, per_device_train_batch_size=4, gradient_accumulation_steps=1, save_steps=2,
-                logging_steps=1, seed=0, save_total_limit=None)
+    base = dict(learning_rate=3e-3, per_device_train_batch_size=4, gradient_accumulation_steps=1, seed=0,
+                trainer_args={"save_steps": 2, "logging_steps": 1, "save_total_limit": None})
     first = run_sft(synthetic_kept, tiny_model_dir, SftConfig(max_steps=4, **base), ModelConfig(), tmp_path)
     assert first["steps"] == 4 and first["resumed_from_step"] == 0
     assert first["rows_iqa"] > 0 and first["rows_iaa"] > 0
@@ -90,7 +90,7 @@ def test_sft_trains_and_resumes_from_last_checkpoint(tiny_model_dir, synthetic_k
     assert state["global_step"] == 6
     logged_steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert logged_steps == [1, 2, 3, 4, 5, 6]  # history carried over from checkpoint-4, not restarted
-    from tatar_core.modeling import load_model_and_processor
+    from tatar_core.models.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(tmp_path / "model")
     assert hasattr(processor, "image_processor")
@@ -100,7 +100,7 @@ def test_lora_adapters_are_merged_into_the_saved_model(tiny_model_dir, synthetic
     from safetensors.torch import load_file
 
     cfg = SftConfig(max_steps=2, learning_rate=1e-2, per_device_train_batch_size=2, use_lora=True, lora_r=4,
-                    lora_alpha=8, save_steps=100, seed=0)
+                    lora_alpha=8, trainer_args={"save_steps": 100}, seed=0)
     run_sft(synthetic_kept[:8], tiny_model_dir, cfg, ModelConfig(), tmp_path)
     saved = load_file(tmp_path / "model" / "model.safetensors")
     base = load_file(tiny_model_dir / "model.safetensors")
@@ -111,7 +111,7 @@ def test_lora_adapters_are_merged_into_the_saved_model(tiny_model_dir, synthetic
 
 
 def test_fixture_checkpoint_learned_the_answer_format(sft_checkpoint, synthetic_samples):
-    from tatar_core.modeling import generate, load_model_and_processor
+    from tatar_core.models.loading import generate, load_model_and_processor
 
     result = json.loads((sft_checkpoint.parent / "sft_result.json").read_text())
     assert result["steps"] == 120

@@ -1,5 +1,7 @@
 """Which backbone to train: the embedded tiny model, or a local `from_pretrained` folder."""
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from data_contracts.config.base import Section
 
@@ -12,3 +14,15 @@ class ModelConfig(Section):
     min_pixels: int = Field(28 * 28, description="image processor min pixels")
     max_pixels: int = Field(112 * 112, description="image processor max pixels (112x112 -> 16 image tokens)")
     dtype: str = Field("float32", description="float32 | bfloat16 | float16")
+    load_args: dict[str, Any] = Field(
+        default_factory=dict, description="extra keyword arguments for from_pretrained, e.g. attn_implementation: sdpa"
+    )
+
+    @field_validator("load_args")
+    @classmethod
+    def _own_keys(cls, args: dict[str, Any]) -> dict[str, Any]:
+        for key, why in {"dtype": "use model.dtype", "torch_dtype": "use model.dtype",
+                         "local_files_only": "models are always loaded from local files"}.items():
+            if key in args:
+                raise ValueError(f"'{key}' is set by the project: {why}")
+        return args

@@ -1,4 +1,4 @@
-"""GRPO reward constants (formulas in tatar_core/rewards.py). Defaults are the reference code's numbers."""
+"""GRPO reward constants (formulas in tatar_core/method/rewards.py). Defaults are the reference code's numbers."""
 from typing import Literal, Optional
 
 from pydantic import Field
@@ -7,7 +7,7 @@ from data_contracts.config.base import Section
 
 
 class ScoreRewardConfig(Section):
-    """Gaussian score shaping (tatar-method §6.3); d in points on 0–100."""
+    """Gaussian score shaping (TATAR paper, arXiv 2603.19779); d in points on 0–100."""
 
     threshold: float = Field(8.75, gt=0, description="reward 0.5 at d=threshold before the adaptive sigma")
     alpha_iqa: float = Field(0.8, ge=0, description="adaptive sigma: sigma0*(1+alpha*d/100), IQA")
@@ -19,7 +19,7 @@ class ScoreRewardConfig(Section):
 
 
 class RankRewardConfig(Section):
-    """Ranking reward (tatar-method §6.4/§6.5); scores /100."""
+    """Ranking reward (TATAR paper; the reference code's sibling variant); scores /100."""
 
     tau: float = Field(0.08, gt=0, description="soft GT preference temperature: p_gt = sigmoid(dg/tau)")
     margin: float = Field(0.12, gt=0, description="m: pair weight exp(-|g_i-g_j|/m)")

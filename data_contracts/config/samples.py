@@ -20,7 +20,7 @@ class DemoDataConfig(Section):
 
 
 class DatasetSource(Section):
-    """A dataset in its native format (see `tatar_core.datasets`)."""
+    """A dataset in its native format (see `tatar_core.samples.readers`)."""
 
     name: str = Field(description="dataset spec name, e.g. koniq, artimuse10k, or 'table' for a user CSV/Parquet")
     root: str = Field(description="local folder with the dataset's files")

@@ -1,9 +1,17 @@
-"""Stage 2 (SFT) and stage 3 (GRPO) settings, the reward constants and the launch settings."""
-from typing import Literal, Optional
+"""Stage 2 (SFT) and stage 3 (GRPO) settings, the reward constants and the launch settings.
 
-from pydantic import Field, model_validator
+Each section holds the project's own keys (what the project computes from them: the batch plan, thought dropout,
+reward constants, the paper's main hyperparameters) and `trainer_args`, a mapping passed through to trl's
+`SFTConfig` / `GRPOConfig` as is (attention, dataloader workers, gradient clipping, optimizer, logging and saving,
+vLLM generation, …). A `trainer_args` key must be a field of that trl class and must not be one the project sets
+itself; both are checked when the config loads, before any work.
+"""
+from typing import Any, ClassVar, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
 
 from data_contracts.config.base import Section
+from data_contracts.config.trainer_fields import TRL_CONFIGS, trainer_fields
 from data_contracts.config.rewards import RankRewardConfig, RewardWeights, ScoreRewardConfig
 
 
@@ -22,18 +30,49 @@ class LaunchConfig(Section):
     )
 
 
-class SftConfig(Section):
+class TrainerSection(Section):
+    """A training stage's section: project keys + `trainer_args` passed through to trl."""
+
+    stage: ClassVar[str]
+    # trl fields the project sets from its own keys or fixes (the reason is in the error message)
+    project_set: ClassVar[dict[str, str]] = {
+        "output_dir": "the stage folder's checkpoints/ (cache key)",
+        "remove_unused_columns": "the reward functions and collators read the extra columns",
+        "activation_checkpointing": "use the section's gradient_checkpointing",
+        "data_seed": "use the section's seed",
+    }
+
+    trainer_args: dict[str, Any] = Field(
+        default_factory=dict, description="passed through to trl's SFTConfig / GRPOConfig (any of its fields)"
+    )
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _trl_fields(cls, args: dict[str, Any]) -> dict[str, Any]:
+        known = trainer_fields(cls.stage)
+        trl_name = TRL_CONFIGS[cls.stage][1]
+        for key in args:
+            if key not in known:
+                raise ValueError(f"unknown trl {trl_name} field '{key}' (see trl's {trl_name} documentation)")
+            if key in cls.model_fields:
+                raise ValueError(f"'{key}' is a key of this section: set {cls.stage}.{key}, not trainer_args")
+            if key in cls.project_set:
+                raise ValueError(f"'{key}' is set by the project: {cls.project_set[key]}")
+        return args
+
+
+class SftConfig(TrainerSection):
+    stage: ClassVar[str] = "sft"
+    project_set: ClassVar[dict[str, str]] = TrainerSection.project_set | {
+        "max_length": "image tokens must never be truncated (the image features would not match)",
+        "completion_only_loss": "the TATAR SFT loss is on the completion only",
+    }
+
     learning_rate: float = 2e-5
     num_train_epochs: float = 1.0
     max_steps: int = Field(-1, description="-1 = run num_train_epochs")
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 2
-    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="linear warmup over this share of the steps")
-    weight_decay: float = 0.0
-    lr_scheduler_type: str = "linear"
-    logging_steps: int = 10
-    save_steps: int = 100
-    save_total_limit: Optional[int] = Field(2, description="keep at most this many checkpoints (None = all)")
     gradient_checkpointing: bool = False
     bf16: bool = False
     iqa_fraction: float = Field(0.5, ge=0, le=1, description="share of IQA rows in the interleaved mix")
@@ -46,7 +85,16 @@ class SftConfig(Section):
     launch: LaunchConfig = LaunchConfig()
 
 
-class GrpoConfig(Section):
+class GrpoConfig(TrainerSection):
+    stage: ClassVar[str] = "grpo"
+    project_set: ClassVar[dict[str, str]] = TrainerSection.project_set | {
+        "steps_per_generation": "equals gradient_accumulation_steps (the cross-process IAA ranking needs it)",
+        "num_iterations": "1 (the cross-process IAA ranking needs one pass per generation)",
+        "shuffle_dataset": "the project lays out each step's images itself (plan_order)",
+        "generation_batch_size": "one generation per optimizer step (prompts_per_step x num_generations)",
+        "reward_weights": "use rewards_iqa / rewards_iaa (the weights are applied per task)",
+    }
+
     learning_rate: float = 1e-6
     beta: float = 0.001
     num_generations: int = Field(8, ge=2)
@@ -60,9 +108,6 @@ class GrpoConfig(Section):
     gradient_accumulation_steps: int = 1
     num_train_epochs: float = 3.0
     max_steps: int = Field(-1, description="-1 = run num_train_epochs")
-    logging_steps: int = 1
-    save_steps: int = 100
-    save_total_limit: Optional[int] = Field(2, description="keep at most this many checkpoints (None = all)")
     loss_type: str = "grpo"
     gradient_checkpointing: bool = False
     bf16: bool = False

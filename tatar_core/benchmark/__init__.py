@@ -1,0 +1,1 @@
+"""Benchmarks: scoring every set, SRCC/PLCC metrics, the report; the benchmark stage."""

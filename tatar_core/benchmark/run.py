@@ -1,0 +1,120 @@
+"""Score one benchmark with a `Scorer` and compute its metrics; each function is self-contained (one Prefect task
+per benchmark can call `run_benchmark`).
+
+    load_benchmark(src)                       -> (name, task, samples, skipped-at-load)
+    benchmarks_from_samples(samples)          -> [(name, task, samples)] per source of the test split
+    score_benchmark(name, task, samples, scorer, max_items)  -> [PredictionRecord]
+    run_benchmark(name, task, samples, scorer, ...)         -> BenchmarkOutcome(predictions, skipped, metrics)
+    summarize(metrics)                        -> per-task means
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from tqdm import tqdm
+
+from data_contracts.config.samples import DatasetSource
+from data_contracts.records import MetricRecord, PredictionRecord, SampleRecord, SkippedRecord
+from tatar_core.samples.specs import get_spec
+from tatar_core.samples.readers import load_dataset, select_subset
+from tatar_core.samples.images import ImageLoadError, load_rgb
+from tatar_core.benchmark.metrics import compute_metrics
+
+
+@dataclass
+class BenchmarkOutcome:
+    predictions: list[PredictionRecord]
+    skipped: list[SkippedRecord]  # at load time (label rows, images) and at scoring time (undecodable images)
+    metrics: MetricRecord
+
+
+def load_benchmark(src: DatasetSource, progress: bool = True) -> tuple[str, str, list[SampleRecord], list[SkippedRecord]]:
+    """(benchmark name, task, samples, skipped) of a dataset source; the test split unless `split` was set."""
+    if "split" not in src.model_fields_set:
+        src = src.model_copy(update={"split": "test"})
+    spec = get_spec(src.name)
+    result = load_dataset(src, progress=progress)
+    return src.alias or src.name, spec.task or src.task, result.samples, result.skipped
+
+
+def benchmarks_from_samples(samples: Sequence[SampleRecord], split: str = "test"
+                            ) -> list[tuple[str, str, list[SampleRecord]]]:
+    """(name, task, samples) per (source, task) of a samples table's `split` rows, e.g. demo-iqa / demo-iaa."""
+    groups: dict[tuple[str, str], list[SampleRecord]] = {}
+    for s in samples:
+        if s.split == split:
+            groups.setdefault((s.source, s.task), []).append(s)
+    return [(src, task, rows) for (src, task), rows in sorted(groups.items())]
+
+
+def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], scorer, max_items: Optional[int] = None,
+                    skipped: Optional[list[SkippedRecord]] = None, progress: bool = True) -> list[PredictionRecord]:
+    """Predictions for `samples` (at most `max_items`, a fixed pseudo-random subset by sample id).
+
+    Images are decoded in chunks; one that cannot be decoded is appended to `skipped` as a SkippedRecord
+    (raised as `ImageLoadError` when `skipped` is None). Unparsable completions are kept with pred=None.
+    """
+    wrong = [s.sample_id for s in samples if s.task != task]
+    if wrong:
+        raise ValueError(f"{name}: {len(wrong)} samples are not {task!r} (e.g. {wrong[0]})")
+    keep = select_subset([s.sample_id for s in samples], max_items)
+    todo = [samples[i] for i in keep]
+    chunk = max(1, scorer.batch_size) * 16
+    out: list[PredictionRecord] = []
+    bar = tqdm(total=len(todo), desc=f"benchmark {name}", unit="img", disable=not progress)
+    for start in range(0, len(todo), chunk):
+        part, images = [], []
+        for s in todo[start:start + chunk]:
+            try:
+                images.append(load_rgb(s.image_path))
+                part.append(s)
+            except ImageLoadError as e:
+                if skipped is None:
+                    raise
+                skipped.append(SkippedRecord(benchmark=name, item=s.image_path, reason=e.reason))
+        results = scorer.score(images, task) if images else []
+        for s, r in zip(part, results):
+            out.append(PredictionRecord(
+                benchmark=name, sample_id=s.sample_id, image_path=s.image_path, task=task, gt=s.score,
+                pred=r.score, parse=r.parse, completion=r.completion, n_words=r.n_words,
+            ))
+        bar.update(len(todo[start:start + chunk]))
+    bar.close()
+    return out
+
+
+def run_benchmark(name: str, task: str, samples: Sequence[SampleRecord], scorer, *,
+                  skipped: Sequence[SkippedRecord] = (), max_items: Optional[int] = None, bootstrap: int = 1000,
+                  seed: int = 0, progress: bool = True) -> BenchmarkOutcome:
+    """Score one benchmark and compute its MetricRecord (n_skipped counts load-time and scoring-time skips)."""
+    all_skipped = list(skipped)
+    preds = score_benchmark(name, task, samples, scorer, max_items, skipped=all_skipped, progress=progress)
+    metrics = compute_metrics(name, task, preds, n_skipped=len(all_skipped), bootstrap=bootstrap, seed=seed)
+    return BenchmarkOutcome(preds, all_skipped, metrics)
+
+
+def _mean(values) -> float:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def summarize(metrics: Sequence[MetricRecord]) -> dict[str, dict[str, float]]:
+    """Per task: number of benchmarks and the mean SRCC / PLCC / PLCC-logistic / valid fraction (NaNs ignored)."""
+    out: dict[str, dict[str, float]] = {}
+    for task in ("iqa", "iaa"):
+        ms = [m for m in metrics if m.task == task]
+        if not ms:
+            continue
+        out[task] = {
+            "n_benchmarks": len(ms),
+            "srcc": _mean(m.srcc for m in ms),
+            "plcc": _mean(m.plcc for m in ms),
+            "plcc_logistic": _mean(m.plcc_logistic for m in ms),
+            "valid_fraction": _mean((m.n_valid / m.n) if m.n else float("nan") for m in ms),
+        }
+    return out
+
+
+__all__ = ["BenchmarkOutcome", "load_benchmark", "benchmarks_from_samples", "score_benchmark", "run_benchmark", "summarize"]

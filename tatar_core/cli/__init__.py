@@ -1,0 +1,1 @@
+"""The `tatar` command line (`tatar_core.cli.main`)."""

@@ -1,0 +1,103 @@
+"""`tatar` command line: plan, run, summary, inspect, score.
+
+    tatar plan configs/paper.yaml        validate on CPU (no weights loaded); stages, inputs, keys, launch commands
+    tatar run configs/demo.yaml [--stage sft] [--set sft.learning_rate=1e-4]   run without Prefect (debugging)
+    tatar summary configs/demo.yaml      benchmark table + where every stage's files are
+    tatar inspect PATH.parquet           schema, rows by task, rationale lengths, rejection reasons, samples
+    tatar score PATH... --task iqa|iaa --model DIR [--out results.csv]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from data_contracts import ConfigError, SchemaError
+from data_contracts.config import STAGES, PipelineConfig, load_config
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise ConfigError(f"--set expects KEY=VALUE, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def _config(args) -> PipelineConfig:
+    return load_config(args.config, _overrides(args.set))
+
+
+def cmd_plan(args) -> int:
+    from tatar_core.pipeline.plan import format_plan
+
+    text, missing = format_plan(_config(args), args.config)
+    print(text)
+    return 1 if (missing and args.strict) else 0
+
+
+def cmd_run(args) -> int:
+    from tatar_core.pipeline.runner import Pipeline
+
+    pipe = Pipeline(_config(args))
+    stages = [args.stage] if args.stage else list(STAGES)
+    for r in pipe.run_all(stages):
+        print(f"{r.stage:<11} {'cached' if r.cached else 'ran   '} {r.dir}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from tatar_core.pipeline.plan import format_summary
+
+    print(format_summary(_config(args), ui_url=args.ui))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "inspect":
+        from tatar_core.cli.inspect_parquet import main as inspect_main
+
+        return _guard(lambda: inspect_main(argv[1:]))
+    if argv and argv[0] == "score":
+        from tatar_core.cli.score import main as score_main
+
+        return _guard(lambda: score_main(argv[1:]))
+
+    ap = argparse.ArgumentParser(prog="tatar", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name, fn, helptext in (("plan", cmd_plan, "validate a config and print the plan"),
+                               ("run", cmd_run, "run the pipeline in this process (no Prefect)"),
+                               ("summary", cmd_summary, "print results and file locations of a run")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("config", help="a config YAML, e.g. configs/demo.yaml")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (dotted key)")
+        p.set_defaults(fn=fn)
+        if name == "plan":
+            p.add_argument("--strict", action="store_true", help="exit 1 when a path the config names is missing")
+        if name == "run":
+            p.add_argument("--stage", choices=STAGES, help="run only this stage (its inputs must be finished)")
+        if name == "summary":
+            p.add_argument("--ui", default=None, help="Prefect UI address to print")
+    sub.add_parser("inspect", help="inspect a Parquet dataset (tatar inspect PATH.parquet)")
+    sub.add_parser("score", help="score images (tatar score PATH... --task iqa|iaa --model DIR)")
+    args = ap.parse_args(argv)
+    return _guard(lambda: args.fn(args))
+
+
+def _guard(fn) -> int:
+    """Known user errors print one clear message (no traceback) and exit 2."""
+    from tatar_core.pipeline.runner import StageIncomplete, StageNotReady
+
+    try:
+        return int(fn() or 0)
+    except (ConfigError, SchemaError, StageNotReady, StageIncomplete, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

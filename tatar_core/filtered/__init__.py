@@ -1,0 +1,1 @@
+"""Filtering rationales: rule checks and the optional LLM judge; the filtered stage."""

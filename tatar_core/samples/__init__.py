@@ -1,0 +1,1 @@
+"""Samples: the dataset spec table, native-format readers, the built-in demo set, image I/O; the samples stage."""

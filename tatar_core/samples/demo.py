@@ -1,0 +1,414 @@
+"""The built-in demo set: photos that ship inside pip wheels, distorted (IQA) and manipulated (IAA) offline.
+
+Generated deterministically at run time (never committed): the same `DemoDataConfig` gives byte-identical PNGs
+and identical records. Everything is PIL / numpy / scipy; noise uses a numpy RNG seeded from
+(cfg.seed, photo, type, level) through a stable hash.
+
+Photos (`PHOTOS`, in this order; licences as stated by the shipping packages):
+  astronaut, coffee, rocket, motorcycle (left view of `stereo_motorcycle`, Middlebury, research use),
+  chelsea (scikit-image `skimage.data`, public domain / CC0 per its docstrings);
+  china, flower (scikit-learn `load_sample_image`, CC-BY-2.0: china.jpg by danielbuechele,
+  https://www.flickr.com/photos/danielbuechele/6061409035 ; flower.jpg by vultilion,
+  https://www.flickr.com/photos/vultilion/6056698931 ; see sklearn/datasets/images/README.txt);
+  grace_hopper (matplotlib sample data `grace_hopper.jpg`).
+Each is centre-cropped to a square and Lanczos-resized to `cfg.image_size`.
+
+Split (by photo, never by distorted copy): after `cfg.max_refs` truncation of the list above, the LAST
+`cfg.test_refs` photos are the test split (by default chelsea and grace_hopper), the rest train.
+
+IQA (source "demo-iqa", sample_id "demo-iqa/<photo>/<type>/<level>"): KADID-style distortion types × levels
+1–5 (`IQA_DISTORTIONS`: KADID-style parameters (Lin et al., KADID-10k, QoMEX 2019), in pixels of the output image, so spatial types are
+relatively stronger at 128 px than at KADID's 512×384), plus the undistorted photo as level 0 ("pristine").
+Labels (1–5, mapped to 0–100 with SCALE_1_5) are per (type, level), see `IQA_MOS_1_5` for the sources.
+IAA (source "demo-iaa", sample_id "demo-iaa/<photo>/<manipulation>"): documented aesthetic manipulations with
+documented scores (`IAA_MANIPULATIONS`). These are stand-ins that encode within-content preferences
+("original > manipulated") — they are NOT human aesthetic labels and say nothing about cross-content ranking.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance
+from scipy import ndimage
+
+from data_contracts.config.samples import DemoDataConfig
+from data_contracts.records import SampleRecord
+from tatar_core.method.scales import SCALE_1_5
+
+# --------------------------------------------------------------------------------------------- photos
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        import skimage.data
+
+        if name == "motorcycle":
+            return skimage.data.stereo_motorcycle()[0]
+        return getattr(skimage.data, name)()
+
+    return load
+
+
+def _sklearn(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from sklearn.datasets import load_sample_image
+
+        return load_sample_image(name)
+
+    return load
+
+
+def _grace_hopper() -> np.ndarray:
+    from matplotlib import cbook
+
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    load: Callable[[], np.ndarray]
+    origin: str
+
+
+PHOTOS: tuple[Photo, ...] = (
+    Photo("astronaut", _skimage("astronaut"), "skimage.data.astronaut (public domain, NASA)"),
+    Photo("coffee", _skimage("coffee"), "skimage.data.coffee (CC0, Rachel Michetti)"),
+    Photo("rocket", _skimage("rocket"), "skimage.data.rocket (public domain, SpaceX)"),
+    Photo("china", _sklearn("china.jpg"), "sklearn china.jpg (CC-BY-2.0, danielbuechele, Flickr)"),
+    Photo("flower", _sklearn("flower.jpg"), "sklearn flower.jpg (CC-BY-2.0, vultilion, Flickr)"),
+    Photo("motorcycle", _skimage("motorcycle"), "skimage.data.stereo_motorcycle left (Middlebury, research)"),
+    Photo("chelsea", _skimage("chelsea"), "skimage.data.chelsea (CC0, Stefan van der Walt)"),
+    Photo("grace_hopper", _grace_hopper, "matplotlib sample_data grace_hopper.jpg"),
+)
+
+# ------------------------------------------------------------------------------------------ IQA labels
+# Mean score on KADID's 1–5 scale per (type, level L1..L5).
+# Human anchors: KADID-10k mean human DMOS per (type, level), from the published KADID-10k label file
+# (gblur, motion, jp2k, jpeg, awgn, impulse, darken, pixelate).
+# KADID's contrast-change levels are non-monotonic and its saturation types are not among those, so for
+# `contrast` and `desat` we use a pseudo-MOS we measured offline (consensus of six full-reference
+# metrics, mapped to 1–5) at L1 and L5 — contrast 4.68 → 1.72, desat 4.77 → 3.55 — linear in the level between.
+# Pristine photos are not rated in KADID; the highest human L1 mean is 4.61, so references get 4.80 (→ 95.0):
+# above every distorted cell, short of the ceiling since the small sample photos are not flawless.
+IQA_MOS_1_5: dict[str, tuple[float, float, float, float, float]] = {
+    "gblur": (4.61, 4.38, 2.91, 1.87, 1.30),
+    "motion": (4.60, 4.10, 2.85, 2.18, 1.67),
+    "awgn": (3.89, 3.39, 3.05, 2.71, 2.30),
+    "impulse": (3.58, 2.93, 2.61, 2.31, 2.13),
+    "jpeg": (4.34, 4.25, 3.87, 1.95, 1.35),
+    "jp2k": (4.55, 4.20, 3.87, 2.44, 1.39),
+    "contrast": (4.68, 3.94, 3.20, 2.46, 1.72),
+    "desat": (4.77, 4.465, 4.16, 3.855, 3.55),
+    "pixelate": (3.89, 3.10, 2.90, 2.79, 1.50),
+    "darken": (4.60, 4.53, 4.23, 3.53, 2.22),
+}
+PRISTINE_MOS_1_5 = 4.80
+LEVELS = (1, 2, 3, 4, 5)
+
+# ------------------------------------------------------------------------------------ IQA distortions
+
+
+def _f(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.float32)
+
+
+def _u8(a: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "RGB")
+
+
+def _gblur(img, sigma, rng):
+    return _u8(ndimage.gaussian_filter(_f(img), sigma=(sigma, sigma, 0), mode="reflect"))
+
+
+def _motion(img, length, rng):
+    return _u8(ndimage.uniform_filter1d(_f(img), size=int(length), axis=1, mode="reflect"))
+
+
+def _awgn(img, sigma, rng):
+    return _u8(_f(img) + rng.normal(0.0, sigma, size=(img.height, img.width, 3)))
+
+
+def _impulse(img, density, rng):
+    a = np.asarray(img).copy()
+    u = rng.random((img.height, img.width))
+    a[u < density / 2] = 0
+    a[(u >= density / 2) & (u < density)] = 255
+    return Image.fromarray(a, "RGB")
+
+
+def _codec(img, fmt, **kw):
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return im.convert("RGB")
+
+
+def _jpeg(img, quality, rng):
+    return _codec(img, "JPEG", quality=int(quality), subsampling=2)
+
+
+def _jp2k(img, psnr_db, rng):
+    return _codec(img, "JPEG2000", quality_mode="dB", quality_layers=[float(psnr_db)], irreversible=True)
+
+
+def _contrast(img, factor, rng):
+    return ImageEnhance.Contrast(img).enhance(factor)
+
+
+def _desat(img, factor, rng):
+    return ImageEnhance.Color(img).enhance(factor)
+
+
+def _pixelate(img, block, rng):
+    w, h = img.size
+    small = img.resize((max(1, -(-w // block)), max(1, -(-h // block))), Image.Resampling.BOX)
+    return small.resize((w, h), Image.Resampling.NEAREST)
+
+
+def _gamma(img, gamma, rng=None):
+    return _u8(255.0 * (_f(img) / 255.0) ** gamma)
+
+
+@dataclass(frozen=True)
+class Distortion:
+    params: tuple[float, float, float, float, float]  # level 1..5, mild → strong
+    param: str
+    apply: Callable[[Image.Image, float, np.random.Generator], Image.Image]
+
+
+# Parameters per level: KADID-style (not KADID's own parameters), except jp2k: the
+# compression *rates* 20…400 of the usual KADID-style table fall below the codestream header size at 128 px (rate 400 = 122 bytes), which
+# turns levels 4–5 into one flat colour, so jp2k targets a PSNR per level instead (size-independent).
+IQA_DISTORTIONS: dict[str, Distortion] = {
+    "gblur": Distortion((0.5, 1, 2, 3, 5), "gaussian sigma (px)", _gblur),
+    "motion": Distortion((3, 5, 9, 15, 21), "horizontal box length (px)", _motion),
+    "awgn": Distortion((5, 10, 18, 28, 40), "noise sigma (0-255)", _awgn),
+    "impulse": Distortion((0.003, 0.01, 0.02, 0.04, 0.08), "salt-and-pepper density", _impulse),
+    "jpeg": Distortion((40, 20, 10, 5, 2), "JPEG quality", _jpeg),
+    "jp2k": Distortion((34, 30, 27, 23, 19), "JPEG 2000 target PSNR (dB)", _jp2k),
+    "contrast": Distortion((0.8, 0.6, 0.45, 0.3, 0.2), "contrast factor", _contrast),
+    "desat": Distortion((0.7, 0.45, 0.25, 0.1, 0.0), "saturation factor", _desat),
+    "pixelate": Distortion((2, 3, 4, 6, 8), "block size (px)", _pixelate),
+    "darken": Distortion((1.4, 1.8, 2.3, 2.9, 3.6), "gamma", _gamma),
+}
+assert set(IQA_DISTORTIONS) == set(IQA_MOS_1_5)
+
+
+def iqa_score(dtype: str, level: int) -> float:
+    """The 0–100 label of a (type, level) cell; level 0 is the pristine photo."""
+    mos = PRISTINE_MOS_1_5 if level == 0 else IQA_MOS_1_5[dtype][level - 1]
+    return round(SCALE_1_5.to_100(mos), 4)
+
+
+# ----------------------------------------------------------------------------------- IAA manipulations
+# Crop/tilt are cut from the full-resolution square and then downscaled exactly like the original, so they
+# differ in composition, not in sharpness (no upscaling, so the model cannot tell them apart by sharpness).
+
+
+def _corner(name: str) -> tuple[int, int]:
+    """Which corner a photo's corner crop takes (stable per photo): (0|1, 0|1) = (left|right, top|bottom)."""
+    k = _stable_int("corner", name) % 4
+    return k % 2, k // 2
+
+
+def _m_original(square, size, name, rng):
+    return square.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _m_corner_crop(square, size, name, rng):
+    s = square.width
+    c = int(round(0.65 * s))
+    cx, cy = _corner(name)
+    x0, y0 = cx * (s - c), cy * (s - c)
+    return square.crop((x0, y0, x0 + c, y0 + c)).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _m_tilt(square, size, name, rng, degrees=8.0):
+    s = square.width
+    rot = square.rotate(degrees, resample=Image.Resampling.BICUBIC, expand=False)
+    t = np.radians(degrees)
+    inner = int(np.floor(s / (np.cos(t) + np.sin(t))))
+    o = (s - inner) // 2
+    return rot.crop((o, o, o + inner, o + inner)).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _m_washed(square, size, name, rng):
+    img = _m_original(square, size, name, rng)
+    img = ImageEnhance.Contrast(img).enhance(0.55)
+    img = ImageEnhance.Color(img).enhance(0.5)
+    return ImageEnhance.Brightness(img).enhance(1.15)
+
+
+def _m_underexposed(square, size, name, rng):
+    return _gamma(_m_original(square, size, name, rng), 2.2)
+
+
+def _m_squash_pad(square, size, name, rng):
+    w = max(1, int(round(0.6 * size)))
+    body = square.resize((w, size), Image.Resampling.LANCZOS)
+    out = Image.new("RGB", (size, size), (0, 0, 0))
+    out.paste(body, ((size - w) // 2, 0))
+    return out
+
+
+def _m_blotch(square, size, name, rng):
+    img = _m_original(square, size, name, rng).copy()
+    r = 0.22 * size
+    cx = size * (0.5 + rng.uniform(-0.12, 0.12))
+    cy = size * (0.5 + rng.uniform(-0.12, 0.12))
+    ImageDraw.Draw(img).ellipse((cx - r, cy - r, cx + r, cy + r), fill=(255, 0, 255))
+    return img
+
+
+def _m_vignette(square, size, name, rng):
+    a = _f(_m_original(square, size, name, rng))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    c = (size - 1) / 2.0
+    r2 = ((xx - c) ** 2 + (yy - c) ** 2) / (2 * c * c)  # 0 at the centre, 1 in the corners
+    return _u8(a * (1.0 - 0.85 * r2)[..., None])
+
+
+@dataclass(frozen=True)
+class Manipulation:
+    score: float  # 0–100, stand-in
+    why: str
+    apply: Callable[[Image.Image, int, str, np.random.Generator], Image.Image]
+
+
+# Scores: the intact photo is the anchor (72: curated sample photos, pleasant but not exceptional); each
+# manipulation is scored by how badly it breaks the picture (the ordering is the claim; the numbers are
+# documented choices, not measurements).
+IAA_MANIPULATIONS: dict[str, Manipulation] = {
+    "original": Manipulation(72.0, "intact centre crop of a curated photo", _m_original),
+    "vignette": Manipulation(55.0, "heavy dark vignette (gain 1 − 0.85·r², r = 1 at corners): edges crushed, "
+                             "the centre still reads", _m_vignette),
+    "corner_crop": Manipulation(50.0, "65 % corner crop at the original's scale: subject cut, off-balance",
+                                _m_corner_crop),
+    "tilt": Manipulation(45.0, "rotated 8° and cropped: slanted horizon/verticals look accidental", _m_tilt),
+    "washed": Manipulation(40.0, "washed out (contrast ×0.55, saturation ×0.5, brightness ×1.15): flat, hazy",
+                           _m_washed),
+    "underexposed": Manipulation(35.0, "under-exposed (gamma 2.2): shadows crushed, subject murky",
+                                 _m_underexposed),
+    "squash_pad": Manipulation(30.0, "squashed to 60 % width and padded with black bars: distorted geometry",
+                               _m_squash_pad),
+    "blotch": Manipulation(22.0, "magenta disk (radius 0.22·side) near the centre occludes the subject",
+                           _m_blotch),
+}
+
+# ------------------------------------------------------------------------------------------- building
+
+
+def _stable_int(*parts: object) -> int:
+    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(h[:8], "little")
+
+
+def _rng(seed: int, *parts: object) -> np.random.Generator:
+    return np.random.default_rng(_stable_int(seed, *parts))
+
+
+def _square(a: np.ndarray) -> Image.Image:
+    img = Image.fromarray(np.ascontiguousarray(a[..., :3]).astype(np.uint8), "RGB")
+    w, h = img.size
+    s = min(w, h)
+    x0, y0 = (w - s) // 2, (h - s) // 2
+    return img.crop((x0, y0, x0 + s, y0 + s))
+
+
+def _select(name: str, chosen: Optional[list], known, allow_empty=False) -> list:
+    if chosen is None:
+        return list(known)
+    bad = [c for c in chosen if c not in known]
+    if bad:
+        raise ValueError(f"demo data: unknown {name} {bad}; known: {list(known)}")
+    if not chosen and not allow_empty:
+        raise ValueError(f"demo data: empty {name} list")
+    return [k for k in known if k in chosen]  # table order, duplicates removed
+
+
+def _save_png(img: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    data = buf.getvalue()
+    if path.exists() and path.read_bytes() == data:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def demo_photos(cfg: DemoDataConfig) -> list[tuple[str, str]]:
+    """[(photo name, split)] for this config: the first `max_refs` photos; the last `test_refs` are test."""
+    photos = [p.name for p in PHOTOS]
+    if cfg.max_refs is not None:
+        if cfg.max_refs < 1:
+            raise ValueError(f"demo data: max_refs must be ≥ 1, got {cfg.max_refs}")
+        photos = photos[: cfg.max_refs]
+    if cfg.test_refs >= len(photos):
+        raise ValueError(f"demo data: test_refs={cfg.test_refs} leaves no training photo "
+                         f"(only {len(photos)} photos: {photos}); lower test_refs or raise max_refs")
+    n_train = len(photos) - cfg.test_refs
+    return [(p, "train" if i < n_train else "test") for i, p in enumerate(photos)]
+
+
+def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]:
+    """Write the demo images under `out_dir/images` and return their records (absolute image paths).
+
+    Deterministic: the same cfg gives byte-identical PNGs and identical records (files that already hold the
+    right bytes are left untouched).
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir).resolve()
+    img_dir = out_dir / "images"
+    types = _select("iqa_types", cfg.iqa_types, IQA_DISTORTIONS, allow_empty=True)
+    levels = sorted(set(cfg.iqa_levels))
+    if any(lv not in LEVELS for lv in levels):
+        raise ValueError(f"demo data: iqa_levels must be within {list(LEVELS)}, got {cfg.iqa_levels}")
+    manips = _select("iaa_manipulations", cfg.iaa_manipulations, IAA_MANIPULATIONS, allow_empty=True)
+    size = cfg.image_size
+    by_name = {p.name: p for p in PHOTOS}
+    plan = demo_photos(cfg)
+
+    records: list[SampleRecord] = []
+    per_photo = (1 if cfg.iqa_reference else 0) + len(types) * len(levels) + len(manips)
+    bar = tqdm(total=per_photo * len(plan), desc="demo images", unit="img", leave=False)
+    for name, split in plan:
+        square = _square(by_name[name].load())
+        base = square.resize((size, size), Image.Resampling.LANCZOS)
+
+        def add(task: str, sample_id: str, rel: str, img: Image.Image, score: float, meta: dict) -> None:
+            path = img_dir / rel
+            _save_png(img, path)
+            records.append(SampleRecord(
+                sample_id=sample_id, image_path=str(path), task=task, score=score, split=split,
+                source=f"demo-{task}", ref_id=name, meta=json.dumps(meta, sort_keys=True)))
+            bar.update(1)
+
+        if cfg.iqa_reference:
+            add("iqa", f"demo-iqa/{name}/pristine/0", f"iqa/{name}/pristine_0.png", base, iqa_score("pristine", 0),
+                {"kind": "iqa", "type": "pristine", "level": 0, "ref": name})
+        for t in types:
+            d = IQA_DISTORTIONS[t]
+            for lv in levels:
+                p = d.params[lv - 1]
+                img = d.apply(base, p, _rng(cfg.seed, name, t, lv))
+                add("iqa", f"demo-iqa/{name}/{t}/{lv}", f"iqa/{name}/{t}_{lv}.png", img, iqa_score(t, lv),
+                    {"kind": "iqa", "type": t, "level": lv, "param": p, "ref": name})
+        for m in manips:
+            man = IAA_MANIPULATIONS[m]
+            img = man.apply(square, size, name, _rng(cfg.seed, name, m))
+            add("iaa", f"demo-iaa/{name}/{m}", f"iaa/{name}/{m}.png", img, man.score,
+                {"kind": "iaa", "manipulation": m, "ref": name})
+    bar.close()
+    return records
