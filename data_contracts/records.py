@@ -9,7 +9,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 Task = Literal["iqa", "iaa"]
-Split = Literal["train", "test"]
+Split = Literal["train", "validation", "test"]
 ParseStatus = Literal["strict", "lenient", "failed"]
 
 
@@ -75,10 +75,16 @@ class PredictionRecord(Record):
     image_path: str
     task: Task
     gt: float = Field(description="ground truth on 0–100")
-    pred: Optional[float] = Field(default=None, description="parsed score on 0–100; None when unparsable")
+    pred: Optional[float] = Field(default=None, description="score on 0–100 by the benchmark's readout; None when "
+                                  "unparsable")
     parse: ParseStatus
     completion: str
     n_words: int
+    model: str = Field(default="grpo", description="what scored it: grpo | sft | base (the model before SFT) | "
+                       "a baseline (laplacian, random_forest)")
+    pred_greedy: Optional[float] = Field(default=None, description="the parsed greedy answer (= pred for greedy)")
+    ref_id: str = Field(default="", description="the sample's reference/content id")
+    group: str = Field(default="", description="the sample's distortion type or manipulation, when known")
 
 
 class SkippedRecord(Record):
@@ -106,6 +112,26 @@ class MetricRecord(Record):
     plcc_lo: float = float("nan")
     plcc_hi: float = float("nan")
     mean_words: float = float("nan")
+    model: str = "grpo"
+    readout: str = Field(default="greedy", description="greedy | expected: how `pred` was read out")
+    srcc_greedy: float = float("nan")
+    plcc_greedy: float = float("nan")
+    pair_acc: float = Field(default=float("nan"), description="within-reference pairwise accuracy: over pairs of "
+                            "images of the same reference with different ground truth, the share the prediction "
+                            "orders correctly (ties count 1/2)")
+
+
+class GroupMetricRecord(Record):
+    """SRCC per distortion type / manipulation within a benchmark (`groups.parquet`)."""
+
+    benchmark: str
+    model: str
+    task: Task
+    group: str
+    n_valid: int
+    srcc: float
+    srcc_greedy: float = float("nan")
+    pair_acc: float = float("nan")
 
 
 class TrainLogRecord(Record):

@@ -16,6 +16,8 @@ from data_contracts.config import load_config
 TINY = {
     "samples.demo.max_refs": 3,
     "samples.demo.test_refs": 1,
+    "samples.demo.validation_refs": 0,
+    "samples.demo.generated_refs": 3,
     "samples.demo.iqa_levels": [1, 3, 5],
     "rationales.shard_size": 8,
     "sft.max_steps": 8,

@@ -12,7 +12,8 @@ from data_contracts.records import SampleRecord
 from tatar_core.samples.demo import (IAA_MANIPULATIONS, IQA_DISTORTIONS, IQA_MOS_1_5, PHOTOS, build_demo_samples,
                                   iqa_score)
 
-SMALL = dict(image_size=48, max_refs=3, test_refs=1, iqa_types=["gblur", "awgn", "jpeg", "jp2k"], iqa_levels=[1, 3, 5],
+SMALL = dict(image_size=48, max_refs=3, test_refs=1, validation_refs=0, generated_refs=0,
+             iqa_types=["gblur", "awgn", "jpeg", "jp2k"], iqa_levels=[1, 3, 5],
              iaa_manipulations=["original", "blotch", "tilt"])
 
 
@@ -35,7 +36,7 @@ def test_same_config_gives_identical_bytes_and_records(tmp_path):
     c = build_demo_samples(cfg.model_copy(update={"seed": 1}), tmp_path / "c")
     fc = _files(tmp_path / "c")
     diff = {k for k in fa if fa[k] != fc[k]}
-    assert diff and all("/awgn_" in k or "/blotch" in k for k in diff)
+    assert diff and all("/awgn_" in k or "/blotch" in k or "/gen-" in k for k in diff)
     assert [r.score for r in c] == [r.score for r in a]
 
 
@@ -57,14 +58,20 @@ def test_records_are_valid_absolute_and_round_trip_parquet(tmp_path):
 
 def test_split_by_photo_never_shares_a_reference(tmp_path):
     recs = build_demo_samples(DemoDataConfig(image_size=32, iqa_levels=[2], iaa_manipulations=["original"],
-                                             iqa_types=["gblur"]), tmp_path)
+                                             iqa_types=["gblur"], generated_refs=6), tmp_path)
     refs = defaultdict(set)
     for r in recs:
         refs[r.split].add(r.ref_id)
-    assert refs["train"] and refs["test"] and not (refs["train"] & refs["test"])
-    assert len(refs["test"]) == 2  # default test_refs
-    assert refs["test"] == {p.name for p in PHOTOS[-2:]}  # the documented rule: the last photos are test
-    assert len(refs["train"] | refs["test"]) == len(PHOTOS)
+    assert not (refs["train"] & refs["test"]) and not (refs["train"] & refs["validation"])
+    assert not (refs["validation"] & refs["test"])
+    # the documented rule: the last 3 photos are test, the one before them validation
+    assert refs["test"] == {p.name for p in PHOTOS[-3:]} and refs["validation"] == {PHOTOS[-4].name}
+    photos = {p.name for p in PHOTOS}
+    assert refs["train"] & photos == {p.name for p in PHOTOS[:-4]}
+    generated = refs["train"] - photos
+    assert len(generated) == 6 and all(g.startswith("gen-") for g in generated)  # train only, never held out
+    assert {g.split("-")[1] for g in generated} == {"deadleaves", "pinknoise", "photocrop"}
+    assert all(r.task == "iqa" for r in recs if r.ref_id in generated)
 
 
 def test_iqa_labels_monotonic_in_level_and_below_pristine():
@@ -119,13 +126,14 @@ def test_bad_selections_are_clear_errors(tmp_path):
         build_demo_samples(DemoDataConfig(iaa_manipulations=["crop-ish"]), tmp_path)
     with pytest.raises(ValueError, match="iqa_levels"):
         build_demo_samples(DemoDataConfig(iqa_levels=[0, 6]), tmp_path)
-    with pytest.raises(ValueError, match="leaves no training photo"):
-        build_demo_samples(DemoDataConfig(max_refs=2, test_refs=2), tmp_path)
+    with pytest.raises(ValueError, match="leave no training photo"):
+        build_demo_samples(DemoDataConfig(max_refs=3, test_refs=2), tmp_path)
 
 
 def test_distortions_change_pixels_more_with_level(tmp_path):
     """Every distortion departs further from the pristine photo as the level rises (mean abs difference)."""
-    recs = build_demo_samples(DemoDataConfig(image_size=64, max_refs=2, test_refs=1, iaa_manipulations=[]), tmp_path)
+    recs = build_demo_samples(DemoDataConfig(image_size=64, max_refs=2, test_refs=1, validation_refs=0,
+                                             generated_refs=3, iaa_manipulations=[]), tmp_path)
     px = {r.sample_id: np.asarray(Image.open(r.image_path), dtype=np.float64) for r in recs}
     for ref in {r.ref_id for r in recs}:
         base = px[f"demo-iqa/{ref}/pristine/0"]

@@ -215,3 +215,31 @@ def test_cached_prompt_inputs_equal_the_processor_outputs(tiny_model_dir):
             for key in ref.keys():
                 assert torch.equal(ours[key], ref[key]), key
     assert len({n for _, n in cache}) > 1
+
+
+def test_expected_readout_equals_the_hand_computed_value(tiny_model_dir):
+    """On a known distribution: "73.42" where the tens-and-units token is "73" or "80" with p = 1/2 each and the
+    decimals are certain gives 73.42 + 10⁰·(0.5·73 + 0.5·80 − 73) = 76.92."""
+    import torch
+
+    from tatar_core.scoring.scorer import Scorer
+
+    scorer = Scorer(tiny_model_dir, readout="expected")
+    tok = scorer.tokenizer
+    ids = tok.encode("<answer>73.42</answer>", add_special_tokens=False)
+    pieces = [tok.decode([t]) for t in ids]
+    assert "73" in pieces and "42" in pieces  # digits grouped up to three by the embedded tokenizer
+    texts = scorer._digit_text
+    logits = []
+    for piece in pieces:
+        row = torch.full((len(texts),), -1e9)
+        if piece == "73":
+            row[texts.index("73")] = row[texts.index("80")] = 0.0
+        elif piece.isdigit():
+            row[texts.index(piece)] = 0.0
+        logits.append(row)
+    assert scorer._expected(ids, 73.42, logits) == pytest.approx(76.92, abs=1e-9)
+    # a certain distribution gives back the greedy value
+    certain = [torch.where(torch.arange(len(texts)) == (texts.index(p) if p in texts else -1), 0.0, -1e9)
+               for p in pieces]
+    assert scorer._expected(ids, 73.42, certain) == pytest.approx(73.42, abs=1e-9)

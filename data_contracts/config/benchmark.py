@@ -8,7 +8,19 @@ from data_contracts.config.samples import DatasetSource
 
 
 class BenchmarkConfig(Section):
-    include_demo_test: bool = Field(True, description="score the samples stage's test split")
+    include_demo_test: bool = Field(True, description="score the samples stage's held-out split (`demo_split`)")
+    demo_split: Literal["test", "validation"] = Field(
+        "test", description="which held-out split of the samples stage to score: validation for choosing settings, "
+        "test for reporting"
+    )
+    compare: list[Literal["base", "sft"]] = Field(
+        [], description="also score these models on the same images: base = the model before SFT, sft = the SFT "
+        "checkpoint (the GRPO checkpoint is always scored)"
+    )
+    baselines: list[Literal["laplacian", "random_forest"]] = Field(
+        [], description="classical IQA baselines measured on the same images: the Laplacian-variance floor and a "
+        "random forest on simple numpy features fitted on the train split's IQA images"
+    )
     datasets: list[DatasetSource] = Field([], description="benchmarks in their native formats (split=test)")
     batch_size: int = Field(8, ge=1)
     max_new_tokens: int = 256

@@ -14,7 +14,14 @@ class DemoDataConfig(Section):
     iqa_levels: list[int] = Field([1, 2, 3, 4, 5], description="KADID-style levels 1 (mild) .. 5 (strong)")
     iqa_reference: bool = Field(True, description="also include each undistorted photo as an IQA sample (level 0)")
     iaa_manipulations: Optional[list[str]] = Field(None, description="aesthetic manipulations (None = all)")
-    test_refs: int = Field(2, ge=1, description="the last N of the (max_refs-truncated) photo list form the test split")
+    test_refs: int = Field(3, ge=1, description="the last N of the (max_refs-truncated) photo list form the test split")
+    validation_refs: int = Field(
+        1, ge=0, description="the N photos before the test photos form the validation split (for choosing settings)"
+    )
+    generated_refs: int = Field(
+        24, ge=0, description="generated training references (dead leaves, 1/f noise, crops of train photos), "
+        "distorted with the same types, levels and labels; train split only",
+    )
     max_refs: Optional[int] = Field(None, ge=1, description="use only the first N reference photos (tiny runs)")
     seed: int = Field(0, description="seeds the noise of the awgn/impulse distortions and the IAA blotch position")
 

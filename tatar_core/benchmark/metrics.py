@@ -9,6 +9,10 @@
   fitted by least squares (scipy `curve_fit`); when the fit fails or is degenerate, the raw PLCC is used.
 - 95% intervals: percentile bootstrap over images (resample n pairs with replacement, `bootstrap` times,
   numpy Generator seeded by `seed`); resamples with a constant side are dropped.
+- Pairwise accuracy within references: over all pairs (i, j) of valid predictions with the same `ref_id` and
+  gt_i ≠ gt_j, the share with sign(pred_i − pred_j) = sign(gt_i − gt_j) (a tie in the predictions counts 1/2).
+  It asks "does the model order versions of the same content correctly", e.g. an original above its
+  manipulations.
 - Every metric is NaN when fewer than 3 predictions are valid (parsed).
 """
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 from scipy import stats
 from scipy.optimize import curve_fit
 
-from data_contracts.records import MetricRecord, PredictionRecord
+from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord
 
 MIN_VALID = 3
 NAN = float("nan")
@@ -126,25 +130,71 @@ def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1)), -1.0, 1.0)
 
 
+def pair_accuracy(preds: Sequence[PredictionRecord]) -> float:
+    """Within-reference pairwise accuracy (module docstring); NaN without any such pair."""
+    by_ref: dict[str, list[PredictionRecord]] = {}
+    for p in preds:
+        if p.ref_id and p.pred is not None and math.isfinite(p.pred):
+            by_ref.setdefault(p.ref_id, []).append(p)
+    hits = pairs = 0.0
+    for rows in by_ref.values():
+        for i, a in enumerate(rows):
+            for b in rows[i + 1:]:
+                if a.gt != b.gt:
+                    d = (a.pred - b.pred) * (a.gt - b.gt)
+                    hits += 1.0 if d > 0 else 0.5 if d == 0 else 0.0
+                    pairs += 1
+    return hits / pairs if pairs else NAN
+
+
+def _valid(preds: Sequence[PredictionRecord], greedy: bool = False) -> tuple[list[float], list[float]]:
+    rows = [(p.pred_greedy if greedy else p.pred, p.gt) for p in preds]
+    rows = [(x, y) for x, y in rows if x is not None and math.isfinite(x)]
+    return [x for x, _ in rows], [y for _, y in rows]
+
+
 def compute_metrics(benchmark: str, task: str, predictions: Sequence[PredictionRecord], n_skipped: int = 0,
-                    bootstrap: int = 1000, seed: int = 0) -> MetricRecord:
-    """SRCC / PLCC / PLCC-logistic (+ bootstrap 95% CIs) over the parsed predictions of one benchmark.
+                    bootstrap: int = 1000, seed: int = 0, readout: str = "greedy") -> MetricRecord:
+    """SRCC / PLCC / PLCC-logistic (+ bootstrap 95% CIs) over the parsed predictions of one benchmark and model.
 
     n = scored images, n_valid = parsed ones (strict or lenient), n_lenient = parsed only by the lenient
-    fallback, mean_words = mean completion length in words over all scored images.
+    fallback, mean_words = mean completion length in words over all scored images; srcc/plcc_greedy use the
+    parsed greedy answers (`pred_greedy`) whatever the readout.
     """
-    valid = [p for p in predictions if p.pred is not None and math.isfinite(p.pred)]
-    x = [p.pred for p in valid]
-    y = [p.gt for p in valid]
-    ci = bootstrap_ci(x, y, bootstrap, seed) if len(valid) >= MIN_VALID else bootstrap_ci([], [], 0)
+    x, y = _valid(predictions)
+    xg, yg = _valid(predictions, greedy=True)
+    ci = bootstrap_ci(x, y, bootstrap, seed) if len(x) >= MIN_VALID else bootstrap_ci([], [], 0)
     return MetricRecord(
-        benchmark=benchmark, task=task, n=len(predictions), n_valid=len(valid), n_skipped=int(n_skipped),
-        n_lenient=sum(1 for p in valid if p.parse == "lenient"),
+        benchmark=benchmark, task=task, n=len(predictions), n_valid=len(x), n_skipped=int(n_skipped),
+        n_lenient=sum(1 for p in predictions if p.pred is not None and p.parse == "lenient"),
         srcc=srcc(x, y), plcc=plcc(x, y), plcc_logistic=plcc_logistic(x, y),
         srcc_lo=ci["srcc"][0], srcc_hi=ci["srcc"][1], plcc_lo=ci["plcc"][0], plcc_hi=ci["plcc"][1],
         mean_words=float(np.mean([p.n_words for p in predictions])) if predictions else NAN,
+        model=predictions[0].model if predictions else "grpo", readout=readout,
+        srcc_greedy=srcc(xg, yg), plcc_greedy=plcc(xg, yg), pair_acc=pair_accuracy(predictions),
     )
 
 
+def group_metrics(benchmark: str, task: str, predictions: Sequence[PredictionRecord]) -> list[GroupMetricRecord]:
+    """Per `group` (distortion type / manipulation), sorted: SRCC (readout and greedy) over the group's images, and
+    `pair_acc` against each reference's anchor (its highest-gt image: the pristine photo / the original), i.e. how
+    often the model rates the anchor above this group's version of it."""
+    anchors: dict[str, PredictionRecord] = {}
+    for p in predictions:
+        if p.ref_id and (p.ref_id not in anchors or p.gt > anchors[p.ref_id].gt):
+            anchors[p.ref_id] = p
+    out = []
+    for g in sorted({p.group for p in predictions if p.group}):
+        rows = [p for p in predictions if p.group == g]
+        x, y = _valid(rows)
+        xg, yg = _valid(rows, greedy=True)
+        pairs = [q for p in rows if (a := anchors.get(p.ref_id)) is not None and a is not p and a.gt != p.gt
+                 for q in (p.model_copy(update={"ref_id": f"{p.ref_id}|{p.sample_id}"}),
+                           a.model_copy(update={"ref_id": f"{p.ref_id}|{p.sample_id}"}))]
+        out.append(GroupMetricRecord(benchmark=benchmark, model=rows[0].model, task=task, group=g, n_valid=len(x),
+                                     srcc=srcc(x, y), srcc_greedy=srcc(xg, yg), pair_acc=pair_accuracy(pairs)))
+    return out
+
+
 __all__ = ["srcc", "plcc", "plcc_logistic", "logistic4", "fit_logistic", "bootstrap_ci", "compute_metrics",
-           "MIN_VALID"]
+           "group_metrics", "pair_accuracy", "MIN_VALID"]

@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence
 
-from data_contracts.records import MetricRecord, PredictionRecord
+from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord
 from tatar_core.method.prompts import TASKS
 from tatar_core.samples.specs import DATASET_SPECS, PAPER_SOURCE, DatasetSpec, PaperNumbers, spec_for_benchmark
 from tatar_core.benchmark.run import summarize
@@ -48,8 +48,29 @@ def _valid(m: MetricRecord) -> str:
     return f"{m.n_valid}/{m.n} ({100.0 * m.n_valid / m.n:.0f}%)" if m.n else "0/0"
 
 
+FINAL_MODEL = "grpo"
+MODEL_ORDER = ("base", "sft", "grpo", "laplacian", "random_forest")
+MODEL_LABEL = {"base": "base model (before SFT)", "sft": "after SFT", "grpo": "after GRPO (final)",
+               "laplacian": "Laplacian-variance floor", "random_forest": "random forest, numpy features"}
+
+
 def _sorted(metrics: Sequence[MetricRecord]) -> list[MetricRecord]:
-    return sorted(metrics, key=lambda m: (0 if m.task == "iqa" else 1, m.benchmark))
+    """The final model's metrics, IQA first."""
+    return sorted((m for m in metrics if m.model == FINAL_MODEL), key=lambda m: (0 if m.task == "iqa" else 1,
+                                                                                 m.benchmark))
+
+
+def _by_model(rows):
+    return sorted(rows, key=lambda m: (0 if m.task == "iqa" else 1, m.benchmark,
+                                       MODEL_ORDER.index(m.model) if m.model in MODEL_ORDER else 99))
+
+
+def _learning_rows(metrics: Sequence[MetricRecord]) -> list[tuple[str, ...]]:
+    return [(m.benchmark, m.task, MODEL_LABEL.get(m.model, m.model), m.readout, _valid(m), _f(m.srcc), _f(m.plcc),
+             _f(m.srcc_greedy) if m.readout == "expected" else "", _f(m.pair_acc)) for m in _by_model(metrics)]
+
+
+LEARNING_HEAD = ("benchmark", "task", "model", "readout", "valid", "SRCC", "PLCC", "greedy SRCC", "pair acc")
 
 
 def format_table(metrics: Sequence[MetricRecord]) -> str:
@@ -61,12 +82,49 @@ def format_table(metrics: Sequence[MetricRecord]) -> str:
         p = paper_row(m.benchmark)
         rows.append((m.benchmark, m.task, str(m.n), str(m.n_skipped), _valid(m), str(m.n_lenient), _f(m.mean_words, 1),
                      _f(m.srcc), _f(m.plcc), _f(m.plcc_logistic), _f(p.srcc) if p else "", _f(p.plcc) if p else ""))
-    for task, s in summarize(metrics).items():
+    for task, s in summarize(_sorted(metrics)).items():
         rows.append((f"mean {task.upper()}", task, "", "", "", "", "", _f(s["srcc"]), _f(s["plcc"]),
                      _f(s["plcc_logistic"]), "", ""))
+    text = _text_table(head, rows)
+    if any(m.model != FINAL_MODEL for m in metrics):
+        text += "\n\nHeld-out, every model and baseline on the same images:\n" + _text_table(
+            LEARNING_HEAD, _learning_rows(metrics))
+    return text
+
+
+def _text_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
+
+
+def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def learning_section(metrics: Sequence[MetricRecord], groups: Sequence[GroupMetricRecord]) -> list[str]:
+    """Markdown: what each stage adds on held-out images, beside the baselines; per type / manipulation."""
+    if not any(m.model != FINAL_MODEL for m in metrics) and not groups:
+        return []
+    lines = ["", "## Does it learn? Held-out images, every model and baseline", "",
+             "The same images scored by the model before SFT, after SFT and after GRPO, and by two classical IQA "
+             "baselines measured in this run (the random forest is fitted on the train split's IQA images). "
+             "pair acc = within-reference pairwise accuracy (versions of the same content ordered correctly; "
+             "0.5 = chance). greedy SRCC = the parsed greedy answers when the readout is the expected score.", ""]
+    lines += _md_table(LEARNING_HEAD, _learning_rows(metrics))
+    if groups:
+        models = [m for m in MODEL_ORDER if any(g.model == m for g in groups)]
+        by = {(g.benchmark, g.group, g.model): g for g in groups}
+        for bench in sorted({g.benchmark for g in groups}):
+            names = sorted({g.group for g in groups if g.benchmark == bench})
+            head = ("type / manipulation", *[f"{m} SRCC" for m in models], *[f"{m} vs anchor" for m in models])
+            rows = [(g, *[_f(by[(bench, g, m)].srcc) if (bench, g, m) in by else "" for m in models],
+                     *[_f(by[(bench, g, m)].pair_acc) if (bench, g, m) in by else "" for m in models]) for g in names]
+            lines += ["", f"### {bench}: per distortion type / manipulation", "",
+                      "SRCC within each group; vs anchor = how often the reference's best version (pristine photo / "
+                      "original) is rated above this group's version of it.", ""]
+            lines += _md_table(head, rows)
+    return lines
 
 
 def _safe(name: str) -> str:
@@ -96,13 +154,15 @@ def scatter_plot(preds: Sequence[PredictionRecord], path: Path, title: str) -> P
     return path
 
 
-def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[PredictionRecord], out_dir: Path) -> Path:
+def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[PredictionRecord], out_dir: Path,
+                 groups: Sequence[GroupMetricRecord] = ()) -> Path:
     """Write `out_dir/report.md` (+ one `scatter_<benchmark>.png` per benchmark) and return the report path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_bench: dict[str, list[PredictionRecord]] = defaultdict(list)
     for p in predictions:
-        by_bench[p.benchmark].append(p)
+        if p.model == FINAL_MODEL:
+            by_bench[p.benchmark].append(p)
     ms = _sorted(metrics)
     lines = ["# Benchmark report", "",
              "Scores on 0–100 (higher is better). SRCC: Spearman with average ranks; PLCC: Pearson on raw predictions; "
@@ -131,6 +191,7 @@ def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
             lines.append(f"| {task} | {s['n_benchmarks']} | {_f(s['srcc'])} | {_f(s['plcc'])} | "
                          f"{_f(s['plcc_logistic'])} | {_f(100 * s['valid_fraction'], 0)}% | {_f(ps)} | {_f(pp)} | "
                          f"{_f(pm[task]['srcc'])} | {_f(pm[task]['plcc'])} |")
+    lines += learning_section(metrics, groups)
     ours = {spec.name: m for m in ms if (spec := spec_for_benchmark(m.benchmark)) is not None}
     lines += ["", "## The paper's Table 1 beside ours", "",
               "| benchmark | task | paper SRCC | paper PLCC | our SRCC | our PLCC | our n |",

@@ -10,17 +10,18 @@ per benchmark can call `run_benchmark`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from tqdm import tqdm
 
 from data_contracts.config.samples import DatasetSource
-from data_contracts.records import MetricRecord, PredictionRecord, SampleRecord, SkippedRecord
+from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord, SampleRecord, SkippedRecord
 from tatar_core.samples.specs import get_spec
 from tatar_core.samples.readers import load_dataset, select_subset
 from tatar_core.samples.images import ImageLoadError, load_rgb
-from tatar_core.benchmark.metrics import compute_metrics
+from tatar_core.benchmark.metrics import compute_metrics, group_metrics
 
 
 @dataclass
@@ -28,6 +29,7 @@ class BenchmarkOutcome:
     predictions: list[PredictionRecord]
     skipped: list[SkippedRecord]  # at load time (label rows, images) and at scoring time (undecodable images)
     metrics: MetricRecord
+    groups: list[GroupMetricRecord] = field(default_factory=list)
 
 
 def load_benchmark(src: DatasetSource, progress: bool = True) -> tuple[str, str, list[SampleRecord], list[SkippedRecord]]:
@@ -49,9 +51,20 @@ def benchmarks_from_samples(samples: Sequence[SampleRecord], split: str = "test"
     return [(src, task, rows) for (src, task), rows in sorted(groups.items())]
 
 
+def sample_group(s: SampleRecord) -> str:
+    """The sample's distortion type (IQA) or manipulation (IAA) from its provenance, "" when unknown."""
+    try:
+        meta = json.loads(s.meta) if s.meta else {}
+    except json.JSONDecodeError:
+        return ""
+    return str(meta.get("type") or meta.get("manipulation") or "") if isinstance(meta, dict) else ""
+
+
 def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], scorer, max_items: Optional[int] = None,
-                    skipped: Optional[list[SkippedRecord]] = None, progress: bool = True) -> list[PredictionRecord]:
-    """Predictions for `samples` (at most `max_items`, a fixed pseudo-random subset by sample id).
+                    skipped: Optional[list[SkippedRecord]] = None, progress: bool = True,
+                    model: str = "grpo") -> list[PredictionRecord]:
+    """Predictions of `scorer` (labelled `model`) for `samples` (at most `max_items`, a fixed pseudo-random subset by
+    sample id).
 
     Images are decoded in chunks; one that cannot be decoded is appended to `skipped` as a SkippedRecord
     (raised as `ImageLoadError` when `skipped` is None). Unparsable completions are kept with pred=None.
@@ -78,7 +91,8 @@ def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], score
         for s, r in zip(part, results):
             out.append(PredictionRecord(
                 benchmark=name, sample_id=s.sample_id, image_path=s.image_path, task=task, gt=s.score,
-                pred=r.score, parse=r.parse, completion=r.completion, n_words=r.n_words,
+                pred=r.score, parse=r.parse, completion=r.completion, n_words=r.n_words, model=model,
+                pred_greedy=r.greedy, ref_id=s.ref_id, group=sample_group(s),
             ))
         bar.update(len(todo[start:start + chunk]))
     bar.close()
@@ -87,12 +101,15 @@ def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], score
 
 def run_benchmark(name: str, task: str, samples: Sequence[SampleRecord], scorer, *,
                   skipped: Sequence[SkippedRecord] = (), max_items: Optional[int] = None, bootstrap: int = 1000,
-                  seed: int = 0, progress: bool = True) -> BenchmarkOutcome:
-    """Score one benchmark and compute its MetricRecord (n_skipped counts load-time and scoring-time skips)."""
+                  seed: int = 0, progress: bool = True, model: str = "grpo") -> BenchmarkOutcome:
+    """Score one benchmark with one model and compute its MetricRecord (n_skipped counts load-time and
+    scoring-time skips) and per-group metrics."""
     all_skipped = list(skipped)
-    preds = score_benchmark(name, task, samples, scorer, max_items, skipped=all_skipped, progress=progress)
-    metrics = compute_metrics(name, task, preds, n_skipped=len(all_skipped), bootstrap=bootstrap, seed=seed)
-    return BenchmarkOutcome(preds, all_skipped, metrics)
+    preds = score_benchmark(name, task, samples, scorer, max_items, skipped=all_skipped, progress=progress,
+                            model=model)
+    metrics = compute_metrics(name, task, preds, n_skipped=len(all_skipped), bootstrap=bootstrap, seed=seed,
+                              readout=scorer.readout)
+    return BenchmarkOutcome(preds, all_skipped, metrics, group_metrics(name, task, preds))
 
 
 def _mean(values) -> float:

@@ -3,12 +3,14 @@
 Scores image files (folders are searched recursively for image extensions) on 0–100, higher is better, and
 writes a CSV with the columns path,task,score,parse,n_words (score empty when the answer does not parse).
 --model defaults to the environment variable TATAR_MODEL, then to the newest finished GRPO checkpoint under
-./runs (e.g. the one `make demo` trained).
+./runs (e.g. the one `make demo` trained). --readout defaults to the readout the model was benchmarked with
+(read from the run's benchmark manifest), else greedy.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 from pathlib import Path
@@ -37,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--draft-tokens", type=int, default=6,
                     help="speculative decoding: drafted tokens checked per pass (0 = off); same scores either way")
-    ap.add_argument("--readout", choices=("greedy", "expected"), default="greedy")
+    ap.add_argument("--readout", choices=("greedy", "expected"), default=None,
+                    help="default: the readout this model was benchmarked with, else greedy")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     return ap
 
@@ -46,6 +49,21 @@ def latest_trained_model(runs: Path = Path("runs")) -> Optional[Path]:
     """The `model/` folder of the newest finished grpo stage under `runs/<name>/grpo/<key>/` (by manifest time)."""
     manifests = sorted(runs.glob("*/grpo/*/manifest.json"), key=lambda p: p.stat().st_mtime)
     return manifests[-1].parent / "model" if manifests else None
+
+
+def benchmarked_readout(model: Path) -> Optional[tuple[str, Path]]:
+    """(readout, benchmark folder) of the newest finished benchmark of `model` in its run folder
+    (`<run>/grpo/<key>/model` -> `<run>/benchmark/*/manifest.json` whose metrics name this model), or None."""
+    model = model.resolve()
+    found = []
+    for m in model.parent.parent.parent.glob("benchmark/*/manifest.json"):
+        try:
+            metrics = json.loads(m.read_text()).get("metrics", {})
+        except (OSError, json.JSONDecodeError):
+            continue
+        if metrics.get("readout") and metrics.get("model") and Path(metrics["model"]).resolve() == model:
+            found.append((m.stat().st_mtime, metrics["readout"], m.parent))
+    return max(found)[1:] if found else None
 
 
 def _model_dir(arg: Optional[str]) -> Path:
@@ -97,8 +115,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     from tatar_core.samples.images import ImageLoadError, load_rgb
     from tatar_core.scoring.scorer import Scorer
 
+    readout = args.readout
+    if readout is None:
+        found = benchmarked_readout(model)
+        readout = found[0] if found else "greedy"
+        print(f"tatar score: readout {readout}" + (f" (as benchmarked in {found[1]})" if found else ""),
+              file=sys.stderr)
     try:
-        scorer = Scorer(model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, readout=args.readout,
+        scorer = Scorer(model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, readout=readout,
                         device=args.device, draft_tokens=args.draft_tokens)
     except ValueError as e:
         print(f"tatar score: error: {e}", file=sys.stderr)

@@ -113,7 +113,19 @@ def load_model_and_processor(path: Path | str, model_cfg: Optional[ModelConfig] 
         path, dtype=getattr(torch, _DTYPES[model_cfg.dtype]), local_files_only=True, **model_cfg.load_args
     )
     model.train(for_training)
+    if for_training and model_cfg.vision_frozen:
+        freeze_vision(model)
     return model, processor
+
+
+def freeze_vision(model) -> int:
+    """`requires_grad_(False)` on the vision tower (and its merger) of a Qwen-VL model; returns the frozen count."""
+    tower = getattr(getattr(model, "model", model), "visual", None)
+    if tower is None:
+        raise ValueError(f"{type(model).__name__}: no vision tower (`model.visual`) to freeze; set "
+                         "model.freeze_vision: false")
+    tower.requires_grad_(False)
+    return sum(p.numel() for p in tower.parameters())
 
 
 def image_dataset(rows: Sequence[dict], columns: Sequence[str]):

@@ -28,7 +28,7 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "filtered": ("rationales", "samples"),
     "sft": ("filtered",),
     "grpo": ("sft", "samples"),
-    "benchmark": ("grpo", "samples"),
+    "benchmark": ("grpo", "sft", "samples"),
 }
 
 # stage -> the config sections that change its output

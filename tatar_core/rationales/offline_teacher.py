@@ -146,7 +146,7 @@ _FACTOR_TEXT: dict[str, tuple[tuple[str, str], ...]] = {
               ("nearly absent colour", "reduces the scene to dull greyish tones")),
 }
 _GENERIC = (("loss of crispness", "takes the edge off fine detail"),
-            ("lack of clean detail", "makes textures look less defined than they should"))
+            ("lack of well-defined detail", "makes textures look less distinct than they should"))
 _SEVERITY_WORDS = {1: ("mild", "slight", "minor"), 2: ("moderate", "noticeable", "clear"),
                    3: ("strong", "pronounced", "marked"), 4: ("severe", "heavy", "extreme")}
 _MILDER = {1: ("faint", "minor"), 2: ("mild", "some"), 3: ("noticeable", "moderate"), 4: ("strong", "obvious")}

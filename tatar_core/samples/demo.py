@@ -14,7 +14,15 @@ Photos (`PHOTOS`, in this order; licences as stated by the shipping packages):
 Each is centre-cropped to a square and Lanczos-resized to `cfg.image_size`.
 
 Split (by photo, never by distorted copy): after `cfg.max_refs` truncation of the list above, the LAST
-`cfg.test_refs` photos are the test split (by default chelsea and grace_hopper), the rest train.
+`cfg.test_refs` photos are the test split (by default motorcycle, chelsea and grace_hopper), the
+`cfg.validation_refs` photos before them the validation split (flower: for choosing settings, never trained on),
+the rest train.
+
+Generated training references (`cfg.generated_refs`, train split only, IQA only): dead-leaves images (discs and
+rectangles with radii ∝ r⁻³, the classic scale-invariant model of natural-image statistics), 1/f ("pink") colour
+noise with a grating, and random crops (8–100 % of the side, never upscaled) of the TRAIN photos with flips and a
+gain jitter. Each is distorted with the same types and levels and labelled from the same table, so the model sees
+the distortions on many contents and cannot learn the labels by memorising a handful of photos.
 
 IQA (source "demo-iqa", sample_id "demo-iqa/<photo>/<type>/<level>"): KADID-style distortion types × levels
 1–5 (`IQA_DISTORTIONS`: KADID-style parameters (Lin et al., KADID-10k, QoMEX 2019), in pixels of the output image, so spatial types are
@@ -348,17 +356,82 @@ def _save_png(img: Image.Image, path: Path) -> None:
 
 
 def demo_photos(cfg: DemoDataConfig) -> list[tuple[str, str]]:
-    """[(photo name, split)] for this config: the first `max_refs` photos; the last `test_refs` are test."""
+    """[(photo name, split)]: the first `max_refs` photos; the last `test_refs` are test, the `validation_refs`
+    before them validation, the rest train."""
     photos = [p.name for p in PHOTOS]
     if cfg.max_refs is not None:
-        if cfg.max_refs < 1:
-            raise ValueError(f"demo data: max_refs must be ≥ 1, got {cfg.max_refs}")
         photos = photos[: cfg.max_refs]
-    if cfg.test_refs >= len(photos):
-        raise ValueError(f"demo data: test_refs={cfg.test_refs} leaves no training photo "
-                         f"(only {len(photos)} photos: {photos}); lower test_refs or raise max_refs")
-    n_train = len(photos) - cfg.test_refs
-    return [(p, "train" if i < n_train else "test") for i, p in enumerate(photos)]
+    n_train = len(photos) - cfg.test_refs - cfg.validation_refs
+    if n_train < 1:
+        raise ValueError(f"demo data: test_refs={cfg.test_refs} + validation_refs={cfg.validation_refs} leave no "
+                         f"training photo (only {len(photos)} photos: {photos}); lower them or raise max_refs")
+    return [(p, "train" if i < n_train else "validation" if i < n_train + cfg.validation_refs else "test")
+            for i, p in enumerate(photos)]
+
+
+# ------------------------------------------------------------------------------ generated references
+GENERATED_KINDS = ("dead_leaves", "pink_noise", "photo_crop")
+
+
+def _dead_leaves(size: int, rng: np.random.Generator, photos) -> Image.Image:
+    """400–1200 opaque discs / axis-aligned rectangles, radii r ∈ [1, size/3] with density ∝ r⁻³, random colours."""
+    img = Image.new("RGB", (size, size), tuple(int(c) for c in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(img)
+    r_min, r_max = 1.0, size / 3.0
+    for _ in range(int(rng.integers(400, 1201))):
+        u = rng.random()  # inverse CDF of p(r) ∝ r⁻³ on [r_min, r_max]
+        r = (r_min ** -2 - u * (r_min ** -2 - r_max ** -2)) ** -0.5
+        x, y = rng.uniform(-r, size + r, 2)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        box = (x - r, y - r, x + r, y + r)
+        (draw.ellipse if rng.random() < 0.6 else draw.rectangle)(box, fill=colour)
+    return img
+
+
+def _pink_noise(size: int, rng: np.random.Generator, photos) -> Image.Image:
+    """1/f colour noise (amplitude ∝ 1/|f| per channel, correlated channels) plus a faint random grating."""
+    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    f = np.hypot(fx, fy)
+    f[0, 0] = 1.0
+    base = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size))) / f))
+    chans = []
+    for _ in range(3):
+        own = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size))) / f))
+        chans.append(0.7 * base + 0.3 * own)
+    a = np.stack(chans, -1)
+    a = (a - a.mean()) / (a.std() + 1e-9)
+    yy, xx = np.mgrid[0:size, 0:size]
+    theta, period = rng.uniform(0, np.pi), rng.uniform(4, 24)
+    a += 0.5 * np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period)[..., None]
+    return _u8(128 + 40 * a * rng.uniform(0.6, 1.4) + rng.uniform(-30, 30, 3))
+
+
+def _photo_crop(size: int, rng: np.random.Generator, photos) -> Image.Image:
+    """A random square crop (8–100 % of the side, at least `size` px: never upscaled) of a train photo, flipped at
+    random, with a gain jitter of ±15 %."""
+    square = photos[int(rng.integers(len(photos)))]
+    s = square.width
+    side = int(round(s * rng.uniform(max(0.08, size / s), 1.0)))
+    x0, y0 = (int(rng.integers(0, s - side + 1)) for _ in range(2))
+    img = square.crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.Resampling.LANCZOS)
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return _u8(_f(img) * rng.uniform(0.85, 1.15))
+
+
+_GENERATORS = {"dead_leaves": _dead_leaves, "pink_noise": _pink_noise, "photo_crop": _photo_crop}
+
+
+def generated_references(cfg: DemoDataConfig, train_squares: list[Image.Image]) -> list[tuple[str, Image.Image]]:
+    """[(ref name, image)]: `cfg.generated_refs` references cycling through GENERATED_KINDS, seeded per index."""
+    out = []
+    for i in range(cfg.generated_refs):
+        kind = GENERATED_KINDS[i % len(GENERATED_KINDS)]
+        if kind == "photo_crop" and not train_squares:
+            kind = "dead_leaves"
+        img = _GENERATORS[kind](cfg.image_size, _rng(cfg.seed, "generated", i), train_squares)
+        out.append((f"gen-{kind.replace('_', '')}-{i:03d}", img))
+    return out
 
 
 def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]:
@@ -381,34 +454,43 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]
     plan = demo_photos(cfg)
 
     records: list[SampleRecord] = []
-    per_photo = (1 if cfg.iqa_reference else 0) + len(types) * len(levels) + len(manips)
-    bar = tqdm(total=per_photo * len(plan), desc="demo images", unit="img", leave=False)
-    for name, split in plan:
-        square = _square(by_name[name].load())
-        base = square.resize((size, size), Image.Resampling.LANCZOS)
+    per_ref = (1 if cfg.iqa_reference else 0) + len(types) * len(levels)
+    bar = tqdm(total=(per_ref + len(manips)) * len(plan) + per_ref * cfg.generated_refs, desc="demo images",
+               unit="img", leave=False)
 
-        def add(task: str, sample_id: str, rel: str, img: Image.Image, score: float, meta: dict) -> None:
-            path = img_dir / rel
-            _save_png(img, path)
-            records.append(SampleRecord(
-                sample_id=sample_id, image_path=str(path), task=task, score=score, split=split,
-                source=f"demo-{task}", ref_id=name, meta=json.dumps(meta, sort_keys=True)))
-            bar.update(1)
+    def add(task: str, name: str, split: str, sample_id: str, rel: str, img: Image.Image, score: float,
+            meta: dict) -> None:
+        path = img_dir / task / name / rel
+        _save_png(img, path)
+        records.append(SampleRecord(
+            sample_id=sample_id, image_path=str(path), task=task, score=score, split=split,
+            source=f"demo-{task}", ref_id=name, meta=json.dumps(meta, sort_keys=True)))
+        bar.update(1)
 
+    def add_iqa(name: str, split: str, base: Image.Image, extra: dict) -> None:
         if cfg.iqa_reference:
-            add("iqa", f"demo-iqa/{name}/pristine/0", f"iqa/{name}/pristine_0.png", base, iqa_score("pristine", 0),
-                {"kind": "iqa", "type": "pristine", "level": 0, "ref": name})
+            add("iqa", name, split, f"demo-iqa/{name}/pristine/0", "pristine_0.png", base, iqa_score("pristine", 0),
+                {"kind": "iqa", "type": "pristine", "level": 0, "ref": name, **extra})
         for t in types:
             d = IQA_DISTORTIONS[t]
             for lv in levels:
                 p = d.params[lv - 1]
                 img = d.apply(base, p, _rng(cfg.seed, name, t, lv))
-                add("iqa", f"demo-iqa/{name}/{t}/{lv}", f"iqa/{name}/{t}_{lv}.png", img, iqa_score(t, lv),
-                    {"kind": "iqa", "type": t, "level": lv, "param": p, "ref": name})
+                add("iqa", name, split, f"demo-iqa/{name}/{t}/{lv}", f"{t}_{lv}.png", img, iqa_score(t, lv),
+                    {"kind": "iqa", "type": t, "level": lv, "param": p, "ref": name, **extra})
+
+    train_squares = []
+    for name, split in plan:
+        square = _square(by_name[name].load())
+        if split == "train":
+            train_squares.append(square)
+        add_iqa(name, split, square.resize((size, size), Image.Resampling.LANCZOS), {})
         for m in manips:
             man = IAA_MANIPULATIONS[m]
             img = man.apply(square, size, name, _rng(cfg.seed, name, m))
-            add("iaa", f"demo-iaa/{name}/{m}", f"iaa/{name}/{m}.png", img, man.score,
+            add("iaa", name, split, f"demo-iaa/{name}/{m}", f"{m}.png", img, man.score,
                 {"kind": "iaa", "manipulation": m, "ref": name})
+    for name, base in generated_references(cfg, train_squares):
+        add_iqa(name, "train", base, {"generated": name.split("-")[1]})
     bar.close()
     return records

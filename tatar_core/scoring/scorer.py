@@ -53,10 +53,11 @@ NGRAM_MAX = 4  # the draft n-gram model conditions on up to NGRAM_MAX tokens
 
 @dataclass(frozen=True)
 class ScoreResult:
-    score: Optional[float]  # 0–100, higher is better; None when the completion does not parse
+    score: Optional[float]  # 0–100, higher is better (by the scorer's readout); None when the completion does not parse
     parse: Literal["strict", "lenient", "failed"]
     completion: str
     n_words: int
+    greedy: Optional[float] = None  # the parsed greedy answer (equal to `score` for the greedy readout)
 
 
 class Scorer:
@@ -170,13 +171,15 @@ class Scorer:
             ids = self._trim(ids)
             completion = self.tokenizer.decode(ids, skip_special_tokens=True)
             parsed = parse_answer(completion, lenient=True)
-            score = parsed.score
+            score = greedy = parsed.score
+            if greedy is not None:
+                greedy = clamp_100(greedy) if math.isfinite(greedy) else None
             if score is not None and decoded.digit_logits is not None:
                 score = self._expected(ids, score, decoded.digit_logits[row])
             if score is not None:
                 score = clamp_100(score) if math.isfinite(score) else None
             status = parsed.status if score is not None else "failed"
-            results.append(ScoreResult(score, status, completion, count_words(completion)))
+            results.append(ScoreResult(score, status, completion, count_words(completion), greedy))
         return results
 
     def _trim(self, ids: list[int]) -> list[int]:
