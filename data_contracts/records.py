@@ -87,6 +87,19 @@ class PredictionRecord(Record):
     group: str = Field(default="", description="the sample's distortion type or manipulation, when known")
 
 
+class ScoredRecord(Record):
+    """One image scored by one model: the rows of a scoring worker's output (a benchmark shard's Parquet file)."""
+
+    item: str = Field(description="the caller's id of the image (unique within one worker spec)")
+    model: str = Field(description="label of the model that scored it (grpo, sft, base, ...)")
+    score: Optional[float] = Field(default=None, description="0–100 by the readout; None when unparsable/unreadable")
+    greedy: Optional[float] = Field(default=None, description="the parsed greedy answer")
+    parse: Literal["strict", "lenient", "failed", "unreadable"]
+    completion: str = ""
+    n_words: int = 0
+    error: str = Field(default="", description="unreadable: why the image could not be decoded")
+
+
 class SkippedRecord(Record):
     """A benchmark row that could not be used (`skipped.parquet`)."""
 

@@ -171,11 +171,13 @@ def test_stop_sequence_path_for_multi_token_answer_close(sft_checkpoint, sft_sco
     at the same place as the single-token stop id does (the sequence logic itself: tests/test_speculative.py)."""
     from tatar_core.scoring.scorer import Scorer
 
+    import dataclasses
+
     s = Scorer(sft_checkpoint, batch_size=8)
-    close_id = s.answer_close_id
+    close_id = s.stops.answer_close_id
     assert close_id is not None and close_id in s.stop_ids and not s.stop_seqs  # the tiny tokenizer: one token
     s.stop_ids = s.stop_ids - {close_id}
-    s.answer_close_id = None
+    s.stops = dataclasses.replace(s.stops, answer_close_id=None, stop_seqs=((close_id,),))
     s.stop_seqs = [[close_id]]
     images = _images(6, seed=7)
     a = s.score(images, "iqa")
@@ -220,26 +222,22 @@ def test_cached_prompt_inputs_equal_the_processor_outputs(tiny_model_dir):
 def test_expected_readout_equals_the_hand_computed_value(tiny_model_dir):
     """On a known distribution: "73.42" where the tens-and-units token is "73" or "80" with p = 1/2 each and the
     decimals are certain gives 73.42 + 10⁰·(0.5·73 + 0.5·80 − 73) = 76.92."""
-    import torch
+    from tatar_core.models.loading import load_processor
+    from tatar_core.scoring.readout import digit_vocab, expected_score
 
-    from tatar_core.scoring.scorer import Scorer
-
-    scorer = Scorer(tiny_model_dir, readout="expected")
-    tok = scorer.tokenizer
+    tok = load_processor(tiny_model_dir).tokenizer
     ids = tok.encode("<answer>73.42</answer>", add_special_tokens=False)
     pieces = [tok.decode([t]) for t in ids]
     assert "73" in pieces and "42" in pieces  # digits grouped up to three by the embedded tokenizer
-    texts = scorer._digit_text
-    logits = []
-    for piece in pieces:
-        row = torch.full((len(texts),), -1e9)
-        if piece == "73":
-            row[texts.index("73")] = row[texts.index("80")] = 0.0
-        elif piece.isdigit():
-            row[texts.index(piece)] = 0.0
-        logits.append(row)
-    assert scorer._expected(ids, 73.42, logits) == pytest.approx(76.92, abs=1e-9)
-    # a certain distribution gives back the greedy value
-    certain = [torch.where(torch.arange(len(texts)) == (texts.index(p) if p in texts else -1), 0.0, -1e9)
-               for p in pieces]
-    assert scorer._expected(ids, 73.42, certain) == pytest.approx(73.42, abs=1e-9)
+    texts = list(digit_vocab(tok).values())
+    assert "80" in texts
+
+    def scores(half):
+        def digit_scores(k, length):
+            piece = pieces[k]
+            allowed = {"73", "80"} if (half and piece == "73") else {piece}
+            return [(float(t), 0.0 if t in allowed else -1e9) for t in texts if len(t) == length]
+        return digit_scores
+
+    assert expected_score(pieces, 73.42, scores(True)) == pytest.approx(76.92, abs=1e-9)
+    assert expected_score(pieces, 73.42, scores(False)) == pytest.approx(73.42, abs=1e-9)  # certain: the greedy value

@@ -1,5 +1,5 @@
 """Benchmark stage: which sets to score and how."""
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field
 
@@ -34,4 +34,19 @@ class BenchmarkConfig(Section):
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% intervals (0 = off)")
     max_items: Optional[int] = Field(None, description="score at most this many images per benchmark")
     seed: int = Field(0, description="bootstrap seed")
-    device: Optional[str] = Field(None, description="cpu | cuda | cuda:N (default: cuda when available)")
+    device: Optional[str] = Field(None, description="cpu | cuda | cuda:N (default: cuda when available); with "
+                                  "several scoring processes each gets its own GPU")
+    engine: Literal["transformers", "vllm"] = Field(
+        "transformers", description="transformers = the project's batched scorer (in this process when there is one "
+        "shard); vllm = vLLM's offline engine in a scoring worker process (it must be installed in the interpreter "
+        "that runs the worker)"
+    )
+    num_gpus: Optional[int] = Field(
+        None, ge=1, description="scoring processes, one engine per GPU, each scoring one shard of all benchmarks' "
+        "images (split by expected cost); default: every visible GPU, 1 on CPU. On CPU a value > 1 runs that many "
+        "CPU processes"
+    )
+    vllm: dict[str, Any] = Field(
+        default_factory=dict, description="engine: vllm only: extra keyword arguments for vllm.LLM (e.g. "
+        "gpu_memory_utilization, max_model_len, enable_prefix_caching, speculative_config), passed through"
+    )

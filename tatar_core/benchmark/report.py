@@ -155,8 +155,9 @@ def scatter_plot(preds: Sequence[PredictionRecord], path: Path, title: str) -> P
 
 
 def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[PredictionRecord], out_dir: Path,
-                 groups: Sequence[GroupMetricRecord] = ()) -> Path:
-    """Write `out_dir/report.md` (+ one `scatter_<benchmark>.png` per benchmark) and return the report path."""
+                 groups: Sequence[GroupMetricRecord] = (), engine: str = "") -> Path:
+    """Write `out_dir/report.md` (+ one `scatter_<benchmark>.png` per benchmark) and return the report path;
+    `engine`: which scoring engine scored the models (a line under the heading)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_bench: dict[str, list[PredictionRecord]] = defaultdict(list)
@@ -169,6 +170,7 @@ def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
              "PLCC-log: Pearson after the 4-parameter logistic fit. Brackets: 95% bootstrap intervals. valid = parsed "
              "predictions (strict or lenient; failures are dropped, never given a default score); lenient = parsed only "
              "by the lenient fallback; words = mean completion length.", "",
+             *([f"Scored by the {engine} engine.", ""] if engine else []),
              "| benchmark | task | n | skipped | valid | lenient | words | SRCC [95% CI] | PLCC [95% CI] | PLCC-log "
              "| paper SRCC | paper PLCC |",
              "|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]

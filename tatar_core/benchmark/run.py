@@ -3,8 +3,10 @@ per benchmark can call `run_benchmark`).
 
     load_benchmark(src)                       -> (name, task, samples, skipped-at-load)
     benchmarks_from_samples(samples)          -> [(name, task, samples)] per source of the test split
+    benchmark_subset(name, task, samples, max_items)         -> the samples to score
     score_benchmark(name, task, samples, scorer, max_items)  -> [PredictionRecord]
     run_benchmark(name, task, samples, scorer, ...)         -> BenchmarkOutcome(predictions, skipped, metrics)
+    benchmark_outcome(name, task, predictions, skipped, ...) -> BenchmarkOutcome (metrics of scored predictions)
     summarize(metrics)                        -> per-task means
 """
 from __future__ import annotations
@@ -60,6 +62,24 @@ def sample_group(s: SampleRecord) -> str:
     return str(meta.get("type") or meta.get("manipulation") or "") if isinstance(meta, dict) else ""
 
 
+def benchmark_subset(name: str, task: str, samples: Sequence[SampleRecord], max_items: Optional[int] = None
+                     ) -> list[SampleRecord]:
+    """The samples a benchmark scores: at most `max_items`, a fixed pseudo-random subset by sample id, in input
+    order; every sample must be of `task`."""
+    wrong = [s.sample_id for s in samples if s.task != task]
+    if wrong:
+        raise ValueError(f"{name}: {len(wrong)} samples are not {task!r} (e.g. {wrong[0]})")
+    return [samples[i] for i in select_subset([s.sample_id for s in samples], max_items)]
+
+
+def prediction(name: str, task: str, s: SampleRecord, model: str, score: Optional[float], parse: str,
+               completion: str, n_words: int, greedy: Optional[float]) -> PredictionRecord:
+    """The PredictionRecord of sample `s` scored by `model`."""
+    return PredictionRecord(benchmark=name, sample_id=s.sample_id, image_path=s.image_path, task=task, gt=s.score,
+                            pred=score, parse=parse, completion=completion, n_words=n_words, model=model,
+                            pred_greedy=greedy, ref_id=s.ref_id, group=sample_group(s))
+
+
 def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], scorer, max_items: Optional[int] = None,
                     skipped: Optional[list[SkippedRecord]] = None, progress: bool = True,
                     model: str = "grpo") -> list[PredictionRecord]:
@@ -69,11 +89,7 @@ def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], score
     Images are decoded in chunks; one that cannot be decoded is appended to `skipped` as a SkippedRecord
     (raised as `ImageLoadError` when `skipped` is None). Unparsable completions are kept with pred=None.
     """
-    wrong = [s.sample_id for s in samples if s.task != task]
-    if wrong:
-        raise ValueError(f"{name}: {len(wrong)} samples are not {task!r} (e.g. {wrong[0]})")
-    keep = select_subset([s.sample_id for s in samples], max_items)
-    todo = [samples[i] for i in keep]
+    todo = benchmark_subset(name, task, samples, max_items)
     chunk = max(1, scorer.batch_size) * 16
     out: list[PredictionRecord] = []
     bar = tqdm(total=len(todo), desc=f"benchmark {name}", unit="img", disable=not progress)
@@ -89,11 +105,7 @@ def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], score
                 skipped.append(SkippedRecord(benchmark=name, item=s.image_path, reason=e.reason))
         results = scorer.score(images, task) if images else []
         for s, r in zip(part, results):
-            out.append(PredictionRecord(
-                benchmark=name, sample_id=s.sample_id, image_path=s.image_path, task=task, gt=s.score,
-                pred=r.score, parse=r.parse, completion=r.completion, n_words=r.n_words, model=model,
-                pred_greedy=r.greedy, ref_id=s.ref_id, group=sample_group(s),
-            ))
+            out.append(prediction(name, task, s, model, r.score, r.parse, r.completion, r.n_words, r.greedy))
         bar.update(len(todo[start:start + chunk]))
     bar.close()
     return out
@@ -107,9 +119,15 @@ def run_benchmark(name: str, task: str, samples: Sequence[SampleRecord], scorer,
     all_skipped = list(skipped)
     preds = score_benchmark(name, task, samples, scorer, max_items, skipped=all_skipped, progress=progress,
                             model=model)
-    metrics = compute_metrics(name, task, preds, n_skipped=len(all_skipped), bootstrap=bootstrap, seed=seed,
-                              readout=scorer.readout)
-    return BenchmarkOutcome(preds, all_skipped, metrics, group_metrics(name, task, preds))
+    return benchmark_outcome(name, task, preds, all_skipped, bootstrap=bootstrap, seed=seed, readout=scorer.readout)
+
+
+def benchmark_outcome(name: str, task: str, predictions: list[PredictionRecord], skipped: list[SkippedRecord], *,
+                      bootstrap: int = 1000, seed: int = 0, readout: str = "greedy") -> BenchmarkOutcome:
+    """The metrics (n_skipped = len(skipped)) and per-group metrics of one benchmark's predictions by one model."""
+    metrics = compute_metrics(name, task, predictions, n_skipped=len(skipped), bootstrap=bootstrap, seed=seed,
+                              readout=readout)
+    return BenchmarkOutcome(predictions, skipped, metrics, group_metrics(name, task, predictions))
 
 
 def _mean(values) -> float:
@@ -134,4 +152,5 @@ def summarize(metrics: Sequence[MetricRecord]) -> dict[str, dict[str, float]]:
     return out
 
 
-__all__ = ["BenchmarkOutcome", "load_benchmark", "benchmarks_from_samples", "score_benchmark", "run_benchmark", "summarize"]
+__all__ = ["BenchmarkOutcome", "load_benchmark", "benchmarks_from_samples", "benchmark_subset", "prediction",
+           "score_benchmark", "run_benchmark", "benchmark_outcome", "summarize"]

@@ -4,7 +4,9 @@ Scores image files (folders are searched recursively for image extensions) on 0â
 writes a CSV with the columns path,task,score,parse,n_words (score empty when the answer does not parse).
 --model defaults to the environment variable TATAR_MODEL, then to the newest finished GRPO checkpoint under
 ./runs (e.g. the one `make demo` trained). --readout defaults to the readout the model was benchmarked with
-(read from the run's benchmark manifest), else greedy.
+(read from the run's benchmark manifest), else greedy. --engine vllm scores with vLLM's offline engine in a scoring
+worker process (`python -m tatar_core.scoring.worker`, run by --python: the interpreter of the environment where
+vLLM is installed; default this one).
 """
 from __future__ import annotations
 
@@ -42,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--readout", choices=("greedy", "expected"), default=None,
                     help="default: the readout this model was benchmarked with, else greedy")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    ap.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
+                    help="transformers (in this process) or vllm (a scoring worker process; GPU environment)")
+    ap.add_argument("--python", default=sys.executable,
+                    help="--engine vllm: the interpreter that runs the scoring worker (default: this one)")
     return ap
 
 
@@ -104,6 +110,36 @@ def short_table(rows: list[dict], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
+def _score_in_worker(model: Path, files: list[Path], args, readout: str) -> list[dict]:
+    """CSV rows from a scoring worker (`tatar_core.scoring.worker`) run by `args.python` on `args.engine`."""
+    import tempfile
+
+    from data_contracts.parquet_io import read_records
+    from data_contracts.records import ScoredRecord
+    from tatar_core.scoring.worker import start_worker, write_spec
+
+    with tempfile.TemporaryDirectory(prefix="tatar_score_") as tmp:
+        spec = write_spec(Path(tmp) / "spec.json", engine=args.engine, models=[("model", model)],
+                          items=[(str(i), str(f.resolve()), args.task) for i, f in enumerate(files)], out="scores.parquet",
+                          scorer={"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+                                  "readout": readout, "draft_tokens": args.draft_tokens, "device": args.device})
+        log = Path(tmp) / "worker.log"
+        rc = start_worker(spec, python=args.python, log_file=log).wait()
+        out = Path(tmp) / "scores.parquet"
+        if rc != 0 or not out.exists():
+            tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-8:])
+            raise ScoreCliError(f"the {args.engine} scoring worker ({args.python}) exited with {rc}:\n{tail}")
+        scored = {int(r.item): r for r in read_records(out, ScoredRecord)}
+    rows = []
+    for i, f in enumerate(files):
+        r = scored[i]
+        if r.parse == "unreadable":
+            print(f"tatar score: skipped {f}: {r.error}", file=sys.stderr)
+        rows.append({"path": str(f), "task": args.task, "score": "" if r.score is None else f"{r.score:.2f}",
+                     "parse": r.parse, "n_words": r.n_words})
+    return rows
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -121,24 +157,31 @@ def main(argv: Optional[list[str]] = None) -> int:
         readout = found[0] if found else "greedy"
         print(f"tatar score: readout {readout}" + (f" (as benchmarked in {found[1]})" if found else ""),
               file=sys.stderr)
-    try:
-        scorer = Scorer(model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, readout=readout,
-                        device=args.device, draft_tokens=args.draft_tokens)
-    except ValueError as e:
-        print(f"tatar score: error: {e}", file=sys.stderr)
-        return 2
-    ok, images, bad = [], [], []
-    for f in files:
+    if args.engine == "vllm":
         try:
-            images.append(load_rgb(f))
-            ok.append(f)
-        except ImageLoadError as e:
-            bad.append(f)
-            print(f"tatar score: skipped {e.path}: {e.reason}", file=sys.stderr)
-    results = scorer.score(images, args.task, progress=True) if images else []
-    rows = [{"path": str(f), "task": args.task, "score": "" if r.score is None else f"{r.score:.2f}",
-             "parse": r.parse, "n_words": r.n_words} for f, r in zip(ok, results)]
-    rows += [{"path": str(f), "task": args.task, "score": "", "parse": "unreadable", "n_words": 0} for f in bad]
+            rows = _score_in_worker(model, files, args, readout)
+        except ScoreCliError as e:
+            print(f"tatar score: error: {e}", file=sys.stderr)
+            return 2
+    else:
+        try:
+            scorer = Scorer(model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, readout=readout,
+                            device=args.device, draft_tokens=args.draft_tokens)
+        except ValueError as e:
+            print(f"tatar score: error: {e}", file=sys.stderr)
+            return 2
+        ok, images, bad = [], [], []
+        for f in files:
+            try:
+                images.append(load_rgb(f))
+                ok.append(f)
+            except ImageLoadError as e:
+                bad.append(f)
+                print(f"tatar score: skipped {e.path}: {e.reason}", file=sys.stderr)
+        results = scorer.score(images, args.task, progress=True) if images else []
+        rows = [{"path": str(f), "task": args.task, "score": "" if r.score is None else f"{r.score:.2f}",
+                 "parse": r.parse, "n_words": r.n_words} for f, r in zip(ok, results)]
+        rows += [{"path": str(f), "task": args.task, "score": "", "parse": "unreadable", "n_words": 0} for f in bad]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8") as fh:
