@@ -97,16 +97,20 @@ def write_shards(shard_dir: Path, items: Sequence[tuple[str, str, str]], models:
     return shards
 
 
-def visible_gpus() -> list[str]:
-    """The GPUs this process can use, as CUDA_VISIBLE_DEVICES entries ([] without CUDA)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return []
-    n = torch.cuda.device_count()
+def visible_gpus(probe: bool = True) -> list[str]:
+    """The GPUs this process can use, as CUDA_VISIBLE_DEVICES entries ([] without CUDA). `probe`: ask torch
+    (authoritative); else count the NVIDIA driver's GPUs (/proc/driver/nvidia/gpus) without importing torch."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = [d.strip() for d in env.split(",") if d.strip()] if env else [str(i) for i in range(n)]
-    return ids[:n]
+    listed = [d.strip() for d in env.split(",") if d.strip()] if env is not None else None
+    if probe:
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    else:
+        driver = Path("/proc/driver/nvidia/gpus")
+        n = len(list(driver.iterdir())) if driver.is_dir() else 0
+        n = min(n, len(listed)) if listed is not None else n
+    return (listed if listed is not None else [str(i) for i in range(n)])[:n]
 
 
 def _exit_text(rc: Optional[int]) -> str:

@@ -50,6 +50,39 @@ def _batch(cfg: PipelineConfig, stage: str) -> str:
             f"lr {c.learning_rate}, beta {c.beta}")
 
 
+def _scoring(cfg: PipelineConfig, pipe: Pipeline) -> list[str]:
+    """The benchmark's engine and shard plan: processes, where they run, and the split of the images known so far."""
+    from tatar_core.benchmark.shards import shard_plan_text, visible_gpus
+    from tatar_core.scoring.worker import worker_command
+
+    bc = cfg.benchmark
+    gpus = visible_gpus(probe=False) if bc.device != "cpu" else []  # without importing torch
+    n = bc.num_gpus or max(1, len(gpus))
+    why = "benchmark.num_gpus" if bc.num_gpus else f"{len(gpus)} GPU(s) visible here" if gpus else "no GPU here"
+    if bc.engine == "transformers" and n == 1:
+        run = "in this process"
+    else:
+        run = (f"{n} scoring worker process(es), one engine each on {'its own GPU' if gpus else 'CPU'}: "
+               + " ".join(worker_command(pipe.dir("benchmark") / "shards" / "shard-II-of-NN-<digest>.json")))
+    engine = {"transformers": "transformers (batched greedy scorer, speculative verification)",
+              "vllm": f"vllm (offline LLM.generate; extra LLM arguments: {bc.vllm or 'none'})"}[bc.engine]
+    lines = [f"engine: {engine}", f"shards: {n} ({why}); {run}"]
+    counts: dict[str, int] = {}
+    if bc.include_demo_test and pipe.manifest("samples") is not None:
+        from tatar_core.benchmark.run import benchmarks_from_samples
+        from tatar_core.samples.stage import read_samples
+
+        for _, task, rows in benchmarks_from_samples(read_samples(pipe.result("samples")), bc.demo_split):
+            counts[task] = counts.get(task, 0) + min(len(rows), bc.max_items or len(rows))
+    if counts:
+        lines += [f"  {t}" for t in shard_plan_text(counts, n)]
+        if bc.datasets:
+            lines.append("  (+ benchmark.datasets, split with them when loaded)")
+    else:
+        lines.append("  images split by expected cost (iqa 1, iaa 5) when the samples stage has finished")
+    return lines
+
+
 def _reads(cfg: PipelineConfig, stage: str) -> str:
     if stage == "samples":
         if cfg.samples.source == "demo":
@@ -83,6 +116,8 @@ def format_plan(cfg: PipelineConfig, source: str = "") -> tuple[str, list[str]]:
         if stage in ("sft", "grpo"):
             lines.append(f"    batch:  {_batch(cfg, stage)}")
             lines.append(f"    launch: {_launch(cfg, stage, pipe)}")
+        if stage == "benchmark":
+            lines += [f"    {line}" for line in _scoring(cfg, pipe)]
     missing = missing_paths(cfg)
     lines.append("")
     if missing:
