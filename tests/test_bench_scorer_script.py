@@ -1,4 +1,4 @@
-"""scripts/bench_scorer.py runs end to end on a few demo images and prints both speeds and the ratio."""
+"""scripts/bench_scorer.py runs end to end on a few demo images and prints every speed and both ratios."""
 from __future__ import annotations
 
 import importlib.util
@@ -18,6 +18,9 @@ def test_bench_scorer_script_prints_speeds(sft_checkpoint, capsys):
     assert mod.main(["--model", str(sft_checkpoint), "--n", "8", "--batch-size", "8", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"ours .*\d+\.\d+ img/s", out) and re.search(r"reference .*\d+\.\d+ img/s", out)
-    assert re.search(r"speed-up: \d+\.\d+x", out) and re.search(r"without drafts \d+\.\d+x", out)
+    assert re.search(r"generate .*batch  8, stop at </answer>.*\d+\.\d+ img/s", out)
+    assert re.search(r"fair speed-up over HF generate at the same batch and stop ids: \d+\.\d+x", out)
+    assert re.search(r"speed-up over the reference-style loop: \d+\.\d+x; without drafts \d+\.\d+x", out)
+    assert "same completions as ours 8/8" in out  # the fair baseline stops where ours does, same tokens (fp32)
     assert re.search(r"same parsed score as the reference on \d+/8 images", out)
     assert "same completions as with drafts on 8/8" in out  # drafting never changes a completion

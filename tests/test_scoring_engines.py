@@ -147,3 +147,14 @@ def test_tatar_score_engine_vllm_runs_the_worker_and_reports_the_missing_engine(
     err = capsys.readouterr().err
     assert rc == 2 and "vllm scoring worker" in err and "vllm package is not importable" in err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_scorer_speed_reports_each_engine(tiny_model_dir):
+    """What the GPU check calls: img/s per engine on the same images; an engine missing here is reported, not raised."""
+    from tatar_core.scoring.engines import scorer_speed
+
+    rows = scorer_speed(tiny_model_dir, _images(2, seed=33), "iqa", repeat=1, batch_size=2, max_new_tokens=4)
+    assert [r["engine"] for r in rows] == ["transformers", "vllm"]
+    assert rows[0]["n"] == 2 and rows[0]["img_per_s"] > 0 and 0 <= rows[0]["parsed"] <= 2
+    if not _has_vllm():
+        assert "vllm package is not importable" in rows[1]["error"]
