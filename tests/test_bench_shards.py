@@ -112,3 +112,26 @@ def test_two_cpu_processes_kill_one_rerun_it_alone_and_match_one_process(tmp_pat
     assert _dump(read_records(two / "metrics.parquet", MetricRecord)) == \
         _dump(read_records(one / "metrics.parquet", MetricRecord))
     assert "Scored by the transformers engine." in (two / "report.md").read_text()
+
+
+def test_plan_prints_engine_and_shard_plan(tmp_path, synthetic_samples):
+    from tatar_core.pipeline.plan import format_plan
+    from tatar_core.pipeline.runner import Pipeline
+
+    cfg = PipelineConfig.model_validate({"run_dir": str(tmp_path / "run"), "benchmark": {
+        "num_gpus": 2, "engine": "vllm", "vllm": {"max_num_seqs": 64}}})
+    text, _ = format_plan(cfg)
+    assert "engine: vllm (offline LLM.generate; extra LLM arguments: {'max_num_seqs': 64})" in text
+    assert "shards: 2 (benchmark.num_gpus); 2 scoring worker process(es)" in text
+    assert "-m tatar_core.scoring.worker" in text and "when the samples stage has finished" in text
+    pipe = Pipeline(cfg, log=lambda _: None)  # a finished samples stage: 4 iqa + 4 iaa test images
+    d = pipe.dir("samples")
+    write_records([s.model_copy(update={"split": "test"}) for s in synthetic_samples[:8]], d / "samples.parquet",
+                  SampleRecord)
+    StageManifest(stage="samples", key=pipe.keys["samples"], code_version="x", outputs={"samples": "samples.parquet"}
+                  ).write(d)
+    text, _ = format_plan(cfg)
+    assert "shard 1/2: 2 iqa + 2 iaa images, cost 12" in text and "shard 2/2: 2 iqa + 2 iaa images, cost 12" in text
+    text, _ = format_plan(cfg.model_copy(update={"benchmark": cfg.benchmark.model_copy(
+        update={"num_gpus": 1, "engine": "transformers", "device": "cpu"})}))
+    assert "shards: 1 (benchmark.num_gpus); in this process" in text and "shard 1/1: 4 iqa + 4 iaa" in text
