@@ -1,5 +1,6 @@
-"""What the scorer guarantees in bf16 (tatar_core.scoring.scorer docstring), on CPU with ModelConfig(dtype="bfloat16"):
-drafts on/off give identical completions; batched vs one-image HF `generate` agree on >= BF16_MIN_SAME of images."""
+"""What the scorer states for bf16 (tatar_core.scoring.scorer docstring), on CPU with ModelConfig(dtype="bfloat16"):
+drafts on vs off, and batched vs one-image HF `generate`, give the same completion on >= BF16_MIN_SAME of the images
+(the fp32 guarantee, identical, is tested in test_scoring.py and test_bench_scorer_script.py)."""
 from __future__ import annotations
 
 import pytest
@@ -17,20 +18,25 @@ def bf16_scorers(sft_checkpoint):
 
 
 def _jobs():
-    return [(_images(8, seed=21), "iqa"), (_images(2, seed=22), "iaa")]
+    return [(_images(8, seed=21), "iqa"), (_images(16, seed=41), "iqa"), (_images(2, seed=22), "iaa")]
 
 
 @pytest.mark.slow
-def test_bf16_drafts_on_and_off_give_identical_completions(bf16_scorers):
+def test_bf16_drafts_on_and_off_within_the_stated_tolerance(bf16_scorers):
     import torch
+
+    from tatar_core.scoring.scorer import BF16_MIN_SAME
 
     on, off = bf16_scorers[6], bf16_scorers[0]
     assert on.model.dtype == torch.bfloat16
+    same = total = 0
     for images, task in _jobs():
         a, b = on.score(images, task), off.score(images, task)
-        assert [r.completion for r in a] == [r.completion for r in b], task
-        assert [r.score for r in a] == [r.score for r in b]
+        same += sum(x.completion == y.completion for x, y in zip(a, b))
+        total += len(a)
+        assert all(x.score == y.score for x, y in zip(a, b) if x.completion == y.completion)
         assert sum(r.score is not None for r in a) >= len(a) // 2, [r.completion[-40:] for r in a]
+    assert same >= BF16_MIN_SAME * total, f"{same}/{total} identical in bf16"
 
 
 @pytest.mark.slow

@@ -19,16 +19,17 @@ Readout "expected" (optional): the probability-weighted score from the answer's 
 (`tatar_core.scoring.readout`, shared with the vLLM engine), from the logits of the vocabulary's digit tokens at
 each step.
 
-What is guaranteed (tests/test_scoring.py, tests/test_scoring_bf16.py):
-- drafts on or off (`draft_tokens` 6 vs 0): the same completions, in fp32 and in bf16 (tested; measured 20/20 in
-  bf16). Drafts never choose a token: one is kept only when it equals the model's argmax after the token before it.
-  The verifying pass computes those logits over a block of 1 + k query positions instead of 1, the same
-  arithmetic per position up to the order of floating-point sums;
-- batch vs one image (another batch size, other images beside it, left padding; or HF `generate` on one image):
-  the same completions in fp32. In bf16 the padded, batched matrix products round differently, and where the two
-  best tokens' logits are within a bf16 rounding step the argmax can flip and the completion diverges from there.
-  Stated tolerance in bf16: the same completion (hence the same score) on at least `BF16_MIN_SAME` of the images
-  (measured: 40/40 on the test suite's SFT checkpoint; 9/10 reported on a demo checkpoint).
+What is guaranteed (tests/test_scoring.py, tests/test_bench_scorer_script.py, tests/test_scoring_bf16.py):
+- in fp32: the same completions with drafts on or off (`draft_tokens` 6 vs 0), at any batch size and beside any other
+  images, and as HF `generate` on one image. Drafts never choose a token: one is kept only when it equals the
+  model's argmax after the token before it; padding is masked (measured on the test checkpoint: 50/50 for both).
+- in bf16 neither holds exactly: the verifying pass computes a position's logits inside a block of 1 + k query
+  positions, a batch pads rows to a common length, and bf16 rounds those differently; where the two best tokens'
+  logits are within a rounding step the argmax flips and the completion diverges from there. Stated tolerance: the
+  same completion (hence the same score) on at least `BF16_MIN_SAME` of the images, for drafts on vs off and for
+  batched vs one-image `generate` (measured on the test checkpoint, 50 images: 48/50 and 47/50; the two diverged
+  completions that still parsed differed by 0.1 and 0 points; 9/10 was reported on a demo checkpoint). Use fp32
+  where scores must not depend on the batch.
 
 Thread safety: one Scorer may be shared by threads (a thread-pool task runner); batches are generated one at a time
 under a lock, because Qwen-VL models keep per-call state (`rope_deltas`) on the module during `generate`.
@@ -49,7 +50,7 @@ from tatar_core.scoring.speculative import NgramIndex, greedy_decode
 ImageInput = Union[str, Path, Image.Image]
 Readout = Literal["greedy", "expected"]
 NGRAM_MAX = 4  # the draft n-gram model conditions on up to NGRAM_MAX tokens
-BF16_MIN_SAME = 0.9  # bf16: least share of images whose batched and one-image completions are identical
+BF16_MIN_SAME = 0.85  # bf16: least share of images with identical completions (drafts on/off, batch/one image)
 
 
 class Scorer:
