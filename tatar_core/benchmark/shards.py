@@ -129,6 +129,15 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def _speed(s: Shard) -> str:
+    """'grpo 12.3 img/s, sft 11.9 img/s' from the shard's info file."""
+    try:
+        info = json.loads(s.out.with_suffix(".info.json").read_text())
+        return ", ".join(f"{m} {v['img_per_s']} img/s" for m, v in info["models"].items()) + f" on {info['engine']}"
+    except (OSError, ValueError, KeyError):
+        return "no info file"
+
+
 def run_shards(shards: Sequence[Shard], *, in_process: bool, python: str = sys.executable,
                gpus: Sequence[str] = (), log: Callable[[str], None] = print,
                on_start: Optional[Callable] = None) -> list[Shard]:
@@ -165,7 +174,7 @@ def run_shards(shards: Sequence[Shard], *, in_process: bool, python: str = sys.e
         if rc != 0 or not s.done():
             failed.append(f"{s.name} ({s.spec.name}) {_exit_text(rc)}; last output of {s.log}:\n{_tail(s.log)}")
         else:
-            log(f"benchmark {s.name}: finished")
+            log(f"benchmark {s.name}: finished ({_speed(s)})")
     if failed:
         done = sum(s.done() for s in shards)
         raise ShardFailed(f"benchmark: {len(failed)} of {len(shards)} shards did not finish ({done} finished shards "
