@@ -147,3 +147,35 @@ def sft_checkpoint(tiny_model_dir, synthetic_kept, tmp_path_factory) -> Path:
     result = run_sft(synthetic_kept, tiny_model_dir, SftConfig(**SFT_FIXTURE_CFG), ModelConfig(), out)
     (out / "sft_result.json").write_text(json.dumps(result))  # read by tests/test_train_sft.py
     return out / "model"
+
+
+# ---------------------------------------------------------------- the real Qwen2.5-VL vocabulary
+@pytest.fixture(scope="session")
+def realvocab_model_dir(tmp_path_factory) -> Path:
+    """`embedded:tiny-qwen2.5-vl-realvocab`: the tiny architecture with Qwen2.5-VL-7B-Instruct's tokenizer (152,064
+    embedding rows, 39.5 M parameters), built once per session."""
+    from data_contracts.config.model import EMBEDDED_REALVOCAB_MODEL, ModelConfig
+    from tatar_core.models.loading import resolve_model
+
+    return resolve_model(ModelConfig(path=EMBEDDED_REALVOCAB_MODEL), tmp_path_factory.mktemp("realvocab_cache"))
+
+
+REALVOCAB_SFT_CFG = dict(learning_rate=2e-2, max_steps=16, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+                         thought_dropout_iqa=1.0, thought_dropout_iaa=1.0, seed=0,
+                         trainer_args={"logging_steps": 4, "save_steps": 1000, "lr_scheduler_type": "constant"})
+
+
+@pytest.fixture(scope="session")
+def realvocab_sft_checkpoint(realvocab_model_dir, synthetic_kept, tmp_path_factory) -> Path:
+    """`run_sft` of the real-vocabulary model on one IQA and one IAA row with empty thoughts (16 steps): it learns
+    to answer `<think>\\n</think>\\n<answer>NN.NN</answer>` with one score per task, the shape the scorer and GRPO
+    tests need, for a fraction of a real training's cost (the 152k-row output layer dominates every step)."""
+    from data_contracts.config.model import ModelConfig
+    from data_contracts.config.training import SftConfig
+    from tatar_core.training.sft import run_sft
+
+    rows = [next(k for k in synthetic_kept if k.task == t) for t in ("iqa", "iaa")]
+    out = tmp_path_factory.mktemp("realvocab_sft")
+    result = run_sft(rows, realvocab_model_dir, SftConfig(**REALVOCAB_SFT_CFG), ModelConfig(), out)
+    (out / "sft_result.json").write_text(json.dumps(result))
+    return out / "model"

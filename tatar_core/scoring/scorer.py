@@ -97,7 +97,7 @@ class Scorer:
         close = tok.encode(ANSWER_CLOSE, add_special_tokens=False)
         self.answer_close_id = close[0] if len(close) == 1 else None
         self.stop_ids = self.end_ids | ({self.answer_close_id} if self.answer_close_id is not None else set())
-        self.stop_seqs = [close] if len(close) > 1 else []  # `</answer>` is several tokens: stop on the sequence
+        self.stop_seqs = self._close_sequences(close) if len(close) > 1 else []  # several tokens: stop on them
         self._corpus = draft_corpus.read_corpus(self.model_path) if draft_tokens else {}
         self._indexes: dict[str, NgramIndex] = {}  # task -> index of the corpus
         self._prefixes: dict = {}  # shared prompt prefix tokens -> its KV cache (computed once)
@@ -140,6 +140,15 @@ class Scorer:
             raise ValueError(f"{self.model_path}: the tokenizer has no digit tokens; readout='expected' needs them")
         return torch.tensor(ids), text
 
+    def _close_sequences(self, close: list[int]) -> list[list[int]]:
+        """Token sequences that write `</answer>` as a multi-token vocabulary (e.g. Qwen's "</" "answer" ">"): the
+        canonical pieces, with the last one replaced by every token that starts like it, since the closing ">"
+        merges with what follows (">\n", "><", ">." are single tokens); the completion is cut after the tag."""
+        last = self.tokenizer.convert_ids_to_tokens(close[-1])
+        ends = sorted(i for t, i in self.tokenizer.get_vocab().items()
+                      if t.startswith(last) and i not in self.tokenizer.all_special_ids)
+        return [close[:-1] + [i] for i in ends]
+
     def _draft_index(self, task: str) -> NgramIndex:
         """A fresh layer over the corpus index for `task`; each corpus text follows the prompt's last tokens."""
         from tatar_core.models.loading import chat_texts
@@ -171,6 +180,8 @@ class Scorer:
         for row, ids in enumerate(decoded.tokens):
             ids = self._trim(ids)
             completion = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if self.stop_seqs and ANSWER_CLOSE in completion:  # the closing token may carry more text (">\n")
+                completion = completion[:completion.index(ANSWER_CLOSE) + len(ANSWER_CLOSE)]
             parsed = parse_answer(completion, lenient=True)
             score = parsed.score
             if score is not None and decoded.digit_logits is not None:
