@@ -160,21 +160,22 @@ def realvocab_model_dir(tmp_path_factory) -> Path:
     return resolve_model(ModelConfig(path=EMBEDDED_REALVOCAB_MODEL), tmp_path_factory.mktemp("realvocab_cache"))
 
 
-REALVOCAB_SFT_CFG = dict(learning_rate=2e-2, max_steps=16, per_device_train_batch_size=2, gradient_accumulation_steps=1,
-                         thought_dropout_iqa=1.0, thought_dropout_iaa=1.0, seed=0,
-                         trainer_args={"logging_steps": 4, "save_steps": 1000, "lr_scheduler_type": "constant"})
+REALVOCAB_SFT_CFG = dict(learning_rate=2e-2, max_steps=16, per_device_train_batch_size=1, gradient_accumulation_steps=1,
+                         thought_dropout_iqa=1.0, iqa_fraction=1.0, seed=0,
+                         trainer_args={"logging_steps": 2, "save_steps": 1000, "lr_scheduler_type": "constant"})
 
 
 @pytest.fixture(scope="session")
 def realvocab_sft_checkpoint(realvocab_model_dir, synthetic_kept, tmp_path_factory) -> Path:
-    """`run_sft` of the real-vocabulary model on one IQA and one IAA row with empty thoughts (16 steps): it learns
-    to answer `<think>\\n</think>\\n<answer>NN.NN</answer>` with one score per task, the shape the scorer and GRPO
-    tests need, for a fraction of a real training's cost (the 152k-row output layer dominates every step)."""
+    """`run_sft` of the real-vocabulary model on one IQA row with an empty thought, 16 steps (loss 12 -> ~1.3):
+    a model that writes tag-like text such as `</answer>` but not yet well-formed answers (measured: ~40 steps at
+    this size to get the format; every step pays for the 152k-row output layer). The scorer and GRPO tests check
+    properties that hold whatever the model writes."""
     from data_contracts.config.model import ModelConfig
     from data_contracts.config.training import SftConfig
     from tatar_core.training.sft import run_sft
 
-    rows = [next(k for k in synthetic_kept if k.task == t) for t in ("iqa", "iaa")]
+    rows = [next(k for k in synthetic_kept if k.task == "iqa")]
     out = tmp_path_factory.mktemp("realvocab_sft")
     result = run_sft(rows, realvocab_model_dir, SftConfig(**REALVOCAB_SFT_CFG), ModelConfig(), out)
     (out / "sft_result.json").write_text(json.dumps(result))
