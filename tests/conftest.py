@@ -147,3 +147,36 @@ def sft_checkpoint(tiny_model_dir, synthetic_kept, tmp_path_factory) -> Path:
     result = run_sft(synthetic_kept, tiny_model_dir, SftConfig(**SFT_FIXTURE_CFG), ModelConfig(), out)
     (out / "sft_result.json").write_text(json.dumps(result))  # read by tests/test_train_sft.py
     return out / "model"
+
+
+# ---------------------------------------------------------------- the real Qwen2.5-VL vocabulary
+@pytest.fixture(scope="session")
+def realvocab_model_dir(tmp_path_factory) -> Path:
+    """`embedded:tiny-qwen2.5-vl-realvocab`: the tiny architecture with Qwen2.5-VL-7B-Instruct's tokenizer (152,064
+    embedding rows, 39.5 M parameters), built once per session."""
+    from data_contracts.config.model import EMBEDDED_REALVOCAB_MODEL, ModelConfig
+    from tatar_core.models.loading import resolve_model
+
+    return resolve_model(ModelConfig(path=EMBEDDED_REALVOCAB_MODEL), tmp_path_factory.mktemp("realvocab_cache"))
+
+
+REALVOCAB_SFT_CFG = dict(learning_rate=2e-2, max_steps=16, per_device_train_batch_size=1, gradient_accumulation_steps=1,
+                         thought_dropout_iqa=1.0, iqa_fraction=1.0, seed=0,
+                         trainer_args={"logging_steps": 2, "save_steps": 1000, "lr_scheduler_type": "constant"})
+
+
+@pytest.fixture(scope="session")
+def realvocab_sft_checkpoint(realvocab_model_dir, synthetic_kept, tmp_path_factory) -> Path:
+    """`run_sft` of the real-vocabulary model on one IQA row with an empty thought, 16 steps (loss 12 -> ~1.3):
+    a model that writes tag-like text such as `</answer>` but not yet well-formed answers (measured: ~40 steps at
+    this size to get the format; every step pays for the 152k-row output layer). The scorer and GRPO tests check
+    properties that hold whatever the model writes."""
+    from data_contracts.config.model import ModelConfig
+    from data_contracts.config.training import SftConfig
+    from tatar_core.training.sft import run_sft
+
+    rows = [next(k for k in synthetic_kept if k.task == "iqa")]
+    out = tmp_path_factory.mktemp("realvocab_sft")
+    result = run_sft(rows, realvocab_model_dir, SftConfig(**REALVOCAB_SFT_CFG), ModelConfig(), out)
+    (out / "sft_result.json").write_text(json.dumps(result))
+    return out / "model"

@@ -99,8 +99,8 @@ def test_sft_trains_and_resumes_from_last_checkpoint(tiny_model_dir, synthetic_k
 def test_lora_adapters_are_merged_into_the_saved_model(tiny_model_dir, synthetic_kept, tmp_path):
     from safetensors.torch import load_file
 
-    cfg = SftConfig(max_steps=2, learning_rate=1e-2, per_device_train_batch_size=2, use_lora=True, lora_r=4,
-                    lora_alpha=8, trainer_args={"save_steps": 100}, seed=0)
+    cfg = SftConfig(max_steps=2, learning_rate=1e-2, per_device_train_batch_size=2, lora={"enabled": True, "r": 4,
+                    "alpha": 8}, trainer_args={"save_steps": 100}, seed=0)
     run_sft(synthetic_kept[:8], tiny_model_dir, cfg, ModelConfig(), tmp_path)
     saved = load_file(tmp_path / "model" / "model.safetensors")
     base = load_file(tiny_model_dir / "model.safetensors")

@@ -5,11 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from data_contracts.config.base import Section
 from data_contracts.config.benchmark import BenchmarkConfig
-from data_contracts.config.model import EMBEDDED_MODEL, ModelConfig
+from data_contracts.config.model import EMBEDDED_MODEL, EMBEDDED_MODELS, ModelConfig, pure_low_precision_reason
 from data_contracts.config.rationales import FilterConfig, RationalesConfig
 from data_contracts.config.samples import DatasetSource, SamplesConfig
 from data_contracts.config.training import GrpoConfig, SftConfig
@@ -29,6 +29,15 @@ class PipelineConfig(Section):
     sft: SftConfig = SftConfig()
     grpo: GrpoConfig = GrpoConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
+
+    @model_validator(mode="after")
+    def _master_weights(self):
+        for stage in ("sft", "grpo"):
+            section = getattr(self, stage)
+            reason = pure_low_precision_reason(self.model, stage, section.bf16, section.uses_deepspeed)
+            if reason:
+                raise ValueError(reason)
+        return self
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -80,6 +89,6 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
 
 
 __all__ = [
-    "STAGES", "EMBEDDED_MODEL", "PipelineConfig", "ModelConfig", "SamplesConfig", "DatasetSource",
+    "STAGES", "EMBEDDED_MODEL", "EMBEDDED_MODELS", "PipelineConfig", "ModelConfig", "SamplesConfig", "DatasetSource",
     "RationalesConfig", "FilterConfig", "SftConfig", "GrpoConfig", "BenchmarkConfig", "load_config",
 ]

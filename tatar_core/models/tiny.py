@@ -216,11 +216,11 @@ def build_processor(tokenizer, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels:
     )
 
 
-def build_model_config(tokenizer):
+def build_model_config(tokenizer, vocab_size: int | None = None):
     from transformers import Qwen2_5_VLConfig
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
-    vocab = len(tokenizer)
+    vocab = vocab_size or len(tokenizer)
     text = dict(TEXT_CONFIG, vocab_size=vocab, bos_token_id=ids[PAD_TOKEN], eos_token_id=ids[EOS_TOKEN],
                 pad_token_id=ids[PAD_TOKEN])
     cfg = Qwen2_5_VLConfig(
@@ -239,15 +239,18 @@ def build_model_config(tokenizer):
     return cfg
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
-    """Build the tiny model + tokenizer + processor into `out_dir` (created). Same seed -> identical weights."""
+def build_tiny_model(out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: int | None = None) -> Path:
+    """Build the tiny model + tokenizer + processor into `out_dir` (created). Same seed -> identical weights.
+
+    `tokenizer` (default `build_tokenizer()`) and `vocab_size` (embedding rows, default len(tokenizer)) give a
+    variant with another vocabulary (e.g. tatar_core.models.qwen_vocab, Qwen2.5-VL's own)."""
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
-    config = build_model_config(tokenizer)
+    tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
+    config = build_model_config(tokenizer, vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)

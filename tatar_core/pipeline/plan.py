@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_contracts.config import EMBEDDED_MODEL, STAGES, PipelineConfig
+from data_contracts.config import EMBEDDED_MODELS, STAGES, PipelineConfig
 from tatar_core.pipeline.runner import Pipeline
 from tatar_core.code_version import import_closure
 from tatar_core.pipeline.keys import STAGE_ENTRY, STAGE_INPUTS, code_version
@@ -12,7 +12,7 @@ from tatar_core.pipeline.keys import STAGE_ENTRY, STAGE_INPUTS, code_version
 def missing_paths(cfg: PipelineConfig) -> list[str]:
     """Every local path the config names that does not exist, as 'key: path (what)'."""
     out = []
-    if cfg.model.path != EMBEDDED_MODEL and not (Path(cfg.model.path) / "config.json").exists():
+    if cfg.model.path not in EMBEDDED_MODELS and not (Path(cfg.model.path) / "config.json").exists():
         out.append(f"model.path: {cfg.model.path} (a local model folder with config.json)")
     sources = [("samples", cfg.samples.datasets if cfg.samples.source == "datasets" else []),
                ("benchmark", cfg.benchmark.datasets)]
@@ -38,16 +38,47 @@ def _launch(cfg: PipelineConfig, stage: str, pipe: Pipeline) -> str:
     return " ".join(launch_command(stage, launch, spec_path(pipe.dir(stage))))
 
 
-def _batch(cfg: PipelineConfig, stage: str) -> str:
+# The paper's GRPO layout: 8 GPUs, 16 prompts x G=8 per step -> 16 completions per device per micro-step.
+PAPER_COMPLETIONS_PER_DEVICE = 16
+
+
+def _batch(cfg: PipelineConfig, stage: str) -> list[str]:
     c = getattr(cfg, stage)
     n = c.launch.num_processes
     if stage == "sft":
         eff = c.per_device_train_batch_size * c.gradient_accumulation_steps * n
-        return (f"{c.per_device_train_batch_size} per device x {c.gradient_accumulation_steps} accumulation x {n} "
-                f"process(es) = effective batch {eff}; lr {c.learning_rate}")
-    return (f"{c.prompts_per_step} prompts x G={c.num_generations} = {c.prompts_per_step * c.num_generations} "
-            f"completions per step over {n} process(es), >= {c.min_iaa_images_per_step} IAA images per step; "
-            f"lr {c.learning_rate}, beta {c.beta}")
+        return [f"{c.per_device_train_batch_size} per device x {c.gradient_accumulation_steps} accumulation x {n} "
+                f"process(es) = effective batch {eff}; lr {c.learning_rate}"]
+    from tatar_core.training.grpo import batch_plan
+
+    C = c.prompts_per_step * c.num_generations
+    lines = [f"{c.prompts_per_step} prompts x G={c.num_generations} = {C} completions per step over {n} process(es), "
+             f">= {c.min_iaa_images_per_step} IAA images per step; lr {c.learning_rate}, beta {c.beta}"]
+    try:
+        plan = batch_plan(c, n)
+    except ValueError as e:
+        return lines + [f"NOT RUNNABLE: {e}"]
+    per = plan.per_device_train_batch_size
+    lines.append(f"{per} completions per device per micro-step x {plan.gradient_accumulation_steps} accumulation; "
+                 f"each process generates {per * plan.gradient_accumulation_steps} per step")
+    if per > PAPER_COMPLETIONS_PER_DEVICE:
+        fits = [ga for ga in range(plan.gradient_accumulation_steps, C + 1)
+                if C % (n * ga) == 0 and C // (n * ga) <= PAPER_COMPLETIONS_PER_DEVICE]
+        hint = (f"set grpo.gradient_accumulation_steps: {fits[0]} for {C // (n * fits[0])} per device per micro-step"
+                if fits else "lower prompts_per_step or num_generations")
+        lines.append(f"WARNING: {per} completions per device per micro-step with {n} process(es) (the paper has "
+                     f"{PAPER_COMPLETIONS_PER_DEVICE} per GPU on 8 GPUs); that many sequences' activations at once rarely "
+                     f"fit one device: {hint}")
+    return lines
+
+
+def _precision(cfg: PipelineConfig, stage: str) -> str:
+    c, m = getattr(cfg, stage), cfg.model
+    if c.uses_deepspeed:
+        return f"DeepSpeed ({c.launch.deepspeed_config or 'trainer_args.deepspeed'}): its {('bf16' if c.bf16 else 'fp32')} engine keeps fp32 master weights"
+    if m.train_dtype == "float32":
+        return "fp32 master weights" + (", bf16 autocast compute" if c.bf16 else ", fp32 compute")
+    return f"PURE {m.train_dtype} weights (model.pure_low_precision_training): updates below half an ulp are lost"
 
 
 def _scoring(cfg: PipelineConfig, pipe: Pipeline) -> list[str]:
@@ -114,7 +145,13 @@ def format_plan(cfg: PipelineConfig, source: str = "") -> tuple[str, list[str]]:
         lines.append(f"    code:   {STAGE_ENTRY[stage]} + {len(import_closure(STAGE_ENTRY[stage])) - 1} project modules "
                      f"it imports (version {code_version(stage)})")
         if stage in ("sft", "grpo"):
-            lines.append(f"    batch:  {_batch(cfg, stage)}")
+            batch = _batch(cfg, stage)
+            lines.append(f"    batch:  {batch[0]}")
+            lines += [f"            {b}" for b in batch[1:]]
+            lines.append(f"    weights: {_precision(cfg, stage)}"
+                         + (f"; LoRA r={getattr(cfg, stage).lora.r}" if getattr(cfg, stage).lora.enabled else ""))
+            if stage == "grpo":
+                lines.append(f"    generation: {cfg.grpo.vllm.describe()}")
             lines.append(f"    launch: {_launch(cfg, stage, pipe)}")
         if stage == "benchmark":
             lines += [f"    {line}" for line in _scoring(cfg, pipe)]

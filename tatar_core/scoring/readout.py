@@ -82,8 +82,19 @@ def stop_tokens(tokenizer, generation_config=None) -> StopTokens:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     close = tokenizer.encode(ANSWER_CLOSE, add_special_tokens=False)
     return StopTokens(frozenset(eos) | ({pad} if pad is not None else frozenset()),
-                      close[0] if len(close) == 1 else None,
-                      (tuple(close),) if len(close) > 1 else (), pad)
+                      close[0] if len(close) == 1 else None, close_sequences(tokenizer, close), pad)
+
+
+def close_sequences(tokenizer, close: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    """Token sequences that write `</answer>` in a vocabulary where it is several tokens (e.g. Qwen's "</" "answer"
+    ">"): the canonical pieces with the last one replaced by every token that starts like it, since the closing
+    ">" merges with what follows (">\n", "><", ">." are single tokens); the completion is cut after the tag."""
+    if len(close) < 2:
+        return ()
+    last = tokenizer.convert_ids_to_tokens(close[-1])
+    ends = sorted(i for t, i in tokenizer.get_vocab().items()
+                  if t.startswith(last) and i not in tokenizer.all_special_ids)
+    return tuple(tuple(close[:-1]) + (i,) for i in ends)
 
 
 def digit_vocab(tokenizer) -> dict[int, str]:
@@ -137,6 +148,8 @@ def read_result(tokenizer, ids: Sequence[int], stops: StopTokens,
     """The `ScoreResult` of one row's generated `ids` (module docstring); `digit_scores` given = expected readout."""
     ids = stops.trim(ids)
     completion = tokenizer.decode(ids, skip_special_tokens=True)
+    if stops.stop_seqs and ANSWER_CLOSE in completion:  # the closing token may carry more text (">\n")
+        completion = completion[:completion.index(ANSWER_CLOSE) + len(ANSWER_CLOSE)]
     parsed = parse_answer(completion, lenient=True)
     score = greedy = parsed.score
     if greedy is not None:

@@ -38,14 +38,16 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Literal, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Literal, Optional, Sequence, Union
 
 from PIL import Image
 
-from data_contracts.config.model import ModelConfig
 from tatar_core.models import draft_corpus
 from tatar_core.scoring.readout import ScoreResult, digit_vocab, read_result, stop_tokens
 from tatar_core.scoring.speculative import NgramIndex, greedy_decode
+
+if TYPE_CHECKING:  # the configs (pydantic) stay off the import path of the scorer (scripts/gpu_check.py)
+    from data_contracts.config.model import ModelConfig
 
 ImageInput = Union[str, Path, Image.Image]
 Readout = Literal["greedy", "expected"]
@@ -58,7 +60,7 @@ class Scorer:
 
     engine = "transformers"
 
-    def __init__(self, model_path: Union[str, Path], model_cfg: Optional[ModelConfig] = None, batch_size: int = 8,
+    def __init__(self, model_path: Union[str, Path], model_cfg: Optional["ModelConfig"] = None, batch_size: int = 8,
                  max_new_tokens: int = 256, readout: Readout = "greedy", device: Optional[str] = None,
                  draft_tokens: int = 6):
         import torch

@@ -15,7 +15,10 @@ all-gathers completions so it ranks all IAA images of the step. Settings that ca
 Logs: per logging step and task, the reward components / words / parse rate (RewardStats, combined across
 processes) go into the trainer logs ("iqa/reward_score", ...) and out_dir/"train_log.parquet" (TrainLogRecord);
 each rank-reward gather is recorded in out_dir/"gather_log"/process-{k}.jsonl (local vs gathered sample_ids).
-Checkpoints: out_dir/"checkpoints" (resume from the last complete one); final model + processor: out_dir/"model".
+Checkpoints: out_dir/"checkpoints" (resume from the last complete one); final model + processor: out_dir/"model"
+(with `lora.enabled`: the adapter in out_dir/"adapter", merged into the SFT model; the KL reference is the model
+with the adapter disabled, so no reference copy is loaded).
+Generation: HF `generate` in the trainer, or vLLM (`grpo.vllm`, mapped onto trl's use_vllm / vllm_* fields).
 """
 from __future__ import annotations
 
@@ -272,7 +275,7 @@ def grpo_args(cfg: GrpoConfig, plan: BatchPlan, steps: int, out_dir: Path):
 
     from tatar_core.training.launch import trainer_kwargs
 
-    return TrlGRPOConfig(**trainer_kwargs(cfg, out_dir, GRPO_TRAINER_DEFAULTS, dict(
+    return TrlGRPOConfig(**trainer_kwargs(cfg, out_dir, GRPO_TRAINER_DEFAULTS, cfg.vllm.trl_kwargs() | dict(
         beta=cfg.beta,
         num_generations=cfg.num_generations,
         temperature=cfg.temperature,
@@ -289,13 +292,35 @@ def grpo_args(cfg: GrpoConfig, plan: BatchPlan, steps: int, out_dir: Path):
     )))
 
 
+def check_collective_invariants(args, plan: BatchPlan) -> None:
+    """The cross-process IAA ranking gathers the completions of one optimizer step from every process; that is
+    one generation's worth only if trl generates once per optimizer step (steps_per_generation == gradient
+    accumulation), uses each generation once (num_iterations == 1) and reads the dataset in `plan_order`'s order
+    (no shuffling). Checked on the GRPOConfig the trainer gets; raises ValueError naming what differs."""
+    wrong = []
+    if args.steps_per_generation != args.gradient_accumulation_steps:
+        wrong.append(f"steps_per_generation={args.steps_per_generation} != gradient_accumulation_steps="
+                     f"{args.gradient_accumulation_steps}")
+    if args.num_iterations != 1:
+        wrong.append(f"num_iterations={args.num_iterations} (must be 1)")
+    if args.shuffle_dataset:
+        wrong.append("shuffle_dataset=True (the sampler must read plan_order's blocks in order)")
+    if args.generation_batch_size != plan.completions_per_step:
+        wrong.append(f"generation_batch_size={args.generation_batch_size} != prompts_per_step·num_generations="
+                     f"{plan.completions_per_step}")
+    if wrong:
+        raise ValueError("grpo: the cross-process IAA ranking needs one generation per optimizer step, read in "
+                         "order: " + "; ".join(wrong))
+
+
 def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelConfig, out_dir: Path) -> dict:
     from trl import GRPOTrainer
 
     from tatar_core.models import draft_corpus
 
     from tatar_core.training import launch
-    from tatar_core.models.loading import image_dataset, load_model_and_processor
+    from tatar_core.models import lora
+    from tatar_core.models.loading import check_master_weights, image_dataset, load_model_and_processor
     from tatar_core.method.rewards import RewardStats, make_reward_funcs
 
     launch.apply_threads(cfg.launch)
@@ -310,7 +335,9 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
           "sample_id": r.sample_id} for r in order],
         ("prompt", "task", "score", "sample_id"),
     )
-    args = grpo_args(cfg, plan, steps, out_dir)
+    check_master_weights(model_cfg, "grpo", cfg)
+    args = grpo_args(cfg, plan, steps, out_dir)  # before the model: ZeRO-3 loading needs the DeepSpeed config
+    check_collective_invariants(args, plan)
     model, processor = load_model_and_processor(model_path, model_cfg, for_training=True)
     stats = RewardStats()
     gather = make_gather(state.num_processes, state.process_index, out_dir / GATHER_LOG_DIR)
@@ -319,10 +346,11 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
     trainer = GRPOTrainer(
         model=model, reward_funcs=make_reward_funcs(cfg, gather=gather, stats=stats), args=args,
         train_dataset=dataset, processing_class=processor, callbacks=[callback],
+        peft_config=lora.peft_config(cfg.lora) if cfg.lora.enabled else None,
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final_dir = out_dir / "model"
-    launch.save_final(trainer, processor, final_dir)
+    launch.save_final(trainer, processor, final_dir, lora_base=(model_path, model_cfg) if cfg.lora.enabled else None)
     if state.is_main_process:
         draft_corpus.copy_corpus(model_path, final_dir)
     result = {
@@ -368,4 +396,4 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
 
 
 __all__ = ["run_grpo", "batch_plan", "plan_order", "select_train", "iaa_per_step", "total_steps", "make_gather",
-           "combine_summaries", "BatchPlan"]
+           "combine_summaries", "BatchPlan", "check_collective_invariants", "grpo_args"]

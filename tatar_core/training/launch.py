@@ -69,17 +69,28 @@ def checkpoint_step(path: Optional[Path]) -> int:
     return int(m.group(1)) if m else 0
 
 
-def save_final(trainer, processor, final_dir: Path, merge_lora: bool = False) -> None:
-    """Save weights + processor to final_dir (every process calls it: ZeRO-3 gathers; LoRA merged first)."""
+def save_final(trainer, processor, final_dir: Path, lora_base: Optional[tuple[Path, ModelConfig]] = None) -> None:
+    """Save weights + processor to final_dir (every process calls it: ZeRO-3 gathers).
+
+    With LoRA, `lora_base` = (base model folder, model config): the trainer saves the adapter (gathered) into
+    final_dir.parent/"adapter", then the main process merges it into the base read from disk
+    (`tatar_core.models.lora.merge_adapter`) and saves the merged model.
+    """
     final_dir.mkdir(parents=True, exist_ok=True)
-    if merge_lora:
-        trainer.accelerator.wait_for_everyone()
-        if trainer.accelerator.is_main_process:
-            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(final_dir, safe_serialization=True)
-    else:
+    main = trainer.accelerator.is_main_process
+    if lora_base is None:
         trainer.save_model(str(final_dir))
-    if trainer.accelerator.is_main_process:
+    else:
+        from tatar_core.models.loading import load_model_and_processor
+        from tatar_core.models.lora import merge_adapter
+
+        base_dir, model_cfg = lora_base
+        adapter_dir = final_dir.parent / "adapter"
+        trainer.save_model(str(adapter_dir))
+        if main:
+            merge_adapter(Path(base_dir), adapter_dir, final_dir,
+                          lambda p: load_model_and_processor(p, model_cfg, for_training=True)[0])
+    if main:
         processor.save_pretrained(final_dir)
     trainer.accelerator.wait_for_everyone()
 

@@ -9,7 +9,10 @@ Rows: {"images": [PIL], "prompt": prompt_messages(task), "completion": completio
   seed) with f = cfg.iqa_fraction, so the smaller task is oversampled; one task absent (or f ∈ {0, 1}) -> only the
   other task.
 - Checkpoints: out_dir/"checkpoints"/checkpoint-N every `save_steps` (trainer_args, default 100); a rerun resumes from the last complete one.
-  Final model + processor: out_dir/"model" (LoRA adapters are merged first).
+  Final model + processor: out_dir/"model" (with `lora.enabled`: the adapter in out_dir/"adapter", merged into
+  the base for out_dir/"model").
+- Order: the trl arguments are built before the model loads (under DeepSpeed ZeRO-3 they register the config that
+  makes `from_pretrained` load partitioned); weights load in model.train_dtype (fp32 master weights by default).
 """
 from __future__ import annotations
 
@@ -24,8 +27,6 @@ from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import SftConfig
 from data_contracts.records import KeptRecord
 from tatar_core.method.prompts import TASKS, completion_message, make_target, prompt_messages
-
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]  # language model only
 
 
 def drops_thought(seed: int, sample_id: str, p: float) -> bool:
@@ -116,26 +117,23 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     from tatar_core.models import draft_corpus
 
     from tatar_core.training import launch
-    from tatar_core.models.loading import image_dataset, load_model_and_processor
+    from tatar_core.models import lora
+    from tatar_core.models.loading import check_master_weights, image_dataset, load_model_and_processor
 
     launch.apply_threads(cfg.launch)
     t0 = time.time()
     rows, counts = build_sft_rows(kept, cfg)
     train = image_dataset(rows, ("prompt", "completion"))
+    check_master_weights(model_cfg, "sft", cfg)
+    args = sft_args(cfg, out_dir)  # before the model: ZeRO-3 loading needs the DeepSpeed config registered
     model, processor = load_model_and_processor(model_path, model_cfg, for_training=True)
-    peft_config = None
-    if cfg.use_lora:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGETS,
-                                 lora_dropout=0.0, task_type="CAUSAL_LM")
-    args = sft_args(cfg, out_dir)
+    peft_config = lora.peft_config(cfg.lora) if cfg.lora.enabled else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor,
                          peft_config=peft_config)
     resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final_dir = out_dir / "model"
-    launch.save_final(trainer, processor, final_dir, merge_lora=cfg.use_lora)
+    launch.save_final(trainer, processor, final_dir, lora_base=(model_path, model_cfg) if cfg.lora.enabled else None)
     if trainer.accelerator.is_main_process:  # the scorer drafts from the training targets
         draft_corpus.write_corpus(final_dir, [(r["sample_id"], r["task"], r["completion"][0]["content"][0]["text"])
                                               for r in rows])
