@@ -62,7 +62,7 @@ def test_a_vllm_field_set_both_ways_is_an_error(tmp_path, trl_field, key):
     path = _config(tmp_path, grpo={"vllm": {"enabled": True}, "trainer_args": {trl_field: True}})
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert f"grpo.trainer_args" in str(err.value) and f"use grpo.vllm.{key}" in str(err.value)
+    assert "grpo.trainer_args" in str(err.value) and f"use grpo.vllm.{key}" in str(err.value)
 
 
 def test_vllm_server_mode_needs_a_url(tmp_path):

@@ -110,7 +110,7 @@ def test_scorer_stops_after_the_multi_token_answer_close(realvocab_sft_checkpoin
 
     tok = scorer.tokenizer
     close = tok.encode("</answer>", add_special_tokens=False)
-    assert len(close) == 3 and scorer.answer_close_id is None and close in scorer.stop_seqs
+    assert len(close) == 3 and scorer.stops.answer_close_id is None and close in scorer.stop_seqs
     merged = tok.convert_tokens_to_ids(">Ċ")  # "</answer>\n" ends in one token ">\n"
     assert close[:2] + [merged] in scorer.stop_seqs and all(s[:2] == close[:2] for s in scorer.stop_seqs)
     images = _images(6, seed=5)
@@ -164,8 +164,10 @@ def test_expected_readout_over_single_digit_tokens(realvocab_model_dir):
     from tatar_core.models.loading import build_inputs
     from tatar_core.scoring.scorer import Scorer
 
+    from tatar_core.scoring.readout import expected_score
+
     s = Scorer(realvocab_model_dir, readout="expected", draft_tokens=0)
-    assert sorted(s._digit_text) == [str(d) for d in range(10)]
+    assert sorted(s._digit_values) == [float(d) for d in range(10)]  # single-digit tokens only
     completion = make_target("", 73.42)
     im = _images(1, seed=7)[0]
     n = build_inputs(s.processor, [im], ["iqa"])["input_ids"].shape[1]
@@ -175,11 +177,12 @@ def test_expected_readout_over_single_digit_tokens(realvocab_model_dir):
     with torch.inference_mode():
         logits = s.model(**full).logits[0]
     digit_logits = [logits[n - 1 + k, s._digit_ids] for k in range(len(ids))]  # the step that wrote ids[k]
-    value = s._expected(ids, 73.42, digit_logits)
     pieces = [s.tokenizer.decode([t]) for t in ids]
+    value = expected_score(pieces, 73.42, lambda k, length: list(zip(s._digit_values, digit_logits[k].tolist()))
+                           if k < len(digit_logits) and length == 1 else [])
     a = pieces.index("answer") + 2  # "<" "answer" ">" then the number
     assert pieces[a:a + 5] == ["7", "3", ".", "4", "2"]
-    want, vals = 73.42, torch.tensor([float(t) for t in s._digit_text])
+    want, vals = 73.42, torch.tensor(s._digit_values)
     for k, e in zip((a, a + 1, a + 3, a + 4), (1, 0, -1, -2)):
         p = torch.softmax(digit_logits[k], 0)
         want += 10.0 ** e * (float((p * vals).sum()) - float(pieces[k]))
