@@ -131,7 +131,8 @@ def compute_metrics(benchmark: str, task: str, predictions: Sequence[PredictionR
     """SRCC / PLCC / PLCC-logistic (+ bootstrap 95% CIs) over the parsed predictions of one benchmark.
 
     n = scored images, n_valid = parsed ones (strict or lenient), n_lenient = parsed only by the lenient
-    fallback, mean_words = mean completion length in words over all scored images.
+    fallback (the last closed <answer> block's first number; a completion without one, e.g. cut off while thinking, is
+    a failure, never lenient), mean_words = mean completion length in words over all scored images.
     """
     valid = [p for p in predictions if p.pred is not None and math.isfinite(p.pred)]
     x = [p.pred for p in valid]

@@ -21,7 +21,7 @@ import numpy as np
 
 from data_contracts.config.rewards import RankRewardConfig, ScoreRewardConfig
 from data_contracts.config.training import GrpoConfig
-from tatar_core.method.parsing import count_words, parse_strict
+from tatar_core.method.parsing import SCORE_PARSERS, count_words, parse_strict
 from tatar_core.method.prompts import TASKS
 from tatar_core.method.scales import clamp_100
 
@@ -77,9 +77,10 @@ def _gt(x: Any) -> Optional[float]:
     return None if math.isnan(x) else clamp_100(x)
 
 
-def _pred(text: str) -> Optional[float]:
-    """Strictly parsed prediction clamped to [0, 100], or None (unparsable / not finite)."""
-    p = parse_strict(text)
+def _pred(text: str, parse: Callable[[str], Optional[float]] = parse_strict) -> Optional[float]:
+    """Parsed prediction (strict unless `parse` says otherwise) clamped to [0, 100], or None (unparsable / not
+    finite)."""
+    p = parse(text)
     if p is None or not math.isfinite(p):
         return None
     return clamp_100(p)
@@ -108,7 +109,8 @@ def passes_length_gate(words: int, task: str, cfg: ScoreRewardConfig = ScoreRewa
 def score_reward(completions, task, score, cfg: ScoreRewardConfig = ScoreRewardConfig(), **kw) -> list[float]:
     """Gaussian score shaping per completion, in [0, 1].
 
-    With p = strictly parsed prediction and g = ground truth, both clamped to [0, 100], d = |p − g|:
+    With p = the parsed prediction (`cfg.parse`: "reference" = first <answer> block even with text around the tags,
+    the default; "strict" = the format reward's rule) and g = ground truth, both clamped to [0, 100], d = |p − g|:
         r = min(1, s_task · exp(−d² / 2σ²)),  σ = thr/√(2 ln 2) · (1 + α_task · d/100)
     thr = 8.75, α_iqa = 0.8, α_iaa = 2.0, s_iqa = 1, s_iaa = 1.5. Length gates on the whole completion's words
     (whitespace tokens): IQA > 65 words → 0, IAA < 125 words → 0. Unparsable or missing ground truth → 0.
@@ -116,10 +118,11 @@ def score_reward(completions, task, score, cfg: ScoreRewardConfig = ScoreRewardC
     n = len(completions)
     tasks = _check_tasks(_column("task", task, n))
     gts = _column("score", score, n)
+    parse = SCORE_PARSERS[cfg.parse]
     out = []
     for c, t, g in zip(completions, tasks, gts):
         text = completion_text(c)
-        p, g = _pred(text), _gt(g)
+        p, g = _pred(text, parse), _gt(g)
         if p is None or g is None or not passes_length_gate(count_words(text), t, cfg):
             out.append(0.0)
         else:
