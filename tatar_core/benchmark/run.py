@@ -73,7 +73,7 @@ def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], score
             except ImageLoadError as e:
                 if skipped is None:
                     raise
-                skipped.append(SkippedRecord(benchmark=name, item=s.image_path, reason=e.reason))
+                skipped.append(SkippedRecord(benchmark=name, item=s.image_path, reason=e.reason, split=s.split))
         results = scorer.score(images, task) if images else []
         for s, r in zip(part, results):
             out.append(PredictionRecord(
@@ -88,10 +88,12 @@ def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], score
 def run_benchmark(name: str, task: str, samples: Sequence[SampleRecord], scorer, *,
                   skipped: Sequence[SkippedRecord] = (), max_items: Optional[int] = None, bootstrap: int = 1000,
                   seed: int = 0, progress: bool = True) -> BenchmarkOutcome:
-    """Score one benchmark and compute its MetricRecord (n_skipped counts load-time and scoring-time skips)."""
+    """Score one benchmark and compute its MetricRecord (n_skipped counts load-time and scoring-time skips of this
+    split; label rows whose split cannot be told, listed with split "unknown", are not counted)."""
     all_skipped = list(skipped)
     preds = score_benchmark(name, task, samples, scorer, max_items, skipped=all_skipped, progress=progress)
-    metrics = compute_metrics(name, task, preds, n_skipped=len(all_skipped), bootstrap=bootstrap, seed=seed)
+    n_skipped = sum(s.split != "unknown" for s in all_skipped)
+    metrics = compute_metrics(name, task, preds, n_skipped=n_skipped, bootstrap=bootstrap, seed=seed)
     return BenchmarkOutcome(preds, all_skipped, metrics)
 
 

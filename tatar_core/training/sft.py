@@ -116,13 +116,14 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     from tatar_core.models import draft_corpus
 
     from tatar_core.training import launch
-    from tatar_core.models.loading import image_dataset, load_model_and_processor
+    from tatar_core.models.loading import image_dataset
 
     launch.apply_threads(cfg.launch)
     t0 = time.time()
     rows, counts = build_sft_rows(kept, cfg)
     train = image_dataset(rows, ("prompt", "completion"))
-    model, processor = load_model_and_processor(model_path, model_cfg, for_training=True)
+    resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
+    model, processor = launch.load_for_training(model_path, resume, model_cfg, lora=cfg.use_lora)
     peft_config = None
     if cfg.use_lora:
         from peft import LoraConfig
@@ -132,8 +133,7 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     args = sft_args(cfg, out_dir)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor,
                          peft_config=peft_config)
-    resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    output = launch.train_from_checkpoint(trainer, resume, lora=cfg.use_lora)
     final_dir = out_dir / "model"
     launch.save_final(trainer, processor, final_dir, merge_lora=cfg.use_lora)
     if trainer.accelerator.is_main_process:  # the scorer drafts from the training targets
