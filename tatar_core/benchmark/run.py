@@ -30,10 +30,14 @@ class BenchmarkOutcome:
     metrics: MetricRecord
 
 
+def benchmark_source(src: DatasetSource) -> DatasetSource:
+    """A benchmark reads the test split of its source unless the source sets `split`."""
+    return src if "split" in src.model_fields_set else src.model_copy(update={"split": "test"})
+
+
 def load_benchmark(src: DatasetSource, progress: bool = True) -> tuple[str, str, list[SampleRecord], list[SkippedRecord]]:
     """(benchmark name, task, samples, skipped) of a dataset source; the test split unless `split` was set."""
-    if "split" not in src.model_fields_set:
-        src = src.model_copy(update={"split": "test"})
+    src = benchmark_source(src)
     spec = get_spec(src.name)
     result = load_dataset(src, progress=progress)
     return src.alias or src.name, spec.task or src.task, result.samples, result.skipped

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_contracts.config import EMBEDDED_MODEL, STAGES, PipelineConfig
+from tatar_core.benchmark.run import benchmark_source
 from tatar_core.pipeline.runner import Pipeline
 from tatar_core.code_version import import_closure
 from tatar_core.pipeline.keys import STAGE_ENTRY, STAGE_INPUTS, code_version
@@ -26,7 +27,7 @@ def missing_paths(cfg: PipelineConfig) -> list[str]:
                 out.append(f"{section}.datasets[{i}].root: {src.root} ({src.name} dataset folder)")
                 if src.name in DATASET_SPECS:
                     continue
-            problem = check_source(src)  # the loader's own checks: name, label file, image folder, split file
+            problem = check_source(benchmark_source(src) if section == "benchmark" else src)  # the loader's checks
             if problem:
                 out.append(f"{section}.datasets[{i}]: {problem}")
     for stage in ("sft", "grpo"):
