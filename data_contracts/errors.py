@@ -15,3 +15,7 @@ class StageNotReady(RuntimeError):
 
 class StageIncomplete(RuntimeError):
     """A stage stopped with work left (e.g. teacher rows that failed); rerunning resumes it."""
+
+
+class StageLocked(RuntimeError):
+    """Another run holds the stage folder (same stage, same key); the message names it (pid, host, start time)."""

@@ -1,7 +1,7 @@
-"""Validated Parquet I/O: every row is checked against its pydantic record on write and on read."""
+"""Validated Parquet I/O: every row is checked against its pydantic record on write and on read; writes are atomic
+and durable (`data_contracts.files.atomic_write`)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Sequence, TypeVar
 
@@ -9,6 +9,7 @@ import polars as pl
 from pydantic import BaseModel, ValidationError
 
 from data_contracts.errors import SchemaError
+from data_contracts.files import atomic_write
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -30,7 +31,7 @@ def validate_rows(rows: Iterable[dict], model: type[R], path: Path | str) -> lis
 
 
 def write_records(records: Sequence[BaseModel | dict], path: Path | str, model: type[R]) -> Path:
-    """Validate `records` against `model` and write them atomically (tmp file + rename)."""
+    """Validate `records` against `model` and write them atomically (unique temp file, fsync, rename)."""
     path = Path(path)
     rows = [r.model_dump() if isinstance(r, BaseModel) else r for r in records]
     valid = validate_rows(rows, model, path)
@@ -38,10 +39,7 @@ def write_records(records: Sequence[BaseModel | dict], path: Path | str, model: 
     fields = list(model.model_fields)
     data = {f: [getattr(v, f) for v in valid] for f in fields}
     df = pl.DataFrame(data, schema=_polars_schema(model)) if valid else pl.DataFrame(schema=_polars_schema(model))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.write_parquet(tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, df.write_parquet)
 
 
 def read_frame(path: Path | str, model: type[R]) -> pl.DataFrame:

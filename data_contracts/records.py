@@ -106,6 +106,8 @@ class SkippedRecord(Record):
     benchmark: str
     item: str = Field(description="image path or label-file row")
     reason: str
+    split: str = Field("", description="train | test | validation | unknown (a label row whose split cannot be told); "
+                       "empty when not known to the writer")
 
 
 class MetricRecord(Record):

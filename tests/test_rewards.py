@@ -57,14 +57,12 @@ def test_length_gates():
 
 
 def test_unparsable_and_missing_gt_give_zero():
-    bad = [
-        "<answer>73.42 points</answer>",
-        "no tags 73",
-        "<answer>70</answer><answer>70</answer>",
-        "<answer>70</answer><think>x</think>",
-        "",
-    ]
+    bad = ["<answer>73.42 points</answer>", "no tags 73", "<think>cut off at 73", ""]
     assert score_reward(bad, ["iqa"] * len(bad), [73.42] * len(bad)) == [0.0] * len(bad)
+    # malformed around the first answer block: the reference rule (default) reads it, the strict one does not
+    loose = ["<answer>70</answer><answer>70</answer>", "<answer>70</answer><think>x</think>"]
+    assert all(r > 0 for r in score_reward(loose, ["iqa"] * 2, [73.42] * 2))
+    assert score_reward(loose, ["iqa"] * 2, [73.42] * 2, ScoreRewardConfig(parse="strict")) == [0.0, 0.0]
     assert score_reward([answer(50), answer(50)], ["iqa", "iqa"], [None, math.nan]) == [0.0, 0.0]
 
 

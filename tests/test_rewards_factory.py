@@ -46,7 +46,7 @@ def nonzero(out, cols, name, task):
 
 def test_names_and_default_composition():
     cols, out = call_all(GrpoConfig())
-    assert list(out) == ["score", "rank", "format"]
+    assert list(out) == ["score", "format", "rank"]  # trl calls them in this order: the gather comes last
     assert all(len(v) == len(cols["task"]) for v in out.values())
     assert nonzero(out, cols, "score", "iqa") and nonzero(out, cols, "format", "iqa")
     assert not nonzero(out, cols, "rank", "iqa")  # IQA: score + format
@@ -96,7 +96,7 @@ def test_pointwise_iaa_ablation_drops_iaa_rank():
 def test_no_rank_weight_means_no_gather():
     cfg = GrpoConfig(ablation="pointwise_iaa")
     cols, extra = batch()
-    rank_fn = make_reward_funcs(cfg, gather=lambda items: 1 / 0)[1]
+    rank_fn = make_reward_funcs(cfg, gather=lambda items: 1 / 0)[2]
     assert rank_fn(**cols, **extra) == [0.0] * len(cols["task"])
 
 

@@ -170,7 +170,7 @@ def test_two_process_gather_equals_global_batch():
 
     def proc_factory(r):
         gather.rank.value = r
-        rank_fn = make_reward_funcs(cfg, gather=gather, stats=stats[r])[1]
+        rank_fn = make_reward_funcs(cfg, gather=gather, stats=stats[r])[2]
         c, t, s, i = local[r]
         kw = dict(prompts=[None] * len(c), completion_ids=[[1]] * len(c), trainer_state=None)
         return [rank_fn(completions=c, task=t, score=s, sample_id=i, **kw) for _ in range(2)]

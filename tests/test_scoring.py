@@ -107,7 +107,10 @@ def test_failures_are_never_given_a_default_score(tiny_model_dir):
 
 @pytest.mark.slow
 def test_tatar_score_cli_writes_csv(sft_checkpoint, tmp_path, capsys):
+    """One row per file, in order: images of every kind users have are scored (as RGB, EXIF orientation applied),
+    files that do not decode get parse "unreadable" and their reason, and the rest is still scored."""
     from tatar_core.cli.score import main
+    from user_images import write_user_images
 
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
@@ -115,28 +118,33 @@ def test_tatar_score_cli_writes_csv(sft_checkpoint, tmp_path, capsys):
     ims[0].save(folder / "a.png")
     ims[1].save(folder / "b.JPG", format="JPEG")
     ims[2].save(folder / "sub" / "c.png")
-    (folder / "notes.txt").write_text("not an image")
+    (folder / "notes.txt").write_text("not an image")  # not an image extension: not a file to score
     (folder / "sub" / "broken.png").write_bytes(b"garbage" * 20)
+    kinds = write_user_images(folder / "users")
     single = tmp_path / "single.png"
     ims[3].save(single)
     out = tmp_path / "res" / "scores.csv"
     rc = main([str(folder), str(single), "--task", "iqa", "--model", str(sft_checkpoint), "--out", str(out),
-               "--batch-size", "4"])
+               "--batch-size", "4", "--max-new-tokens", "48"])
     assert rc == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["path", "task", "score", "parse", "n_words"]
-    names = {Path(r["path"]).name: r for r in rows}
-    assert set(names) == {"a.png", "b.JPG", "c.png", "single.png", "broken.png"}
-    assert names["broken.png"]["parse"] == "unreadable" and names["broken.png"]["score"] == ""
-    for n in ("a.png", "b.JPG", "c.png", "single.png"):
-        r = names[n]
-        assert r["task"] == "iqa" and r["parse"] in ("strict", "lenient", "failed")
+    assert list(rows[0]) == ["path", "task", "score", "parse", "n_words", "error"]
+    names = [Path(r["path"]).name for r in rows]
+    assert sorted(names) == sorted({"a.png", "b.JPG", "c.png", "single.png", "broken.png", *kinds})
+    assert len(names) == len(set(names)) and names[-1] == "single.png"  # one row per file, in input order
+    by = {Path(r["path"]).name: r for r in rows}
+    refused = {"broken.png": "not an image", **{n: w for n, (k, w) in kinds.items() if k == "error"}}
+    for n, why in refused.items():
+        assert by[n]["parse"] == "unreadable" and by[n]["score"] == "" and why in by[n]["error"], by[n]
+    for n in set(by) - set(refused):
+        r = by[n]
+        assert r["task"] == "iqa" and r["parse"] in ("strict", "lenient", "failed") and r["error"] == "", r
         assert (r["score"] == "") == (r["parse"] == "failed")
         if r["score"]:
             assert 0.0 <= float(r["score"]) <= 100.0
         assert int(r["n_words"]) > 0
     printed = capsys.readouterr()
-    assert "parsed" in printed.out and "broken.png" in printed.err
+    assert "parsed" in printed.out and "broken.png" in printed.err and "truncated.jpg" in printed.err
 
 
 def test_tatar_score_cli_errors(tmp_path, capsys, monkeypatch):

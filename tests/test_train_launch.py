@@ -2,6 +2,8 @@
 job's output, and (slow) SFT under `accelerate launch` with two CPU processes."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from data_contracts.config.model import ModelConfig
@@ -54,18 +56,41 @@ def test_spec_round_trip(tmp_path):
         read_spec(tmp_path / "missing.json")
 
 
-def test_last_complete_checkpoint(tmp_path):
+def _checkpoint(ck, step: int) -> "Path":
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    d = ck / f"checkpoint-{step}"
+    d.mkdir(parents=True)
+    (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    save_file({"w": torch.zeros(64, 64)}, str(d / "model.safetensors"))
+    torch.save({"step": step}, d / "optimizer.pt")
+    return d
+
+
+def test_last_complete_checkpoint(tmp_path, caplog):
     ck = tmp_path / "checkpoints"
     assert last_complete_checkpoint(ck) is None
-    for step, complete in ((2, True), (10, True), (12, False)):
-        d = ck / f"checkpoint-{step}"
-        d.mkdir(parents=True)
-        if complete:
-            (d / "trainer_state.json").write_text("{}")
-            (d / "model.safetensors").write_bytes(b"x")
+    for step in (2, 10, 12, 14, 16, 18):
+        _checkpoint(ck, step)
+    (ck / "checkpoint-20").mkdir()  # killed before anything was written
+    (ck / "checkpoint-18" / "trainer_state.json").write_text('{"global_step": 18, "log_hi')  # a full disk
+    weights = ck / "checkpoint-16" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated tensor data
+    (ck / "checkpoint-14" / "model.safetensors").write_bytes(b"\x09\x00\x00\x00\x00\x00\x00\x00{not json")
+    opt = ck / "checkpoint-12" / "optimizer.pt"
+    opt.write_bytes(opt.read_bytes()[:-30])  # optimizer state cut off (resume reads it)
     (ck / "checkpoint-x").mkdir()
-    best = last_complete_checkpoint(ck)
-    assert best.name == "checkpoint-10" and checkpoint_step(best) == 10  # numeric order, incomplete 12 skipped
+    with caplog.at_level("WARNING", logger="tatar_core.training.launch"):
+        best = last_complete_checkpoint(ck)
+    assert best.name == "checkpoint-10" and checkpoint_step(best) == 10  # numeric order, broken newer ones skipped
+    skipped = [r.getMessage() for r in caplog.records]
+    assert len(skipped) == 5
+    for step, why in ((20, "no trainer_state.json"), (18, "trainer_state.json does not parse"),
+                      (16, "model.safetensors: truncated"), (14, "header is not JSON"), (12, "optimizer.pt")):
+        assert any(f"checkpoint-{step}:" in m and why in m for m in skipped), (step, skipped)
     assert checkpoint_step(None) == 0
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -18,6 +18,16 @@ from data_contracts.errors import ConfigError
 STAGES = ("samples", "rationales", "filtered", "sft", "grpo", "benchmark")
 
 
+class LockingConfig(Section):
+    """Two runs of one stage with the same key (e.g. `tatar run` while a Prefect deployment runs it): the second one
+    waits for the first and then reports the stage as cached, or, with `wait: false`, fails at once naming the run
+    that holds the stage (pid, host, start time). Runs of different keys never wait on each other. Not part of any
+    stage's key."""
+
+    wait: bool = Field(True, description="wait for a run that holds the stage (false: fail at once, naming it)")
+    timeout_s: Optional[float] = Field(None, gt=0, description="give up waiting after this many seconds (None: no limit)")
+
+
 class PipelineConfig(Section):
     name: str = "demo"
     run_dir: str = Field("runs/demo", description="stage folders go here (relative to the config's project root)")
@@ -29,6 +39,7 @@ class PipelineConfig(Section):
     sft: SftConfig = SftConfig()
     grpo: GrpoConfig = GrpoConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
+    locking: LockingConfig = LockingConfig()
 
     @model_validator(mode="after")
     def _master_weights(self):
@@ -90,5 +101,5 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
 
 __all__ = [
     "STAGES", "EMBEDDED_MODEL", "EMBEDDED_MODELS", "PipelineConfig", "ModelConfig", "SamplesConfig", "DatasetSource",
-    "RationalesConfig", "FilterConfig", "SftConfig", "GrpoConfig", "BenchmarkConfig", "load_config",
+    "RationalesConfig", "FilterConfig", "SftConfig", "GrpoConfig", "BenchmarkConfig", "LockingConfig", "load_config",
 ]

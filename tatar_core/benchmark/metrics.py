@@ -158,8 +158,9 @@ def compute_metrics(benchmark: str, task: str, predictions: Sequence[PredictionR
     """SRCC / PLCC / PLCC-logistic (+ bootstrap 95% CIs) over the parsed predictions of one benchmark and model.
 
     n = scored images, n_valid = parsed ones (strict or lenient), n_lenient = parsed only by the lenient
-    fallback, mean_words = mean completion length in words over all scored images; srcc/plcc_greedy use the
-    parsed greedy answers (`pred_greedy`) whatever the readout.
+    fallback (the last closed <answer> block's first number; a completion without one, e.g. cut off while thinking, is
+    a failure, never lenient), mean_words = mean completion length in words over all scored images; srcc/plcc_greedy
+    use the parsed greedy answers (`pred_greedy`) whatever the readout.
     """
     x, y = _valid(predictions)
     xg, yg = _valid(predictions, greedy=True)

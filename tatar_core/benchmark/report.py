@@ -169,7 +169,8 @@ def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
              "Scores on 0–100 (higher is better). SRCC: Spearman with average ranks; PLCC: Pearson on raw predictions; "
              "PLCC-log: Pearson after the 4-parameter logistic fit. Brackets: 95% bootstrap intervals. valid = parsed "
              "predictions (strict or lenient; failures are dropped, never given a default score); lenient = parsed only "
-             "by the lenient fallback; words = mean completion length.", "",
+             "by the lenient fallback (first number of the last closed answer block; no answer block = failed); "
+             "words = mean completion length.", "",
              *([f"Scored by the {engine} engine.", ""] if engine else []),
              "| benchmark | task | n | skipped | valid | lenient | words | SRCC [95% CI] | PLCC [95% CI] | PLCC-log "
              "| paper SRCC | paper PLCC |",

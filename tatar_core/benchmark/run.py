@@ -34,10 +34,14 @@ class BenchmarkOutcome:
     groups: list[GroupMetricRecord] = field(default_factory=list)
 
 
+def benchmark_source(src: DatasetSource) -> DatasetSource:
+    """A benchmark reads the test split of its source unless the source sets `split`."""
+    return src if "split" in src.model_fields_set else src.model_copy(update={"split": "test"})
+
+
 def load_benchmark(src: DatasetSource, progress: bool = True) -> tuple[str, str, list[SampleRecord], list[SkippedRecord]]:
     """(benchmark name, task, samples, skipped) of a dataset source; the test split unless `split` was set."""
-    if "split" not in src.model_fields_set:
-        src = src.model_copy(update={"split": "test"})
+    src = benchmark_source(src)
     spec = get_spec(src.name)
     result = load_dataset(src, progress=progress)
     return src.alias or src.name, spec.task or src.task, result.samples, result.skipped
@@ -102,7 +106,7 @@ def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], score
             except ImageLoadError as e:
                 if skipped is None:
                     raise
-                skipped.append(SkippedRecord(benchmark=name, item=s.image_path, reason=e.reason))
+                skipped.append(SkippedRecord(benchmark=name, item=s.image_path, reason=e.reason, split=s.split))
         results = scorer.score(images, task) if images else []
         for s, r in zip(part, results):
             out.append(prediction(name, task, s, model, r.score, r.parse, r.completion, r.n_words, r.greedy))
@@ -124,8 +128,10 @@ def run_benchmark(name: str, task: str, samples: Sequence[SampleRecord], scorer,
 
 def benchmark_outcome(name: str, task: str, predictions: list[PredictionRecord], skipped: list[SkippedRecord], *,
                       bootstrap: int = 1000, seed: int = 0, readout: str = "greedy") -> BenchmarkOutcome:
-    """The metrics (n_skipped = len(skipped)) and per-group metrics of one benchmark's predictions by one model."""
-    metrics = compute_metrics(name, task, predictions, n_skipped=len(skipped), bootstrap=bootstrap, seed=seed,
+    """The metrics and per-group metrics of one benchmark's predictions by one model. n_skipped counts the load-time
+    and scoring-time skips of this split; label rows whose split cannot be told (split "unknown") are not counted."""
+    n_skipped = sum(s.split != "unknown" for s in skipped)
+    metrics = compute_metrics(name, task, predictions, n_skipped=n_skipped, bootstrap=bootstrap, seed=seed,
                               readout=readout)
     return BenchmarkOutcome(predictions, skipped, metrics, group_metrics(name, task, predictions))
 

@@ -3,6 +3,7 @@
     tatar plan configs/paper.yaml        validate on CPU (no weights loaded); stages, inputs, keys, launch commands
     tatar run configs/demo.yaml [--stage sft] [--set sft.learning_rate=1e-4]   run without Prefect (debugging)
     tatar summary configs/demo.yaml      benchmark table + where every stage's files are
+    tatar verify configs/demo.yaml       check every finished stage's files against the sha256 in its manifest
     tatar inspect PATH.parquet           schema, rows by task, rationale lengths, rejection reasons, samples
     tatar score PATH... --task iqa|iaa --model DIR [--out results.csv]
 """
@@ -56,6 +57,21 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    """Exit 0 when every finished stage matches its manifest, 1 when one did not (it is then moved aside)."""
+    from tatar_core.pipeline.runner import Pipeline
+
+    pipe = Pipeline(_config(args))
+    bad = 0
+    for stage in STAGES:
+        verdict, detail = pipe.verify(stage)
+        bad += verdict == "mismatch"
+        print(f"{stage:<11} {verdict}{': ' + detail if detail else ''}")
+    if bad:
+        print(f"{bad} stage(s) did not match their manifest; the next run rebuilds them (old parts kept in *.stale-*)")
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "inspect":
@@ -71,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name, fn, helptext in (("plan", cmd_plan, "validate a config and print the plan"),
                                ("run", cmd_run, "run the pipeline in this process (no Prefect)"),
-                               ("summary", cmd_summary, "print results and file locations of a run")):
+                               ("summary", cmd_summary, "print results and file locations of a run"),
+                               ("verify", cmd_verify, "check finished stages' files against their manifests' sha256")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("config", help="a config YAML, e.g. configs/demo.yaml")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (dotted key)")
@@ -90,11 +107,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _guard(fn) -> int:
     """Known user errors print one clear message (no traceback) and exit 2."""
-    from tatar_core.pipeline.runner import StageIncomplete, StageNotReady
+    from tatar_core.pipeline.runner import StageIncomplete, StageLocked, StageNotReady
+    from tatar_core.samples.specs import DatasetError
 
     try:
         return int(fn() or 0)
-    except (ConfigError, SchemaError, StageNotReady, StageIncomplete, FileNotFoundError) as e:
+    except (ConfigError, SchemaError, DatasetError, StageNotReady, StageIncomplete, StageLocked,
+            FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

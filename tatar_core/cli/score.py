@@ -1,7 +1,10 @@
 """`tatar score PATH... --task iqa|iaa [--model DIR] [--out results.csv] [--batch-size N]`
 
 Scores image files (folders are searched recursively for image extensions) on 0–100, higher is better, and
-writes a CSV with the columns path,task,score,parse,n_words (score empty when the answer does not parse).
+writes a CSV with one row per file, in order: path,task,score,parse,n_words,error (score empty when the answer does
+not parse; parse "unreadable" and the reason in `error` when the file does not decode: missing, not an image,
+truncated, over the decompression-bomb limit). Every mode is scored as RGB with its EXIF orientation applied
+(`tatar_core.samples.images.load_rgb`).
 --model defaults to the environment variable TATAR_MODEL, then to the newest finished GRPO checkpoint under
 ./runs (e.g. the one `make demo` trained). --readout defaults to the readout the model was benchmarked with
 (read from the run's benchmark manifest), else greedy. --engine vllm scores with vLLM's offline engine in a scoring
@@ -21,7 +24,7 @@ from typing import Optional
 from tatar_core.samples.specs import IMAGE_EXTENSIONS
 from tatar_core.samples.readers import iter_image_files
 
-CSV_COLUMNS = ("path", "task", "score", "parse", "n_words")
+CSV_COLUMNS = ("path", "task", "score", "parse", "n_words", "error")
 MODEL_ENV = "TATAR_MODEL"
 
 
@@ -136,7 +139,7 @@ def _score_in_worker(model: Path, files: list[Path], args, readout: str) -> list
         if r.parse == "unreadable":
             print(f"tatar score: skipped {f}: {r.error}", file=sys.stderr)
         rows.append({"path": str(f), "task": args.task, "score": "" if r.score is None else f"{r.score:.2f}",
-                     "parse": r.parse, "n_words": r.n_words})
+                     "parse": r.parse, "n_words": r.n_words, "error": r.error if r.parse == "unreadable" else ""})
     return rows
 
 
@@ -170,18 +173,22 @@ def main(argv: Optional[list[str]] = None) -> int:
         except ValueError as e:
             print(f"tatar score: error: {e}", file=sys.stderr)
             return 2
-        ok, images, bad = [], [], []
-        for f in files:
+        by_index: dict[int, dict] = {}
+        ok, images = [], []
+        for i, f in enumerate(files):
             try:
                 images.append(load_rgb(f))
-                ok.append(f)
+                ok.append(i)
             except ImageLoadError as e:
-                bad.append(f)
+                by_index[i] = {"path": str(f), "task": args.task, "score": "", "parse": "unreadable", "n_words": 0,
+                               "error": e.reason}
                 print(f"tatar score: skipped {e.path}: {e.reason}", file=sys.stderr)
         results = scorer.score(images, args.task, progress=True) if images else []
-        rows = [{"path": str(f), "task": args.task, "score": "" if r.score is None else f"{r.score:.2f}",
-                 "parse": r.parse, "n_words": r.n_words} for f, r in zip(ok, results)]
-        rows += [{"path": str(f), "task": args.task, "score": "", "parse": "unreadable", "n_words": 0} for f in bad]
+        for i, r in zip(ok, results):
+            by_index[i] = {"path": str(files[i]), "task": args.task,
+                           "score": "" if r.score is None else f"{r.score:.2f}", "parse": r.parse,
+                           "n_words": r.n_words, "error": ""}
+        rows = [by_index[i] for i in range(len(files))]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8") as fh:

@@ -1,11 +1,21 @@
-"""The one answer parser, shared by rewards, scoring and the judge.
+"""The one answer parser, shared by rewards, scoring and the judge. Three rules, all reading numbers only inside a
+closed `<answer>…</answer>` block, so a completion cut off before its answer (`"<think>The 8 attributes…"`) never
+yields a score:
 
-Strict (training, rewards, judge): at most one <think>…</think> before exactly one <answer>…</answer>
-whose content (after stripping a ``` fence) is exactly one number. Lenient (scoring fallback only,
-always counted): the last <answer> block, or the whole text, first number anywhere.
+- strict (`parse_strict`; the format reward, the judge, the scorer's first try): at most one <think>…</think>
+  before exactly one <answer>…</answer>, nothing else around them; the answer (after stripping a ``` fence) is
+  exactly one number.
+- reference (`parse_reference`; the score reward's default, `grpo.score_reward.parse: reference`): the reference
+  code's training rule (`parse_rating_from_completion`): the FIRST <answer>…</answer> block, wherever it is and
+  whatever text surrounds it; after stripping a ``` fence it must be exactly one number. `parse: strict` makes the
+  score reward use the strict rule instead.
+- lenient (`parse_lenient`; the scorer's fallback, always counted as "lenient"): the reference evaluation's rule:
+  the LAST <answer>…</answer> block, fence stripped, a JSON object {"rating": x} accepted, else the first number
+  in the block. No closed answer block is a parse failure, never a score.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Literal, Optional
@@ -51,14 +61,34 @@ def parse_strict(text: str) -> Optional[float]:
     return _single_number(m.group("answer"))
 
 
+def parse_reference(text: str) -> Optional[float]:
+    """The reference training rule: the first <answer>…</answer> block anywhere, exactly one number in it."""
+    if not text:
+        return None
+    m = _ANSWER_RE.search(text)
+    return _single_number(m.group(1)) if m else None
+
+
 def parse_lenient(text: str) -> Optional[float]:
-    """Last <answer> block (or the whole text), first number in it."""
+    """The reference evaluation rule: last <answer>…</answer> block, fence stripped, {"rating": x} or the first
+    number in it; None without a closed answer block."""
     if not text:
         return None
     blocks = _ANSWER_RE.findall(text)
-    body = blocks[-1] if blocks else text
+    if not blocks:
+        return None
+    body = _FENCE_RE.sub("", blocks[-1].strip()).strip()
+    if body.startswith("{"):
+        try:
+            rating = json.loads(body).get("rating")
+            return float(rating) if rating is not None else None
+        except (ValueError, TypeError, AttributeError):
+            pass
     m = _NUM_RE.search(body)
     return float(m.group(0)) if m else None
+
+
+SCORE_PARSERS = {"strict": parse_strict, "reference": parse_reference}  # grpo.score_reward.parse
 
 
 def parse_answer(text: str, lenient: bool = False) -> Parsed:

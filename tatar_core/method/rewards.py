@@ -6,8 +6,13 @@ function with trl's reward signature: `f(prompts=..., completions=..., completio
 arrive as lists aligned with `completions`. Completions are str, or conversational
 `[{"role": "assistant", "content": str | [{"type": "text", "text": ...}, ...]}]`. All rewards lie in [0, 1].
 
-`make_reward_funcs(cfg)` builds the three trl callables "score", "rank", "format" with the per-task weights and the
-ablation switch applied inside (give trl reward_weights of 1.0).
+`make_reward_funcs(cfg)` builds the three trl callables "score", "format", "rank" (in the order trl calls them) with the
+per-task weights and the ablation switch applied inside (give trl reward_weights of 1.0).
+
+Collectives never hang on one process's error: the rank reward's all-gather (and the GRPO log callback's, through
+`gather_guarded`) carries an error flag with each process's data; each process computes its part inside a guard, and
+when any process reports an error every process raises the same `CollectiveError` at that gather. An error in the
+"score" or "format" callable is held until the "rank" call of the same step (the last one) gathers it.
 """
 from __future__ import annotations
 
@@ -21,12 +26,50 @@ import numpy as np
 
 from data_contracts.config.rewards import RankRewardConfig, ScoreRewardConfig
 from data_contracts.config.training import GrpoConfig
-from tatar_core.method.parsing import count_words, parse_strict
+from tatar_core.method.parsing import SCORE_PARSERS, count_words, parse_strict
 from tatar_core.method.prompts import TASKS
 from tatar_core.method.scales import clamp_100
 
 REWARD_NAMES = ("score", "rank", "format")
 Gather = Callable[[list], list]
+
+
+class CollectiveError(RuntimeError):
+    """Work feeding a collective failed on some process; raised with the same message on every process."""
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def gather_guarded(gather: Optional[Gather], what: str, compute: Callable[[], Any],
+                   errors: Sequence[str] = ()) -> tuple[list, int]:
+    """All-gather this process's part `compute()` together with an error flag; return (the parts of all processes
+    in process order, this process's index).
+
+    `gather` receives `[payload]` (payload = {"token", "error", "data"}) and must return the payloads of all
+    processes in process order (accelerate.utils.gather_object does); None = one process. An exception in `compute`
+    (and any `errors` of earlier local work) is not raised before the gather but sent with it; when any process
+    sent one, every process raises the same CollectiveError naming the failing process(es) and their messages.
+    """
+    token = uuid.uuid4().hex
+    errs, data = list(errors), None
+    try:
+        data = compute()
+    except Exception as e:  # noqa: BLE001 - every error must reach the gather, or the other processes wait forever
+        errs.append(_describe(e))
+    payload = {"token": token, "error": "; ".join(errs) or None, "data": data}
+    parts = [payload] if gather is None else gather([payload])
+    if not isinstance(parts, list) or not all(isinstance(p, dict) and "token" in p for p in parts):
+        raise RuntimeError(f"{what}: gather must all-gather python lists (like accelerate.utils.gather_object)")
+    mine = [i for i, p in enumerate(parts) if p["token"] == token]
+    if len(mine) != 1:
+        raise RuntimeError(f"{what}: this process's payload appears {len(mine)} times in the gathered list")
+    failed = [f"process {k}: {p['error']}" for k, p in enumerate(parts) if p.get("error")]
+    if failed:
+        raise CollectiveError(f"{what} failed on {len(failed)} of {len(parts)} process(es): {'; '.join(failed)} "
+                              f"(raised on every process; this is process {mine[0]})")
+    return [p["data"] for p in parts], mine[0]
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -77,9 +120,10 @@ def _gt(x: Any) -> Optional[float]:
     return None if math.isnan(x) else clamp_100(x)
 
 
-def _pred(text: str) -> Optional[float]:
-    """Strictly parsed prediction clamped to [0, 100], or None (unparsable / not finite)."""
-    p = parse_strict(text)
+def _pred(text: str, parse: Callable[[str], Optional[float]] = parse_strict) -> Optional[float]:
+    """Parsed prediction (strict unless `parse` says otherwise) clamped to [0, 100], or None (unparsable / not
+    finite)."""
+    p = parse(text)
     if p is None or not math.isfinite(p):
         return None
     return clamp_100(p)
@@ -108,7 +152,8 @@ def passes_length_gate(words: int, task: str, cfg: ScoreRewardConfig = ScoreRewa
 def score_reward(completions, task, score, cfg: ScoreRewardConfig = ScoreRewardConfig(), **kw) -> list[float]:
     """Gaussian score shaping per completion, in [0, 1].
 
-    With p = strictly parsed prediction and g = ground truth, both clamped to [0, 100], d = |p − g|:
+    With p = the parsed prediction (`cfg.parse`: "reference" = first <answer> block even with text around the tags,
+    the default; "strict" = the format reward's rule) and g = ground truth, both clamped to [0, 100], d = |p − g|:
         r = min(1, s_task · exp(−d² / 2σ²)),  σ = thr/√(2 ln 2) · (1 + α_task · d/100)
     thr = 8.75, α_iqa = 0.8, α_iaa = 2.0, s_iqa = 1, s_iaa = 1.5. Length gates on the whole completion's words
     (whitespace tokens): IQA > 65 words → 0, IAA < 125 words → 0. Unparsable or missing ground truth → 0.
@@ -116,10 +161,11 @@ def score_reward(completions, task, score, cfg: ScoreRewardConfig = ScoreRewardC
     n = len(completions)
     tasks = _check_tasks(_column("task", task, n))
     gts = _column("score", score, n)
+    parse = SCORE_PARSERS[cfg.parse]
     out = []
     for c, t, g in zip(completions, tasks, gts):
         text = completion_text(c)
-        p, g = _pred(text), _gt(g)
+        p, g = _pred(text, parse), _gt(g)
         if p is None or g is None or not passes_length_gate(count_words(text), t, cfg):
             out.append(0.0)
         else:
@@ -206,23 +252,16 @@ def _sibling(tasks, gts, qs, ranked: Iterable[str], cfg: RankRewardConfig) -> li
     return out.tolist()
 
 
-def _all_gather(local: dict, gather: Optional[Gather]) -> tuple[dict, int, list[dict]]:
-    """All-gather this process's columns; return (global columns, local offset, per-process payloads).
+_RANK_COLUMNS = ("task", "score", "sample_id", "q")
 
-    `gather` receives `[payload]` (one dict per process: token, task, score, sample_id, q) and must return the
-    payloads of all processes in process order (accelerate.utils.gather_object does). The token finds the local
-    offset: the sum of the lengths of the payloads before ours.
-    """
-    token = uuid.uuid4().hex
-    payload = dict(local, token=token)
-    parts = [payload] if gather is None else gather([payload])
-    if not isinstance(parts, list) or not all(isinstance(p, dict) and "token" in p for p in parts):
-        raise RuntimeError("rank reward: gather must all-gather python lists (like accelerate.utils.gather_object)")
-    mine = [i for i, p in enumerate(parts) if p["token"] == token]
-    if len(mine) != 1:
-        raise RuntimeError(f"rank reward: this process's payload appears {len(mine)} times in the gathered list")
-    offset = sum(len(p["task"]) for p in parts[: mine[0]])
-    merged = {k: [x for p in parts for x in p[k]] for k in ("task", "score", "sample_id", "q")}
+
+def _all_gather(compute: Callable[[], dict], gather: Optional[Gather], errors: Sequence[str] = ()
+                ) -> tuple[dict, int, list[dict]]:
+    """All-gather this process's columns (`compute()`, guarded: see `gather_guarded`); return (global columns,
+    local offset, per-process columns). The offset is the number of completions of the processes before ours."""
+    parts, mine = gather_guarded(gather, "rank reward", compute, errors)
+    offset = sum(len(p["task"]) for p in parts[:mine])
+    merged = {k: [x for p in parts for x in p[k]] for k in _RANK_COLUMNS}
     return merged, offset, parts
 
 
@@ -235,6 +274,7 @@ def rank_reward(
     gather: Optional[Gather] = None,
     tasks: Sequence[str] = ("iaa",),
     stats: Optional["RewardStats"] = None,
+    errors: Sequence[str] = (),
     **kw,
 ) -> list[float]:
     """Ranking reward in [0, 1]; only completions whose task is in `tasks` (default IAA) are ranked, and only
@@ -252,19 +292,28 @@ def rank_reward(
     Unranked tasks, unparsable completions and missing ground truth → 0; fewer than 2 groups of a task with a
     parseable completion → 0 for that task. Every process must call this the same number of times (collective).
 
+    This process's columns are computed inside the gather's guard: an error here, or one in `errors` (held from the
+    step's earlier reward calls), makes every process raise the same CollectiveError at the gather.
+
     variant "sibling" (reference-code ablation): completion vs completion within THIS call only, no gather.
     With one image per call (the shipped reference config) p_gt = 0.5 and w = 1, so it rewards agreement with
     sibling completions, not ranking across images (0.925 when all agree): that is why it is not the default.
     """
     n = len(completions)
-    tasks_col = _check_tasks(_column("task", task, n))
-    gts = [_gt(x) for x in _column("score", score, n)]
-    sids = [str(x) for x in _column("sample_id", sample_id, n)]
-    qs = [_pred(completion_text(c)) for c in completions]
+
+    def local() -> dict:
+        return {"task": _check_tasks(_column("task", task, n)), "score": [_gt(x) for x in _column("score", score, n)],
+                "sample_id": [str(x) for x in _column("sample_id", sample_id, n)],
+                "q": [_pred(completion_text(c)) for c in completions]}
+
     if cfg.variant == "sibling":
-        return _sibling(tasks_col, gts, qs, tasks, cfg)
-    merged, offset, parts = _all_gather({"task": tasks_col, "score": gts, "sample_id": sids, "q": qs}, gather)
+        if errors:
+            raise ValueError("; ".join(errors))
+        cols = local()
+        return _sibling(cols["task"], cols["score"], cols["q"], tasks, cfg)
+    merged, offset, parts = _all_gather(local, gather, errors)
     if stats is not None:
+        sids = merged["sample_id"][offset: offset + n]
         stats.note_gather(local_ids=sids, global_ids=merged["sample_id"], global_tasks=merged["task"])
     rewards = _thurstone(merged["task"], merged["score"], merged["sample_id"], merged["q"], tasks, cfg)
     return rewards[offset : offset + n]
@@ -348,13 +397,27 @@ class RewardStats:
 
 # --------------------------------------------------------------------------------------------- factory
 def make_reward_funcs(cfg: GrpoConfig, gather: Optional[Gather] = None, stats: Optional[RewardStats] = None) -> list:
-    """Three trl reward callables, named "score", "rank", "format", each returning weight[task] × reward.
+    """Three trl reward callables, [score, format, rank] (trl calls them in this order), each returning
+    weight[task] × reward.
 
     Weights per task and ablation: see `effective_weights`. "rank" all-gathers across processes (thurstone
-    variant) on every call whenever any task has rank weight > 0; give trl reward_weights = [1, 1, 1].
+    variant) on every call whenever any task has rank weight > 0; give trl reward_weights = [1, 1, 1]. When it
+    does, an error in "score" or "format" is held (that call returns zeros) and sent with the rank gather of the
+    same step, so that every process raises it there (`gather_guarded`) instead of the others waiting forever.
     """
     weights = effective_weights(cfg)
     ranked = tuple(t for t in TASKS if weights[t]["rank"] > 0)
+    held: list[str] = []  # this process's errors of the step, sent with the rank gather
+    gathers = ranked and cfg.rank_reward.variant == "thurstone"
+
+    def _guarded(name: str, completions, fn: Callable[[], list[float]]) -> list[float]:
+        if not gathers:
+            return fn()
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - raised on every process by the rank gather below
+            held.append(f"reward {name!r}: {_describe(e)}")
+            return [0.0] * len(completions)
 
     def _weighted(name: str, tasks: list[str], raw: list[float]) -> list[float]:
         out = [weights[t][name] * r for t, r in zip(tasks, raw)]
@@ -363,34 +426,41 @@ def make_reward_funcs(cfg: GrpoConfig, gather: Optional[Gather] = None, stats: O
         return out
 
     def score(completions, task, score, **kw):
-        tasks = _check_tasks(_column("task", task, len(completions)))
-        if not any(weights[t]["score"] > 0 for t in tasks):
-            return _weighted("score", tasks, [0.0] * len(tasks))
-        return _weighted("score", tasks, score_reward(completions, tasks, score, cfg.score_reward))
+        def run() -> list[float]:
+            tasks = _check_tasks(_column("task", task, len(completions)))
+            if not any(weights[t]["score"] > 0 for t in tasks):
+                return _weighted("score", tasks, [0.0] * len(tasks))
+            return _weighted("score", tasks, score_reward(completions, tasks, score, cfg.score_reward))
 
-    def rank(completions, task, score, sample_id, **kw):
-        tasks = _check_tasks(_column("task", task, len(completions)))
-        if not ranked:  # same config on every process, so either all gather or none does
-            return _weighted("rank", tasks, [0.0] * len(tasks))
-        raw = rank_reward(completions, tasks, score, sample_id, cfg.rank_reward, gather=gather, tasks=ranked,
-                          stats=stats)
-        return _weighted("rank", tasks, raw)
+        return _guarded("score", completions, run)
 
     def format(completions, task, **kw):  # noqa: A001 - trl logs the reward under this name
-        tasks = _check_tasks(_column("task", task, len(completions)))
-        texts = [completion_text(c) for c in completions]
-        raw = format_reward(texts)
-        if stats is not None:
-            stats.add("words", tasks, [count_words(x) for x in texts])
-            stats.add("parsed", tasks, raw)
-        return _weighted("format", tasks, raw)
+        def run() -> list[float]:
+            tasks = _check_tasks(_column("task", task, len(completions)))
+            texts = [completion_text(c) for c in completions]
+            raw = format_reward(texts)
+            if stats is not None:
+                stats.add("words", tasks, [count_words(x) for x in texts])
+                stats.add("parsed", tasks, raw)
+            return _weighted("format", tasks, raw)
 
-    for f in (score, rank, format):
+        return _guarded("format", completions, run)
+
+    def rank(completions, task, score, sample_id, **kw):
+        errors, held[:] = list(held), []
+        if not ranked:  # same config on every process, so either all gather or none does
+            tasks = _check_tasks(_column("task", task, len(completions)))
+            return _weighted("rank", tasks, [0.0] * len(tasks))
+        raw = rank_reward(completions, task, score, sample_id, cfg.rank_reward, gather=gather, tasks=ranked,
+                          stats=stats, errors=errors)
+        return _weighted("rank", list(task), raw)
+
+    for f in (score, format, rank):
         f.__qualname__ = f.__name__
-    return [score, rank, format]
+    return [score, format, rank]
 
 
 __all__ = [
     "completion_text", "gaussian_score", "passes_length_gate", "score_reward", "format_reward", "rank_reward",
-    "effective_weights", "RewardStats", "make_reward_funcs",
+    "effective_weights", "RewardStats", "make_reward_funcs", "gather_guarded", "CollectiveError",
 ]

@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
+from data_contracts.files import atomic_write, atomic_write_text
+
 FILE_NAME = "draft_corpus.jsonl"
 MAX_PER_TASK = 512
 
@@ -22,14 +24,9 @@ def write_corpus(model_dir: Path, rows: Iterable[tuple[str, str, str]]) -> Path:
     for sample_id, task, text in sorted(set(rows)):
         if len(kept.setdefault(task, [])) < MAX_PER_TASK:
             kept[task].append((sample_id, text))
-    path = Path(model_dir) / FILE_NAME
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for task in sorted(kept):
-            for _, text in kept[task]:
-                f.write(json.dumps({"task": task, "text": text}, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    lines = [json.dumps({"task": task, "text": text}, ensure_ascii=False) + "\n"
+             for task in sorted(kept) for _, text in kept[task]]
+    return atomic_write_text(Path(model_dir) / FILE_NAME, "".join(lines))
 
 
 def copy_corpus(src_model_dir: Path, dst_model_dir: Path) -> bool:
@@ -37,7 +34,7 @@ def copy_corpus(src_model_dir: Path, dst_model_dir: Path) -> bool:
     src = Path(src_model_dir) / FILE_NAME
     if not src.is_file():
         return False
-    shutil.copyfile(src, Path(dst_model_dir) / FILE_NAME)
+    atomic_write(Path(dst_model_dir) / FILE_NAME, lambda tmp: shutil.copyfile(src, tmp))
     return True
 
 

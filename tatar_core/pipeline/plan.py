@@ -4,13 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_contracts.config import EMBEDDED_MODELS, STAGES, PipelineConfig
+from tatar_core.benchmark.run import benchmark_source
 from tatar_core.pipeline.runner import Pipeline
 from tatar_core.code_version import import_closure
 from tatar_core.pipeline.keys import STAGE_ENTRY, STAGE_INPUTS, code_version
+from tatar_core.samples.readers import check_source
+from tatar_core.samples.specs import DATASET_SPECS
 
 
 def missing_paths(cfg: PipelineConfig) -> list[str]:
-    """Every local path the config names that does not exist, as 'key: path (what)'."""
+    """Every local path the config names that does not exist, as 'key: path (what)', and every dataset source that
+    the samples loader would refuse (unknown name, label file or image folder not under its root): the loader's own
+    checks (`readers.check_source`), without reading labels or images."""
     out = []
     if cfg.model.path not in EMBEDDED_MODELS and not (Path(cfg.model.path) / "config.json").exists():
         out.append(f"model.path: {cfg.model.path} (a local model folder with config.json)")
@@ -18,10 +23,13 @@ def missing_paths(cfg: PipelineConfig) -> list[str]:
                ("benchmark", cfg.benchmark.datasets)]
     for section, datasets in sources:
         for i, src in enumerate(datasets):
-            if not Path(src.root).is_dir():
+            if not Path(src.root).expanduser().is_dir():
                 out.append(f"{section}.datasets[{i}].root: {src.root} ({src.name} dataset folder)")
-            if src.split_file and not (Path(src.root) / src.split_file).exists():
-                out.append(f"{section}.datasets[{i}].split_file: {src.split_file} (list of {src.name} test images)")
+                if src.name in DATASET_SPECS:
+                    continue
+            problem = check_source(benchmark_source(src) if section == "benchmark" else src)  # the loader's checks
+            if problem:
+                out.append(f"{section}.datasets[{i}]: {problem}")
     for stage in ("sft", "grpo"):
         ds = getattr(cfg, stage).launch.deepspeed_config
         if ds and not Path(ds).exists():

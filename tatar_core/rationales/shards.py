@@ -1,7 +1,8 @@
 """Append-only Parquet shards: long stages write rows in small atomic files and resume from them.
 
-A shard is `<dir>/shard-<ns timestamp>-<pid>-<seq>.parquet`, written with `write_records` (tmp file +
-rename), so a hard kill leaves either a whole shard or none (at most a hidden `.shard-….tmp`, ignored).
+A shard is `<dir>/shard-<ns timestamp>-<pid>-<seq>.parquet`, written with `write_records` (unique temp file, fsync,
+rename), so a hard kill leaves either a whole shard or none (at most a hidden `.shard-….<pid>.<random>.tmp`,
+ignored and removed once its writer is gone).
 Names sort in write order, so "keep the first" when deduplicating means "keep the oldest row".
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Callable, Hashable, Iterable, Sequence, TypeVar
 from pydantic import BaseModel
 
 from data_contracts.errors import SchemaError
+from data_contracts.files import temp_owner
 from data_contracts.parquet_io import read_records, write_records
 
 R = TypeVar("R", bound=BaseModel)
@@ -44,17 +46,18 @@ class ShardWriter:
 
 
 def remove_stale_tmp(shard_dir: Path | str) -> int:
-    """Delete half-written shard temp files (`.shard-….<pid>.tmp`) whose writing process is gone; returns the
-    number removed."""
+    """Delete half-written shard temp files (`.shard-….<pid>.<random>.tmp`) whose writing process is gone; returns
+    the number removed."""
     d = Path(shard_dir)
     n = 0
     for p in (d.glob(".shard-*.tmp") if d.is_dir() else []):
+        pid = temp_owner(p)
         try:
-            pid = int(p.name.rsplit(".", 2)[-2])
-            os.kill(pid, 0)  # still running: leave its file alone
-            if pid != os.getpid():
-                continue
-        except (ValueError, IndexError, ProcessLookupError):
+            if pid is not None:
+                os.kill(pid, 0)  # still running: leave its file alone
+                if pid != os.getpid():
+                    continue
+        except ProcessLookupError:
             pass
         except PermissionError:  # exists, owned by someone else
             continue

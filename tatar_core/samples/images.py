@@ -1,7 +1,11 @@
 """Image I/O shared by every stage: load as RGB, downscale, encode as a `data:` URL.
 
-All images are handled as 8-bit RGB PIL images. Loading applies the EXIF orientation and flattens any
-alpha channel onto white. Downscaling never enlarges: the longest side becomes ≤ `max_side` (Lanczos).
+All images are handled as 8-bit RGB PIL images. Loading decodes the whole file, applies the EXIF orientation,
+converts every mode to RGB (CMYK and YCbCr by PIL's conversion; 16-bit grey as v/257 and 32-bit float grey as
+255·v when ≤ 1, so brightness is kept, never stretched) and flattens any alpha channel (RGBA, LA, palette with
+transparency) onto white. A file that is missing, not an image, truncated or over PIL's decompression-bomb limit
+(2 × `PIL.Image.MAX_IMAGE_PIXELS`, 179 M pixels by default) raises `ImageLoadError` with the reason. Downscaling never enlarges: the longest side
+becomes ≤ `max_side` (Lanczos).
 """
 from __future__ import annotations
 
@@ -28,11 +32,13 @@ class ImageLoadError(ValueError):
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit / float greyscale: rescale to 8 bit
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16-bit / 32-bit greyscale -> 8 bit
         a = np.asarray(img, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
-        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
-        return Image.fromarray(np.round(a).astype(np.uint8), "L").convert("RGB")
+        if img.mode == "F":
+            a = a * 255.0 if a.size and a.max() <= 1.0 else a
+        else:  # PNG/TIFF 16-bit samples (PIL widens them to "I"): 0..65535
+            a = a / 257.0
+        return Image.fromarray(np.round(np.clip(a, 0, 255)).astype(np.uint8), "L").convert("RGB")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -55,8 +61,11 @@ def load_rgb(path: Union[str, Path]) -> Image.Image:
             if out is im:
                 out = im.copy()
     except UnidentifiedImageError:
-        raise ImageLoadError(p, "not a recognised image format") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageLoadError(p, "corrupt or not an image (no known image format)") from None
+    except Image.DecompressionBombError as e:
+        size = str(e).split(", could be")[0]  # "Image size (N pixels) exceeds limit of M pixels"
+        raise ImageLoadError(p, f"image too large to decode (decompression-bomb guard): {size}") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise ImageLoadError(p, f"corrupt or truncated image ({type(e).__name__}: {e})") from None
     if out.width < 1 or out.height < 1:
         raise ImageLoadError(p, "empty image")

@@ -1,8 +1,11 @@
 """Readers of the datasets in their native formats (the spec table is `tatar_core.samples.specs`).
 
-`load_dataset(src)` returns `LoadResult(samples, skipped)`. A missing or unreadable image, or a label
-row that does not parse, becomes a `SkippedRecord` with its reason (the run goes on); a missing dataset
-folder, label file or image folder is a `DatasetError` naming the expected path and files.
+`load_dataset(src)` returns `LoadResult(samples, skipped)`. A missing image or one that does not decode fully
+(`images.load_rgb`: truncated, not an image, too large; each image is decoded once here), or a label row that does
+not parse, becomes a `SkippedRecord` with its reason and split (the run goes on). An unparsable label row is
+reported only by loads of the split it belongs to; one whose split cannot be told (e.g. no image name) is listed
+with split "unknown" and counted in no split's skipped count. A missing dataset folder, label file or image folder
+is a `DatasetError` naming the expected path and files; `check_source` runs those checks alone (`tatar plan`).
 
 Splits (`src.split`): "train" / "test" keep that standard split; "all" keeps every row, each labelled
 with its standard split. `src.split_file` (a list of the TEST images: a json list with "image" entries,
@@ -22,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from data_contracts.config.samples import DatasetSource
 from data_contracts.records import SampleRecord, SkippedRecord
+from tatar_core.samples.images import ImageLoadError, load_rgb
 from tatar_core.samples.specs import (
     HASH_TEST_FRACTION, IMAGE_EXTENSIONS, KADID_TEST_REFS, DatasetError, DatasetSpec, declared_scale, get_spec,
 )
@@ -43,10 +46,20 @@ class RawRow:
     attributes: str = ""
 
 
+@dataclass(frozen=True)
+class BadRow:
+    """A label row that does not parse, with what is known of it: its image name and split (None: not in the row),
+    so that it is reported once, in its own split (`_row_split`), or under "unknown"."""
+
+    record: SkippedRecord
+    image: str = ""
+    split: Optional[str] = None
+
+
 @dataclass
 class ParsedLabels:
     rows: list[RawRow]
-    bad: list[SkippedRecord]  # unparsable label rows
+    bad: list[BadRow]  # unparsable label rows
 
 
 Reader = Callable[["_Ctx"], ParsedLabels]
@@ -69,8 +82,8 @@ class _Ctx:
     label_paths: list[Path]
     display: str
 
-    def bad(self, where: str, reason: str) -> SkippedRecord:
-        return SkippedRecord(benchmark=self.display, item=where, reason=reason)
+    def bad(self, where: str, reason: str, image: str = "", split: Optional[str] = None) -> BadRow:
+        return BadRow(SkippedRecord(benchmark=self.display, item=where, reason=reason), image, split)
 
 
 def hash_fraction(key: str) -> float:
@@ -123,12 +136,12 @@ def _read_koniq(ctx: _Ctx) -> ParsedLabels:
         where = f"{path.name}:{line}"
         v = _float(r.get(col))
         name = (r.get("image_name") or "").strip()
-        if v is None or not name:
-            bad.append(ctx.bad(where, f"unparsable label row (image_name={name!r}, {col}={r.get(col)!r})"))
-            continue
         s = (r.get("set") or "").strip().lower() if "set" in header else ""
         split = {"training": "train", "train": "train", "validation": "validation", "val": "validation",
                  "test": "test"}.get(s)
+        if v is None or not name:
+            bad.append(ctx.bad(where, f"unparsable label row (image_name={name!r}, {col}={r.get(col)!r})", name, split))
+            continue
         out.append(RawRow(name, v, _stem(name), where, split))
     return ParsedLabels(out, bad)
 
@@ -161,7 +174,8 @@ def _read_spaq(ctx: _Ctx) -> ParsedLabels:
         name = str(row[ii]).strip() if ii < len(row) and row[ii] is not None else ""
         v = _float(row[si]) if si < len(row) else None
         if v is None or not name:
-            bad.append(ctx.bad(where, f"unparsable label row (Image name={name!r}, MOS={row[si] if si < len(row) else None!r})"))
+            bad.append(ctx.bad(where, f"unparsable label row (Image name={name!r}, MOS={row[si] if si < len(row) else None!r})",
+                               name))
             continue
         out.append(RawRow(name, v, _stem(name), where, None))
     return ParsedLabels(out, bad)
@@ -177,7 +191,9 @@ def _read_kadid(ctx: _Ctx) -> ParsedLabels:
         where = f"{path.name}:{line}"
         name, ref, v = (r.get("dist_img") or "").strip(), (r.get("ref_img") or "").strip(), _float(r.get(col))
         if v is None or not name or not ref:
-            bad.append(ctx.bad(where, f"unparsable label row (dist_img={name!r}, ref_img={ref!r}, {col}={r.get(col)!r})"))
+            split = None if not ref else ("test" if _stem(ref) in KADID_TEST_REFS else "train")
+            bad.append(ctx.bad(where, f"unparsable label row (dist_img={name!r}, ref_img={ref!r}, {col}={r.get(col)!r})",
+                               name, split))
             continue
         ref_id = _stem(ref)
         out.append(RawRow(name, v, ref_id, where, "test" if ref_id in KADID_TEST_REFS else "train"))
@@ -193,12 +209,13 @@ def _read_pipal(ctx: _Ctx) -> ParsedLabels:
             where = f"{path.name}:{k}"
             parts = [p.strip() for p in re.split(r"[,\s]+", line.strip()) if p.strip()]
             v = _float(parts[1]) if len(parts) == 2 else None
-            if v is None:
-                bad.append(ctx.bad(where, f"unparsable label row {line.strip()!r} (expected 'name,elo')"))
-                continue
-            name = parts[0]
+            name = parts[0] if parts else ""
             ref_id = name.split("_")[0] if "_" in name else path.stem
             split = "test" if hash_fraction(f"pipal:{ref_id}") < HASH_TEST_FRACTION else "train"
+            if v is None:
+                bad.append(ctx.bad(where, f"unparsable label row {line.strip()!r} (expected 'name,elo')", name,
+                                   split if name else None))
+                continue
             out.append(RawRow(name, v, ref_id, where, split))
     return ParsedLabels(out, bad)
 
@@ -230,14 +247,15 @@ def _json_rows(ctx: _Ctx, path: Path, split: Optional[str], image_key: Optional[
     for k, item in enumerate(_json_items(path)):
         where = f"{path.name}:[{k}]"
         if not isinstance(item, dict):
-            bad.append(ctx.bad(where, f"unparsable label row (not an object: {str(item)[:60]!r})"))
+            bad.append(ctx.bad(where, f"unparsable label row (not an object: {str(item)[:60]!r})", "", split))
             continue
         ik = image_key or next((c for c in _IMAGE_KEYS if c in item), None)
         sk = score_key or next((c for c in _SCORE_KEYS if c in item), None)
         name = str(item.get(ik, "")).strip() if ik else ""
         v = _float(item.get(sk)) if sk else None
         if v is None or not name:
-            bad.append(ctx.bad(where, f"unparsable label row (image={name!r}, score={item.get(sk) if sk else None!r})"))
+            bad.append(ctx.bad(where, f"unparsable label row (image={name!r}, score={item.get(sk) if sk else None!r})",
+                               name, split))
             continue
         attrs = item.get("aesthetic_attributes") or item.get("attributes") or ""
         attrs = json.dumps(attrs, ensure_ascii=False, sort_keys=True) if isinstance(attrs, dict) else ""
@@ -280,7 +298,10 @@ def _read_ava(ctx: _Ctx) -> ParsedLabels:
             if total <= 0 or min(votes) < 0:
                 raise ValueError("no votes")
         except ValueError as e:
-            bad.append(ctx.bad(where, f"unparsable label row ({e}): {line.strip()[:60]!r}"))
+            iid = parts[1] if len(parts) > 1 else ""
+            split = None if test_ids is None or not iid else ("test" if iid in test_ids else "train")
+            bad.append(ctx.bad(where, f"unparsable label row ({e}): {line.strip()[:60]!r}",
+                               f"{iid}.jpg" if iid else "", split))
             continue
         mean = sum((s + 1) * n for s, n in enumerate(votes)) / total
         split = None if test_ids is None else ("test" if image_id in test_ids else "train")
@@ -299,7 +320,7 @@ def _read_tad66k(ctx: _Ctx) -> ParsedLabels:
             where = f"{path.name}:{line}"
             name, v = (r.get("image") or "").strip(), _float(r.get(col))
             if v is None or not name:
-                bad.append(ctx.bad(where, f"unparsable label row (image={name!r}, {col}={r.get(col)!r})"))
+                bad.append(ctx.bad(where, f"unparsable label row (image={name!r}, {col}={r.get(col)!r})", name, split))
                 continue
             out.append(RawRow(name, v, _stem(name), where, split))
     return ParsedLabels(out, bad)
@@ -315,7 +336,8 @@ def _read_flickr_aes(ctx: _Ctx) -> ParsedLabels:
         parts = line.split()  # some names carry a leading space
         v = _float(parts[-1]) if len(parts) >= 2 else None
         if v is None:
-            bad.append(ctx.bad(where, f"unparsable label row {line.strip()[:60]!r} (expected 'name score')"))
+            name = " ".join(parts[:-1]) if len(parts) >= 2 else ""
+            bad.append(ctx.bad(where, f"unparsable label row {line.strip()[:60]!r} (expected 'name score')", name))
             continue
         name = " ".join(parts[:-1])
         out.append(RawRow(name, v, _stem(name), where, None))
@@ -347,15 +369,17 @@ def _read_table(ctx: _Ctx) -> ParsedLabels:
     for line, r in rows:
         where = f"{path.name}:{line}"
         name, v = (r.get(icol) or "").strip(), _float(r.get(scol))
-        if v is None or not name:
-            bad.append(ctx.bad(where, f"unparsable label row ({icol}={name!r}, {scol}={r.get(scol)!r})"))
-            continue
-        split = None
+        split = None  # no split column: the file is the requested split
         if "split" in header:
             split = (r.get("split") or "").strip().lower()
-            if split not in ("train", "test"):
-                bad.append(ctx.bad(where, f"unparsable label row (split={r.get('split')!r}, expected train/test)"))
-                continue
+            split = split if split in ("train", "test") else UNKNOWN_SPLIT
+        if v is None or not name:
+            bad.append(ctx.bad(where, f"unparsable label row ({icol}={name!r}, {scol}={r.get(scol)!r})", name, split))
+            continue
+        if split == UNKNOWN_SPLIT:
+            bad.append(ctx.bad(where, f"unparsable label row (split={r.get('split')!r}, expected train/test)", name,
+                               split))
+            continue
         out.append(RawRow(name, v, _stem(name), where, split))
     return ParsedLabels(out, bad)
 
@@ -435,19 +459,49 @@ def read_split_file(path: Path) -> set[str]:
     return names
 
 
+UNKNOWN_SPLIT = "unknown"
+_ROW_SPLIT_READERS = ("koniq", "kadid", "pipal", "spaq", "ava", "flickr_aes")  # each row's split is in the row
+
+
+def _row_split(spec: DatasetSpec, src: DatasetSource, image: str, split: Optional[str],
+               split_names: Optional[set[str]]) -> Optional[str]:
+    """The split of one label row: from the split file (by image name), the row itself, SPAQ's hash of the name,
+    or the whole file's split (a file without per-row split information is the requested split); None when the
+    row does not tell (e.g. its image name did not parse)."""
+    if split == UNKNOWN_SPLIT:
+        return None
+    if split_names is not None:
+        if not image:
+            return None
+        return "test" if Path(image).name in split_names or Path(image).stem in split_names else "train"
+    if split is not None:
+        return split
+    if spec.reader == "spaq":
+        return ("test" if hash_fraction(f"spaq:{image}") < HASH_TEST_FRACTION else "train") if image else None
+    if spec.reader in _ROW_SPLIT_READERS:
+        return None
+    return src.split if src.split != "all" else "test"
+
+
+def _bad_rows(spec: DatasetSpec, src: DatasetSource, bad: list[BadRow], split_names: Optional[set[str]]
+              ) -> list[SkippedRecord]:
+    """The unparsable label rows that belong to the requested split (all with split "all"), each tagged with its
+    split, plus those whose split cannot be told, tagged "unknown" (counted in no split's skipped count)."""
+    out = []
+    for b in bad:
+        s = _row_split(spec, src, b.image, b.split, split_names)
+        s = s or UNKNOWN_SPLIT  # a validation row is reported with split "all" only, as its rows are loaded
+        if src.split == "all" or s in (src.split, UNKNOWN_SPLIT):
+            out.append(b.record.model_copy(update={"split": s}))
+    return out
+
+
 def _resolve_split(spec: DatasetSpec, src: DatasetSource, rows: list[RawRow], split_names: Optional[set[str]]
                    ) -> list[tuple[RawRow, str]]:
     """(row, "train"|"test") for the rows in the requested split."""
     out = []
     for r in rows:
-        if split_names is not None:
-            s = "test" if Path(r.image).name in split_names or Path(r.image).stem in split_names else "train"
-        elif r.split is not None:
-            s = r.split
-        elif spec.reader == "spaq":
-            s = "test" if hash_fraction(f"spaq:{r.image}") < HASH_TEST_FRACTION else "train"
-        else:
-            s = None
+        s = _row_split(spec, src, r.image, r.split, split_names)
         if s is None:  # no split information: the whole file is the requested split
             if spec.reader in ("ava", "flickr_aes", "koniq") and src.split != "all":
                 hint = {"ava": "aesthetics_image_lists/generic_test.jpgl", "koniq": "a 'set' column",
@@ -473,17 +527,24 @@ def select_subset(keys: Sequence[str], n: Optional[int]) -> list[int]:
 
 
 def check_image(path: Path) -> Optional[str]:
-    """None if `path` opens as an image (header + structure check, no full decode), else the reason."""
-    if not path.is_file():
+    """None if `path` decodes fully as the stages will read it (`images.load_rgb`), else the reason (so a truncated
+    file is skipped here, once, instead of failing a later stage on every rerun)."""
+    if not Path(path).is_file():
         return "image not found"
     try:
-        with Image.open(path) as im:
-            im.verify()
-    except UnidentifiedImageError:
-        return "corrupt image: not a recognised image format"
-    except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files
-        return f"corrupt image: {type(e).__name__}: {e}"
+        load_rgb(path)
+    except ImageLoadError as e:
+        return e.reason
     return None
+
+
+def image_problems(paths: Sequence[Path], progress: bool = False, desc: str = "decode") -> list[Optional[str]]:
+    """`check_image` of every path, decoded on a few threads (PIL releases the GIL while decoding), in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        it = pool.map(check_image, paths)
+        return list(tqdm(it, total=len(paths), desc=desc, unit="img", disable=not progress or len(paths) < 2000))
 
 
 class _ImageIndex:
@@ -511,13 +572,20 @@ class _ImageIndex:
         return self._by_name.get(p.name, self.dirs[0] / p)
 
 
-def load_dataset(src: DatasetSource, check_images: bool = True, progress: bool = True) -> LoadResult:
-    """Load a dataset in its native format: scores on 0–100 by the declared scale, bad rows skipped with reasons.
+@dataclass(frozen=True)
+class _Resolved:
+    spec: DatasetSpec
+    task: str
+    root: Path
+    scale: object
+    label_paths: list[Path]
+    image_dirs: list[Path]
 
-    Raises `DatasetError` for a missing dataset folder / label file / image folder or an invalid source.
-    """
+
+def _resolve(src: DatasetSource) -> _Resolved:
+    """The checks a source passes before any label row or image is read (known name, task, scale, dataset folder,
+    label file(s), image folder(s), split file); DatasetError naming what is missing."""
     spec = get_spec(src.name)
-    display = src.alias or src.name
     task = spec.task or src.task
     if task is None:
         raise DatasetError(f"{src.name}: task (iqa|iaa) is required for this source")
@@ -529,8 +597,31 @@ def load_dataset(src: DatasetSource, check_images: bool = True, progress: bool =
         raise DatasetError(f"{src.name}: dataset folder {root} not found (expected {expected} and "
                            f"{' or '.join(d + '/' for d in spec.image_dirs if d) or 'the images'} inside)")
     scale = declared_scale(src, spec)
-    ctx = _Ctx(src, spec, root, _label_paths(src, spec, root), display)
-    dirs = _image_dirs(src, spec, root)
+    labels, dirs = _label_paths(src, spec, root), _image_dirs(src, spec, root)
+    if src.split_file and not (root / src.split_file).is_file():
+        raise DatasetError(f"{src.name}: split_file {root / src.split_file} not found")
+    return _Resolved(spec, task, root, scale, labels, dirs)
+
+
+def check_source(src: DatasetSource) -> Optional[str]:
+    """None when `load_dataset(src)` would find everything it needs (without reading labels or images, as
+    `tatar plan` runs it), else the DatasetError message it would raise."""
+    try:
+        _resolve(src)
+    except DatasetError as e:
+        return str(e)
+    return None
+
+
+def load_dataset(src: DatasetSource, check_images: bool = True, progress: bool = True) -> LoadResult:
+    """Load a dataset in its native format: scores on 0–100 by the declared scale, bad rows skipped with reasons.
+
+    Raises `DatasetError` for a missing dataset folder / label file / image folder or an invalid source.
+    """
+    res = _resolve(src)
+    spec, task, root, scale, dirs = res.spec, res.task, res.root, res.scale, res.image_dirs
+    display = src.alias or src.name
+    ctx = _Ctx(src, spec, root, res.label_paths, display)
     parsed = _READERS[spec.reader](ctx)
     split_names = read_split_file(root / src.split_file) if src.split_file else None
     chosen = _resolve_split(spec, src, parsed.rows, split_names)
@@ -539,18 +630,21 @@ def load_dataset(src: DatasetSource, check_images: bool = True, progress: bool =
     ids = [f"{display}:{r.image}" for r, _ in chosen]
     keep = select_subset(ids, src.max_items)
     samples: list[SampleRecord] = []
-    skipped = list(parsed.bad)
+    skipped = _bad_rows(spec, src, parsed.bad, split_names)
     seen: set[str] = set()
-    rows = [(chosen[i], ids[i]) for i in keep]
-    for (r, split), sid in tqdm(rows, desc=f"load {display}", unit="img", disable=not progress or len(rows) < 2000):
-        path = index.find(r.image).resolve()
+    rows = []
+    for i in keep:
+        (r, split), sid = chosen[i], ids[i]
         if sid in seen:
-            skipped.append(ctx.bad(r.where, f"duplicate image {r.image!r}"))
+            skipped.append(ctx.bad(r.where, f"duplicate image {r.image!r}").record.model_copy(update={"split": split}))
             continue
         seen.add(sid)
-        reason = check_image(path) if check_images else None
+        rows.append((r, split, sid, index.find(r.image).resolve()))
+    reasons = (image_problems([p for *_, p in rows], progress, f"decode {display}") if check_images
+               else [None] * len(rows))
+    for (r, split, sid, path), reason in zip(rows, reasons):
         if reason is not None:
-            skipped.append(SkippedRecord(benchmark=display, item=str(path), reason=reason))
+            skipped.append(SkippedRecord(benchmark=display, item=str(path), reason=reason, split=split))
             continue
         meta = {"native": r.native, "scale": [scale.low, scale.high, scale.higher_is_better], "row": r.where}
         samples.append(SampleRecord(
@@ -574,6 +668,6 @@ def iter_image_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 __all__ = [
-    "LoadResult", "load_dataset", "read_split_file", "select_subset", "check_image", "hash_fraction",
+    "LoadResult", "load_dataset", "check_source", "read_split_file", "select_subset", "check_image", "image_problems", "hash_fraction",
     "iter_image_files",
 ]

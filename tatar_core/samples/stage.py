@@ -1,7 +1,7 @@
 """The samples stage: the built-in demo set or datasets in their native formats -> `samples.parquet`.
 
 Writes `samples.parquet` (SampleRecord: image path, task, score on 0–100, split, source, ref id) and
-`skipped.parquet` (unreadable images and label rows, with reasons).
+`skipped.parquet` (unreadable images and label rows, with reasons and their split; each row once).
 """
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
             res = load_dataset(src)
             samples += res.samples
             skipped += res.skipped
+        # two sources on one label file (e.g. its train and its test split) both list its rows of unknown split
+        skipped = list({(r.benchmark, r.item, r.reason): r for r in skipped}.values())
     ids = [s.sample_id for s in samples]
     if len(set(ids)) != len(ids):
         raise ValueError("samples: sample_id values are not unique")

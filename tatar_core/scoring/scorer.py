@@ -11,9 +11,10 @@
   `draft_tokens` drafted tokens per row and keeps those equal to the model's own greedy choice, so the
   completions are the greedy ones in fewer passes. Drafts are looked up in the checkpoint's training
   targets (`draft_corpus.jsonl`, if the folder has one) and in this call's completions so far;
-- the completion is parsed with the shared parser: strict first, then the lenient fallback (status
-  "lenient", counted in the metrics); a completion neither parses is "failed" with score None — never a
-  default score. Parsed scores are clamped to [0, 100].
+- the completion is parsed with the shared parser (`tatar_core.method.parsing`): strict first, then the lenient
+  fallback (the reference evaluation's rule: first number of the last closed <answer> block; status "lenient",
+  counted in the metrics); a completion neither parses, e.g. one cut off before `</answer>`, is "failed" with score
+  None — never a default score, never a number read from the thinking. Parsed scores are clamped to [0, 100].
 
 Readout "expected" (optional): the probability-weighted score from the answer's digit tokens
 (`tatar_core.scoring.readout`, shared with the vLLM engine), from the logits of the vocabulary's digit tokens at

@@ -185,13 +185,16 @@ def make_gather(num_processes: int, process_index: int, log_dir: Optional[Path] 
         out = gather_object(items) if num_processes > 1 else list(items)
         calls["n"] += 1
         if log_path is not None:
-            local = [p for p in items if isinstance(p, dict) and "sample_id" in p]
+            def columns(parts: list) -> list[dict]:  # the rank reward's payloads (see rewards.gather_guarded)
+                return [p["data"] for p in parts if isinstance(p, dict) and isinstance(p.get("data"), dict)
+                        and "sample_id" in p["data"]]
+
+            local = columns(items)
             if local:
                 rec = {
                     "call": calls["n"], "process": process_index,
                     "local": sorted({(s, t) for p in local for s, t in zip(p["sample_id"], p["task"])}),
-                    "gathered": [sorted({(s, t) for s, t in zip(p["sample_id"], p["task"])}) for p in out
-                                 if isinstance(p, dict) and "sample_id" in p],
+                    "gathered": [sorted({(s, t) for s, t in zip(p["sample_id"], p["task"])}) for p in columns(out)],
                 }
                 with log_path.open("a") as f:
                     f.write(json.dumps(rec) + "\n")
@@ -216,6 +219,8 @@ def combine_summaries(parts: Sequence[dict]) -> dict[str, dict[str, float]]:
 def _log_callback(stats, gather, out_dir: Path, is_main: bool, keep_until_step: int):
     from transformers import TrainerCallback
 
+    from tatar_core.method.rewards import gather_guarded
+
     log_path = out_dir / TRAIN_LOG
     history: list[TrainLogRecord] = []
     if is_main and log_path.exists():  # resumed run: keep the rows up to the checkpoint
@@ -227,7 +232,8 @@ def _log_callback(stats, gather, out_dir: Path, is_main: bool, keep_until_step: 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs is None or "loss" not in logs:
                 return
-            summary = combine_summaries(gather([stats.summary()]))
+            parts, _ = gather_guarded(gather, "GRPO log callback (reward summaries)", stats.summary)
+            summary = combine_summaries(parts)
             stats.reset()
             for task, vals in summary.items():
                 for k, v in vals.items():
@@ -320,7 +326,7 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
 
     from tatar_core.training import launch
     from tatar_core.models import lora
-    from tatar_core.models.loading import check_master_weights, image_dataset, load_model_and_processor
+    from tatar_core.models.loading import check_master_weights, image_dataset
     from tatar_core.method.rewards import RewardStats, make_reward_funcs
 
     launch.apply_threads(cfg.launch)
@@ -338,21 +344,22 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
     check_master_weights(model_cfg, "grpo", cfg)
     args = grpo_args(cfg, plan, steps, out_dir)  # before the model: ZeRO-3 loading needs the DeepSpeed config
     check_collective_invariants(args, plan)
-    model, processor = load_model_and_processor(model_path, model_cfg, for_training=True)
+    resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
+    model, processor = launch.load_for_training(model_path, resume, model_cfg, lora=cfg.lora.enabled)
     stats = RewardStats()
     gather = make_gather(state.num_processes, state.process_index, out_dir / GATHER_LOG_DIR)
-    resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
     callback, history = _log_callback(stats, gather, out_dir, state.is_main_process, launch.checkpoint_step(resume))
     trainer = GRPOTrainer(
         model=model, reward_funcs=make_reward_funcs(cfg, gather=gather, stats=stats), args=args,
         train_dataset=dataset, processing_class=processor, callbacks=[callback],
         peft_config=lora.peft_config(cfg.lora) if cfg.lora.enabled else None,
     )
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    launch.train_from_checkpoint(trainer, resume, lora=cfg.lora.enabled)
     final_dir = out_dir / "model"
     launch.save_final(trainer, processor, final_dir, lora_base=(model_path, model_cfg) if cfg.lora.enabled else None)
     if state.is_main_process:
         draft_corpus.copy_corpus(model_path, final_dir)
+        write_records(history, out_dir / TRAIN_LOG, TrainLogRecord)  # also when the resume had no step left to log
     result = {
         "steps": int(trainer.state.global_step),
         "resumed_from_step": launch.checkpoint_step(resume),

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from pydantic import BaseModel
 
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import LaunchConfig
+from data_contracts.files import atomic_write_text
 from data_contracts.parquet_io import read_records, write_records
 from tatar_core.code_version import PROJECT_ROOT
 
@@ -34,6 +36,9 @@ RESULT_FILE = "launch/result.json"
 LAUNCHED_ENV = "TATAR_LAUNCHED"  # set in the launched processes so they never launch again
 CPU_ENV = "ACCELERATE_USE_CPU"
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+log = logging.getLogger(__name__)
+# the last line of a Python traceback, optionally prefixed by torchrun's "[rankN]: "
+_EXCEPTION_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception): \S.*)$")
 
 
 class LaunchError(RuntimeError):
@@ -41,15 +46,65 @@ class LaunchError(RuntimeError):
 
 
 # ---------------------------------------------------------------- checkpoints
-def _is_complete_checkpoint(path: Path) -> bool:
-    """A checkpoint folder is complete when it holds trainer_state.json and weights (model or adapter)."""
-    if not (path / "trainer_state.json").exists():
-        return False
-    return any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+def _safetensors_problem(path: Path) -> Optional[str]:
+    """None if `path` has a whole safetensors header: u64 little-endian length N, N bytes of JSON, and every
+    tensor's data_offsets inside the file (so a truncated file is caught without reading the tensors)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{path.name}: {size} bytes, shorter than a safetensors header"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return f"{path.name}: header length {n} exceeds the file ({size} bytes)"
+        try:
+            header = json.loads(f.read(n))
+        except ValueError as e:
+            return f"{path.name}: header is not JSON ({e})"
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        return f"{path.name}: truncated ({size} bytes, the header describes {8 + n + end})"
+    return None
 
 
-def last_complete_checkpoint(checkpoints_dir: Path) -> Optional[Path]:
-    """The highest-step `checkpoint-N` folder that is complete, or None."""
+def _zip_problem(path: Path) -> Optional[str]:
+    """None if `path` (a torch.save file: a zip archive) has its central directory, i.e. was written to the end."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            z.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        return f"{path.name}: not a whole torch file ({e})"
+    return None
+
+
+def checkpoint_problem(path: Path) -> Optional[str]:
+    """Why `path` is not a complete checkpoint, or None. Complete: trainer_state.json parses (with a global_step),
+    at least one weight file (model or adapter, *.safetensors or *.bin), and every weight and state file
+    (*.safetensors: header + sizes; *.bin / *.pt / *.pth: zip directory) is whole."""
+    state = path / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json"
+    try:
+        if "global_step" not in json.loads(state.read_text()):
+            return "trainer_state.json has no global_step"
+    except (ValueError, UnicodeDecodeError) as e:
+        return f"trainer_state.json does not parse ({e})"
+    weights = [p for p in path.glob("*") if p.suffix in (".safetensors", ".bin")]
+    if not weights:
+        return "no weight files (*.safetensors / *.bin)"
+    for p in sorted(path.glob("*")):
+        problem = (_safetensors_problem(p) if p.suffix == ".safetensors"
+                   else _zip_problem(p) if p.suffix in (".bin", ".pt", ".pth") else None)
+        if problem:
+            return problem
+    return None
+
+
+def last_complete_checkpoint(checkpoints_dir: Path, warn: Callable[[str], None] = log.warning) -> Optional[Path]:
+    """The highest-step `checkpoint-N` folder that is complete (`checkpoint_problem`), or None; each newer folder
+    that is skipped is reported through `warn`, naming it and why."""
     checkpoints_dir = Path(checkpoints_dir)
     if not checkpoints_dir.is_dir():
         return None
@@ -59,9 +114,41 @@ def last_complete_checkpoint(checkpoints_dir: Path) -> Optional[Path]:
         if m and p.is_dir():
             found.append((int(m.group(1)), p))
     for _, p in sorted(found, reverse=True):
-        if _is_complete_checkpoint(p):
+        problem = checkpoint_problem(p)
+        if problem is None:
             return p
+        warn(f"skipping incomplete checkpoint {p}: {problem}")
     return None
+
+
+def load_for_training(model_path: Path, resume: Optional[Path], model_cfg: ModelConfig, lora: bool = False):
+    """(model, processor) to train: from `model_path`, or, resuming a full fine-tune, with the weights of the
+    checkpoint `resume`; call `train_from_checkpoint` with the trainer built on it.
+
+    Why not just `trainer.train(resume_from_checkpoint=...)`: transformers' Trainer reloads a checkpoint's weights
+    with `load_state_dict(strict=False)`, without the key renaming `from_pretrained` applies, and Qwen2.5-VL
+    checkpoints are saved under the original key names (`visual.*`, `model.layers.*`), so it matched only `lm_head`
+    and kept the base weights for every other tensor (measured: transformers 5.23, 1 of 57 tensors restored) while the
+    step, optimizer and scheduler resumed. `from_pretrained(checkpoint)` restores all of them. The config keeps naming
+    `model_path` (trl's GRPO loads its reference model from `config._name_or_path`). LoRA checkpoints hold only the
+    adapter, which the Trainer reloads itself (through peft).
+    """
+    from tatar_core.models.loading import load_model_and_processor
+
+    if resume is None or lora:
+        return load_model_and_processor(model_path, model_cfg, for_training=True)
+    model, processor = load_model_and_processor(resume, model_cfg, for_training=True)
+    model.config._name_or_path = str(model_path)
+    return model, processor
+
+
+def train_from_checkpoint(trainer, resume: Optional[Path], lora: bool = False):
+    """`trainer.train(resume_from_checkpoint=resume)` for a model from `load_for_training`: the checkpoint's step,
+    optimizer, scheduler and RNG states are restored by the Trainer; its weights are already loaded (a full
+    fine-tune), so the Trainer's own reload of them (the mismatched one described there) is skipped."""
+    if resume is not None and not lora:
+        trainer._load_from_checkpoint = lambda *args, **kwargs: None
+    return trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
 
 def checkpoint_step(path: Optional[Path]) -> int:
@@ -195,7 +282,7 @@ def write_spec(stage: str, out_dir: Path, records: Sequence[BaseModel], record_m
         "cfg": cfg.model_dump(mode="json"),
         "model_cfg": model_cfg.model_dump(mode="json"),
     }
-    spec_file.write_text(json.dumps(spec, indent=1))
+    atomic_write_text(spec_file, json.dumps(spec, indent=1))
     return spec_file
 
 
@@ -235,30 +322,33 @@ def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record
     root = str(PROJECT_ROOT)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    errors: dict[str, None] = {}  # the processes' exception lines, first seen first (torchrun's summary buries them)
     print("launching:", " ".join(cmd), flush=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
         sys.stdout.write(line)
         tail.append(line)
+        m = _EXCEPTION_LINE.match(line)
+        if m and len(errors) < 10:
+            errors[m.group(1).strip()] = None
     rc = proc.wait()
     if rc != 0:
-        raise LaunchError(f"{stage}: `accelerate launch` exited with {rc}; last output:\n" + "".join(tail))
+        said = "".join(f"\n  {e}" for e in errors) if errors else " (no Python exception in the output)"
+        raise LaunchError(f"{stage}: `accelerate launch` exited with {rc}; the job raised:{said}\nlast output:\n"
+                          + "".join(tail))
     if not result_path.exists():
         raise LaunchError(f"{stage}: launched job finished but wrote no {result_path}; last output:\n" + "".join(tail))
     return json.loads(result_path.read_text())
 
 
 def write_result(out_dir: Path, result: dict) -> None:
-    path = Path(out_dir) / RESULT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=float))
-    tmp.replace(path)
+    atomic_write_text(Path(out_dir) / RESULT_FILE, json.dumps(result, indent=1, default=float))
 
 
 __all__ = [
     "launch_command", "run_launched", "write_spec", "read_spec", "write_result", "last_complete_checkpoint",
+    "checkpoint_problem", "load_for_training", "train_from_checkpoint",
     "checkpoint_step", "is_launched_process", "LaunchError", "save_final", "distributed_state",
     "apply_threads", "spec_path",
 ]

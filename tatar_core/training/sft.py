@@ -118,7 +118,7 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
 
     from tatar_core.training import launch
     from tatar_core.models import lora
-    from tatar_core.models.loading import check_master_weights, image_dataset, load_model_and_processor
+    from tatar_core.models.loading import check_master_weights, image_dataset
 
     launch.apply_threads(cfg.launch)
     t0 = time.time()
@@ -126,12 +126,12 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     train = image_dataset(rows, ("prompt", "completion"))
     check_master_weights(model_cfg, "sft", cfg)
     args = sft_args(cfg, out_dir)  # before the model: ZeRO-3 loading needs the DeepSpeed config registered
-    model, processor = load_model_and_processor(model_path, model_cfg, for_training=True)
+    resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
+    model, processor = launch.load_for_training(model_path, resume, model_cfg, lora=cfg.lora.enabled)
     peft_config = lora.peft_config(cfg.lora) if cfg.lora.enabled else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor,
                          peft_config=peft_config)
-    resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    output = launch.train_from_checkpoint(trainer, resume, lora=cfg.lora.enabled)
     final_dir = out_dir / "model"
     launch.save_final(trainer, processor, final_dir, lora_base=(model_path, model_cfg) if cfg.lora.enabled else None)
     if trainer.accelerator.is_main_process:  # the scorer drafts from the training targets
