@@ -15,6 +15,9 @@ from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from data_contracts.parquet_io import read_records
+from data_contracts.paths import run_root_of
+
 MANIFEST_NAME = "manifest.json"
 
 
@@ -62,6 +65,14 @@ class StageResult:
 
     def path(self, name: str) -> Path:
         return self.manifest.output_path(self.dir, name)
+
+    @property
+    def run_root(self) -> Path:
+        return run_root_of(self.dir)
+
+    def records(self, name: str, model: type[BaseModel]) -> list:
+        """The rows of output `name`, with run-relative paths resolved against this run folder."""
+        return read_records(self.path(name), model, run_root=self.run_root)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import Field, ValidationError
@@ -10,12 +10,13 @@ from pydantic import Field, ValidationError
 from data_contracts.config.base import Section
 from data_contracts.config.benchmark import BenchmarkConfig
 from data_contracts.config.model import EMBEDDED_MODEL, ModelConfig
+from data_contracts.config.orchestration import OrchestrationConfig, StageName
 from data_contracts.config.rationales import FilterConfig, RationalesConfig
 from data_contracts.config.samples import DatasetSource, SamplesConfig
 from data_contracts.config.training import GrpoConfig, SftConfig
 from data_contracts.errors import ConfigError
 
-STAGES = ("samples", "rationales", "filtered", "sft", "grpo", "benchmark")
+STAGES: tuple[str, ...] = get_args(StageName)  # in pipeline order
 
 
 class PipelineConfig(Section):
@@ -29,6 +30,7 @@ class PipelineConfig(Section):
     sft: SftConfig = SftConfig()
     grpo: GrpoConfig = GrpoConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
+    orchestration: OrchestrationConfig = OrchestrationConfig()
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -81,5 +83,6 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
 
 __all__ = [
     "STAGES", "EMBEDDED_MODEL", "PipelineConfig", "ModelConfig", "SamplesConfig", "DatasetSource",
-    "RationalesConfig", "FilterConfig", "SftConfig", "GrpoConfig", "BenchmarkConfig", "load_config",
+    "RationalesConfig", "FilterConfig", "SftConfig", "GrpoConfig", "BenchmarkConfig", "OrchestrationConfig",
+    "load_config",
 ]
