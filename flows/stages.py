@@ -13,7 +13,6 @@ The `tatar` flow reports finished stages as cached without starting anything, an
 """
 from __future__ import annotations
 
-import itertools
 from typing import Any, Optional
 
 from prefect import flow, get_run_logger, task
@@ -22,6 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from data_contracts.config import STAGES, PipelineConfig, load_config
 from flows.artifacts import publish_stage
+from tatar_core.pipeline.keys import stage_keys
 from tatar_core.pipeline.runner import Pipeline
 
 DEFAULT_CONFIG = "configs/demo.yaml"
@@ -49,19 +49,20 @@ def _prefect_mapper(fn, items: list) -> list:
     return [f.result() for f in futures]
 
 
-def _pipeline(config: str, overrides: Optional[dict[str, Any]]) -> Pipeline:
-    logger = get_run_logger()
-    cfg = load_config(config, overrides)
-    return Pipeline(cfg, mapper=_prefect_mapper, secret_resolver=_secret, log=logger.info)
+def check_key(stage: str, cfg: PipelineConfig, config: str, expect_key: Optional[str]) -> None:
+    """Fail when this node computes another cache key for `stage` than the tatar flow that started the run."""
+    key = stage_keys(cfg)[stage]
+    if expect_key and key != expect_key:
+        raise StageRunFailed(
+            f"{stage}: this node computes cache key {key[:16]} for {config}, the tatar flow that started this run "
+            f"computed {expect_key[:16]}: every node must run the same commit (keys hash the code) and read the same "
+            "config file")
 
 
 def _run(stage: str, config: str, overrides: Optional[dict[str, Any]], expect_key: Optional[str] = None) -> dict:
-    pipe = _pipeline(config, overrides)
-    if expect_key and pipe.keys[stage] != expect_key:
-        raise StageRunFailed(
-            f"{stage}: this node computes cache key {pipe.keys[stage][:16]} for {config}, the tatar flow that started "
-            f"this run computed {expect_key[:16]}: every node must run the same commit (keys hash the code) and read "
-            "the same config file")
+    cfg = load_config(config, overrides)
+    check_key(stage, cfg, config, expect_key)
+    pipe = Pipeline(cfg, mapper=_prefect_mapper, secret_resolver=_secret, log=get_run_logger().info)
     result = pipe.run(stage)
     publish_stage(result)
     m = result.manifest
@@ -129,14 +130,16 @@ def _idempotency_key(stage: str, key: str) -> str:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterIdempotencyKey
 
+    def ended(ik: str) -> bool:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[ik])), limit=1)
+        return bool(runs) and runs[0].state is not None and runs[0].state.is_final()
+
     with get_client(sync_client=True) as client:
-        for n in itertools.count():
-            ik = f"tatar-{stage}-{key}-{n}"
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[ik])), limit=1)
-            if not runs or runs[0].state is None or not runs[0].state.is_final():
-                return ik
-    raise AssertionError("unreachable")
+        n = 0
+        while ended(f"tatar-{stage}-{key}-{n}"):
+            n += 1
+    return f"tatar-{stage}-{key}-{n}"
 
 
 def _run_deployment(stage: str, pipe: Pipeline, config: str, overrides: Optional[dict[str, Any]]) -> dict:
