@@ -52,7 +52,8 @@ def test_prefect_yaml_routes_each_stage_to_its_pool():
     pools = {name: d["work_pool"]["name"] for name, d in deployments.items()}
     assert pools == {"full": "{{ $TATAR_CPU_POOL }}", "samples": "{{ $TATAR_CPU_POOL }}",
                      "rationales": "{{ $TATAR_CPU_POOL }}", "filtered": "{{ $TATAR_CPU_POOL }}",
-                     "sft": "{{ $TATAR_GPU_POOL }}", "grpo": "{{ $TATAR_GPU_POOL }}", "benchmark": "{{ $TATAR_GPU_POOL }}"}
+                     "sft": "{{ $TATAR_GPU_POOL }}", "grpo": "{{ $TATAR_GPU_POOL }}",
+                     "benchmark": "{{ $TATAR_GPU_POOL }}"}
     for stage, name in DEPLOYMENTS.items():  # the names the tatar flow starts
         flow_name, deployment = name.split("/")
         assert deployments[deployment]["entrypoint"] == f"flows/stages.py:{stage}" and flow_name == f"tatar-{stage}"
