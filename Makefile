@@ -1,7 +1,9 @@
 # tatar: two commands do everything on a fresh machine.
-#   make demo   install, start Prefect (server + worker), run `tatar/full` on configs/demo.yaml, print results
+#   make demo   install, start Prefect (server, CPU and GPU work pools with a worker each), run `tatar/full` on
+#               configs/demo.yaml, print results
 #   make test   install and run the test suite
-# Also: make up / make down (services), make install, make plan CONFIG=configs/paper.yaml
+# Also: make up / make down (services), make install, make plan CONFIG=configs/paper.yaml,
+#       make gpu-env (the training environment for launch.python, on a machine with CUDA)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,11 +15,15 @@ export TATAR_PREFECT_PORT ?= 4200
 export PREFECT_API_URL := http://127.0.0.1:$(TATAR_PREFECT_PORT)/api
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export TATAR_PROJECT_DIR := $(CURDIR)
+export TATAR_CPU_POOL ?= tatar-cpu
+export TATAR_GPU_POOL ?= tatar-gpu
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install up down plan clean
+GPU_VENV ?= .venv-gpu
+
+.PHONY: demo test install up down plan clean gpu-env
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +53,18 @@ plan: install
 
 test: install
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+# The training environment (requirements-gpu.txt: CUDA torch, DeepSpeed, vLLM, no Prefect) for sft/grpo.launch.python.
+gpu-env:
+	@nvidia-smi -L >/dev/null 2>&1 || { echo "make gpu-env: needs a machine with an NVIDIA GPU and its CUDA driver" \
+	  "(nvidia-smi lists no GPU here). Run it on the GPU node; a CPU-only node needs no training environment." >&2; exit 1; }
+	test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/pip install -q --upgrade pip
+	$(GPU_VENV)/bin/pip install -q -r requirements-gpu.txt
+	$(GPU_VENV)/bin/python -c "import torch, deepspeed, vllm, trl; assert torch.cuda.is_available(), 'torch sees no CUDA device'; \
+	  print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.device_count(), 'GPU(s); deepspeed', \
+	  deepspeed.__version__, '; vllm', vllm.__version__, '; trl', trl.__version__)"
+	@echo "Training environment ready: set sft.launch.python and grpo.launch.python (with launch.mode: accelerate) to $(CURDIR)/$(GPU_VENV)/bin/python"
 
 clean: down
 	rm -rf runs .prefect

@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from data_contracts.files import atomic_write_text, sha256_file
 
+from data_contracts.parquet_io import read_records
+from data_contracts.paths import run_root_of
+
 MANIFEST_NAME = "manifest.json"
 
 
@@ -141,6 +144,14 @@ class StageResult:
 
     def path(self, name: str) -> Path:
         return self.manifest.output_path(self.dir, name)
+
+    @property
+    def run_root(self) -> Path:
+        return run_root_of(self.dir)
+
+    def records(self, name: str, model: type[BaseModel]) -> list:
+        """The rows of output `name`, with run-relative paths resolved against this run folder."""
+        return read_records(self.path(name), model, run_root=self.run_root)
 
 
 @dataclass

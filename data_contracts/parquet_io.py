@@ -1,5 +1,9 @@
 """Validated Parquet I/O: every row is checked against its pydantic record on write and on read; writes are atomic
-and durable (`data_contracts.files.atomic_write`)."""
+and durable (`data_contracts.files.atomic_write`).
+
+Given `run_root`, fields typed `RunPath` are written relative to the run folder when inside it and read back as
+paths on this node (`data_contracts.paths`).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from data_contracts.errors import SchemaError
 from data_contracts.files import atomic_write
+from data_contracts.paths import local_path, stored_path
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -30,14 +35,25 @@ def validate_rows(rows: Iterable[dict], model: type[R], path: Path | str) -> lis
     return out
 
 
-def write_records(records: Sequence[BaseModel | dict], path: Path | str, model: type[R]) -> Path:
-    """Validate `records` against `model` and write them atomically (unique temp file, fsync, rename)."""
+def run_path_fields(model: type[BaseModel]) -> list[str]:
+    """The fields of `model` typed `RunPath`."""
+    return [name for name, info in model.model_fields.items()
+            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("run_relative")]
+
+
+def write_records(records: Sequence[BaseModel | dict], path: Path | str, model: type[R],
+                  run_root: Path | str | None = None) -> Path:
+    """Validate `records` against `model` and write them atomically (unique temp file, fsync, rename); with
+    `run_root`, `RunPath` fields inside it are written relative to it."""
     path = Path(path)
     rows = [r.model_dump() if isinstance(r, BaseModel) else r for r in records]
     valid = validate_rows(rows, model, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = list(model.model_fields)
     data = {f: [getattr(v, f) for v in valid] for f in fields}
+    if run_root is not None:
+        for f in run_path_fields(model):
+            data[f] = [stored_path(p, run_root) for p in data[f]]
     df = pl.DataFrame(data, schema=_polars_schema(model)) if valid else pl.DataFrame(schema=_polars_schema(model))
     return atomic_write(path, df.write_parquet)
 
@@ -61,10 +77,14 @@ def read_frame(path: Path | str, model: type[R]) -> pl.DataFrame:
     return df
 
 
-def read_records(path: Path | str, model: type[R]) -> list[R]:
-    """Like `read_frame`, returning pydantic records."""
-    df = read_frame(path, model)
-    return [model.model_validate(r) for r in df.iter_rows(named=True)]
+def read_records(path: Path | str, model: type[R], run_root: Path | str | None = None) -> list[R]:
+    """Like `read_frame`, returning pydantic records; with `run_root`, relative `RunPath` fields are joined to it."""
+    rows = list(read_frame(path, model).iter_rows(named=True))
+    if run_root is not None:
+        for f in run_path_fields(model):
+            for r in rows:
+                r[f] = local_path(r[f], run_root)
+    return [model.model_validate(r) for r in rows]
 
 
 _PL_TYPES = {str: pl.Utf8, float: pl.Float64, int: pl.Int64, bool: pl.Boolean}

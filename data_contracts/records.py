@@ -4,13 +4,16 @@ Scores are always on 0–100, higher is better. `task` is "iqa" (quality) or "ia
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Task = Literal["iqa", "iaa"]
 Split = Literal["train", "validation", "test"]
 ParseStatus = Literal["strict", "lenient", "failed"]
+# A file path stored relative to the run folder when the file is inside it (data_contracts.paths): converted by
+# write_records / read_records given the run root.
+RunPath = Annotated[str, Field(json_schema_extra={"run_relative": True})]
 
 
 class Record(BaseModel):
@@ -21,7 +24,7 @@ class SampleRecord(Record):
     """One image with its known score (`samples.parquet`)."""
 
     sample_id: str
-    image_path: str = Field(description="absolute path to the image file")
+    image_path: RunPath = Field(description="the image file (in the file: relative to the run folder when inside it)")
     task: Task
     score: float = Field(ge=0, le=100, description="ground truth on 0–100, higher is better")
     split: Split
@@ -35,7 +38,7 @@ class RationaleRecord(Record):
     """A teacher-written rationale ending in the known score (`rationales.parquet`)."""
 
     sample_id: str
-    image_path: str
+    image_path: RunPath
     task: Task
     score: float = Field(ge=0, le=100)
     rationale: str = Field(description="the text inside <think>…</think>")
@@ -72,7 +75,7 @@ class PredictionRecord(Record):
 
     benchmark: str
     sample_id: str
-    image_path: str
+    image_path: RunPath
     task: Task
     gt: float = Field(description="ground truth on 0–100")
     pred: Optional[float] = Field(default=None, description="score on 0–100 by the benchmark's readout; None when "

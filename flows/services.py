@@ -1,10 +1,14 @@
-"""Start/stop the local Prefect server and process worker, and register the deployments of prefect.yaml.
+"""Start/stop the local Prefect server and process workers, and register the deployments of prefect.yaml.
 
-    python -m flows.services up      # server on 127.0.0.1:$TATAR_PREFECT_PORT (4200), pool, deployments, worker
-    python -m flows.services down    # stop worker (SIGINT) and server (SIGTERM)
+    python -m flows.services up      # server on 127.0.0.1:$TATAR_PREFECT_PORT (4200), the two pools, deployments,
+                                     # one process worker per pool
+    python -m flows.services down    # stop the workers (SIGINT) and the server (SIGTERM)
     python -m flows.services status
 
-State (SQLite database, logs, pid files) lives in $PREFECT_HOME (default: <project>/.prefect).
+Two work pools (prefect.yaml routes each deployment to one): the CPU pool $TATAR_CPU_POOL (default tatar-cpu: the
+tatar flow, samples, rationales, filtered) and the GPU pool $TATAR_GPU_POOL (default tatar-gpu: sft, grpo,
+benchmark). On one machine both workers run here. State (SQLite database, logs, pid files) lives in $PREFECT_HOME
+(default: <project>/.prefect).
 """
 from __future__ import annotations
 
@@ -14,11 +18,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-POOL = "tatar-local"
+ROLES = ("cpu", "gpu")  # one work pool and one local worker each
 ACTIVATE_MARKER = "# tatar: this project's local Prefect server (added by make install)"
 
 
@@ -27,6 +31,9 @@ class Services:
     home: Path
     port: int = 4200
     project: Path = PROJECT
+    pools: dict[str, str] = field(default_factory=lambda: {
+        r: os.environ.get(f"TATAR_{r.upper()}_POOL", f"tatar-{r}") for r in ROLES})
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. server settings in tests
 
     @property
     def api_url(self) -> str:
@@ -49,12 +56,15 @@ class Services:
             PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(self.home / "results"),
             PREFECT_LOGGING_LEVEL=os.environ.get("PREFECT_LOGGING_LEVEL", "INFO"),
             TATAR_PROJECT_DIR=str(self.project),
+            TATAR_CPU_POOL=self.pools["cpu"],
+            TATAR_GPU_POOL=self.pools["gpu"],
             HF_HUB_OFFLINE="1",
             TRANSFORMERS_OFFLINE="1",
             HF_DATASETS_OFFLINE="1",
             TOKENIZERS_PARALLELISM="false",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         return env
 
     def _bin(self, name: str) -> str:
@@ -101,19 +111,29 @@ class Services:
         return p
 
     def deploy(self) -> None:
-        if self.cli("work-pool", "inspect", POOL, check=False).returncode != 0:
-            self.cli("work-pool", "create", POOL, "--type", "process")
+        for pool in self.pools.values():
+            if self.cli("work-pool", "inspect", pool, check=False).returncode != 0:
+                self.cli("work-pool", "create", pool, "--type", "process")
         self.cli("--no-prompt", "deploy", "--all")
-        print(f"Deployments registered on pool {POOL}")
+        print(f"Deployments registered on pools {self.pools['cpu']} (CPU) and {self.pools['gpu']} (GPU)")
 
-    def start_worker(self) -> subprocess.Popen | None:
-        pid = self._read_pid("worker")
+    def worker_name(self, role: str) -> str:
+        return f"{self.pools[role]}-worker"
+
+    def start_worker(self, role: str) -> subprocess.Popen | None:
+        """A process worker for the `role` ("cpu" / "gpu") pool; pid in $PREFECT_HOME/worker-<role>.pid."""
+        name = f"worker-{role}"
+        pid = self._read_pid(name)
         if pid and _alive(pid):
-            print(f"Worker already running (pid {pid})")
+            print(f"{role.upper()} worker already running (pid {pid})")
             return None
-        proc = self._spawn("worker", [self._bin("prefect"), "worker", "start", "--pool", POOL, "--type", "process"])
-        print(f"Worker started (pid {proc.pid}), log {self.home / 'worker.log'}")
+        proc = self._spawn(name, [self._bin("prefect"), "worker", "start", "--pool", self.pools[role], "--type",
+                                  "process", "--name", self.worker_name(role)])
+        print(f"{role.upper()} worker on pool {self.pools[role]} started (pid {proc.pid}), log {self.home / name}.log")
         return proc
+
+    def stop_worker(self, role: str) -> None:
+        self.stop(f"worker-{role}", signal.SIGINT)  # the worker ignores SIGTERM
 
     def _read_pid(self, name: str) -> int | None:
         f = self._pidfile(name)
@@ -139,10 +159,13 @@ class Services:
     def up(self) -> None:
         self.start_server()
         self.deploy()
-        self.start_worker()
+        for role in ROLES:
+            self.start_worker(role)
 
     def down(self) -> None:
-        self.stop("worker", signal.SIGINT)  # the worker ignores SIGTERM
+        for role in ROLES:
+            self.stop_worker(role)
+        self.stop("worker", signal.SIGINT)  # the single worker of earlier versions
         self.stop("server", signal.SIGTERM)
 
 
@@ -173,10 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     elif cmd == "env":  # shell exports, for `eval $(python -m flows.services env)` and .venv/bin/activate
         print(ACTIVATE_MARKER)
         for k in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "HF_HUB_OFFLINE",
-                  "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "TATAR_PROJECT_DIR"):
+                  "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "TATAR_PROJECT_DIR", "TATAR_CPU_POOL",
+                  "TATAR_GPU_POOL"):
             print(f"export {k}='{s.env()[k]}'")
     else:
-        print(f"server: {'up at ' + s.ui_url if s.healthy() else 'down'}; worker pid: {s._read_pid('worker')}")
+        workers = ", ".join(f"{s.pools[r]} worker pid {s._read_pid(f'worker-{r}')}" for r in ROLES)
+        print(f"server: {'up at ' + s.ui_url if s.healthy() else 'down'}; {workers}")
     return 0
 
 

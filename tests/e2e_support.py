@@ -1,4 +1,4 @@
-"""Helpers for the end-to-end test: a tiny config, deployment runs, killing a process tree."""
+"""Helpers for the end-to-end test: a tiny config, deployment runs, the Prefect API, killing a process tree."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,10 @@ import re
 import signal
 import socket
 import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from uuid import UUID
 
 import yaml
 
@@ -106,3 +109,54 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
             return v
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# ---------------------------------------------------------------- the Prefect API, as the UI sees it
+@contextmanager
+def prefect_api(services):
+    """A sync Prefect client on the test server."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: services.api_url}), get_client(sync_client=True) as client:
+        yield client
+
+
+def flow_run(client, run_id):
+    return client.read_flow_run(UUID(str(run_id)))
+
+
+def flow_runs_named(client, name: str) -> list:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+
+
+def child_runs(client, parent_id) -> dict[str, list]:
+    """Stage -> the flow runs linked to the parent flow run as its subflows (flow `tatar-<stage>`)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(str(parent_id))])))
+    flows = {f.id: f.name for f in client.read_flows()}
+    out: dict[str, list] = {}
+    for r in runs:
+        out.setdefault(flows[r.flow_id].removeprefix("tatar-"), []).append(r)
+    return out
+
+
+def submitting_workers(client, run_ids) -> dict[str, str]:
+    """Flow run id -> name of the worker that submitted it (`prefect.worker.submitted-flow-run` events)."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventRelatedFilter
+
+    ids = [f"prefect.flow-run.{i}" for i in run_ids]
+    page = client.read_events(filter=EventFilter(
+        occurred=EventOccurredFilter(since=datetime.now(timezone.utc) - timedelta(hours=2)),
+        event=EventNameFilter(name=["prefect.worker.submitted-flow-run"]),
+        related=EventRelatedFilter(id=ids)), limit=50)
+    out = {}
+    for e in page.events:
+        for r in e.related:
+            if r.role == "flow-run" and r.id in ids:
+                out[r.id.removeprefix("prefect.flow-run.")] = e.resource.get("prefect.resource.name")
+    return out

@@ -1,8 +1,13 @@
-"""The real chain through a real local Prefect server and process worker (deployments from prefect.yaml).
+"""The real chain through a real local Prefect server, its two work pools and one process worker on each
+(deployments from prefect.yaml).
 
-One test, in steps, sharing one server: (1) tatar/full on a tiny config writes every stage's Parquet files
-and manifest; (2) a rerun reports every stage cached; (3) an SFT change reruns sft, grpo, benchmark only;
-(4) killing the worker mid-rationales and running again gives exactly one rationale per train sample.
+One server for the module. test_full_pipeline_through_prefect, in steps: (1) with the GPU pool's worker stopped,
+tatar/full runs samples, rationales and filtered on the CPU pool's worker and leaves sft Late; (2) starting the GPU
+worker completes that same run without redoing a stage; every stage ran as its own flow run linked to the parent,
+submitted by its pool's worker (Prefect events); (3) a rerun reports every stage cached and starts no flow run;
+(4) after an SFT change only sft starts, and when it fails the parent fails, naming the stage and linking its run,
+and the next run would start a new one. test_worker_killed_…: killing the CPU worker mid-rationales and running
+again gives exactly one rationale per train sample.
 """
 from __future__ import annotations
 
@@ -15,15 +20,25 @@ from data_contracts.records import (
     KeptRecord, MetricRecord, PredictionRecord, RationaleRecord, RejectedRecord, SampleRecord, TrainLogRecord,
 )
 from flows.services import Services
+from flows.stages import _idempotency_key
 from tatar_core.pipeline.runner import Pipeline
-from e2e_support import deployment_run, flow_run_logs, free_port, kill_tree, wait_for, write_config
+from e2e_support import (
+    child_runs, deployment_run, flow_run, flow_run_logs, flow_runs_named, free_port, kill_tree, prefect_api,
+    submitting_workers, wait_for, write_config,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CPU_STAGES = ("samples", "rationales", "filtered")
+GPU_STAGES = ("sft", "grpo", "benchmark")
+# a Scheduled run nobody picked up is marked Late after 3 s (default 15 s)
+SERVER_ENV = {"PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "3",
+              "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "1"}
 
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory):
-    s = Services(home=tmp_path_factory.mktemp("prefect"), port=free_port())
+    s = Services(home=tmp_path_factory.mktemp("prefect"), port=free_port(), extra_env=SERVER_ENV)
     s.up()
     yield s
     s.down()
@@ -41,15 +56,59 @@ def _stage_lines(logs: str) -> dict[str, str]:
     return out
 
 
+def _finished(services, run_id, timeout: float = 900):
+    def final():
+        with prefect_api(services) as api:
+            r = flow_run(api, run_id)
+        return r if r.state and r.state.is_final() else None
+
+    return wait_for(final, timeout, f"flow run {run_id} to finish", interval=2)
+
+
 def test_full_pipeline_through_prefect(services, tmp_path):
     run_dir = tmp_path / "run"
     cfg_path = write_config(tmp_path / "tiny.yaml", run_dir)
     cfg = load_config(cfg_path)
     pipe = Pipeline(cfg, log=lambda _: None)
 
-    # 1. the whole chain
-    first = deployment_run(services, "tatar/full", {"config": str(cfg_path)})
+    # 1. the GPU pool has no worker: the CPU stages run, sft waits (Late, as the UI shows it)
+    services.stop_worker("gpu")
+    first = deployment_run(services, "tatar/full", {"config": str(cfg_path)}, watch=False)
+    sft_run = f"sft-{pipe.keys['sft'][:12]}"
+
+    def sft_late():
+        with prefect_api(services) as api:
+            assert not flow_run(api, first).state.is_final(), "tatar/full finished while the GPU pool had no worker"
+            return [r for r in flow_runs_named(api, sft_run) if r.state and r.state.name == "Late"]
+
+    late = wait_for(sft_late, 600, "sft to be Late while the GPU pool has no worker", interval=1)
+    with prefect_api(services) as api:
+        assert flow_run(api, first).state.is_running()
+    assert all(pipe.manifest(s) is not None for s in CPU_STAGES)
+    assert all(pipe.manifest(s) is None for s in GPU_STAGES)
+    cpu_created = {s: pipe.manifest(s).created_at for s in CPU_STAGES}
+
+    # 2. a GPU worker starts: the same run goes on, nothing is redone
+    services.start_worker("gpu")
+    assert _finished(services, first).state.is_completed()
     assert _stage_lines(flow_run_logs(services, first)) == {s: "ran" for s in STAGES}
+    assert {s: pipe.manifest(s).created_at for s in CPU_STAGES} == cpu_created
+    with prefect_api(services) as api:
+        children = child_runs(api, first)
+        assert {s: len(runs) for s, runs in children.items()} == {s: 1 for s in STAGES}  # each once, linked
+        ids = {s: str(runs[0].id) for s, runs in children.items()}
+        def all_submitted():
+            w = submitting_workers(api, [*ids.values(), first])
+            return w if len(w) == len(STAGES) + 1 else None
+
+        workers = wait_for(all_submitted, 60, "the workers' submitted-flow-run events", interval=1)
+    assert str(children["sft"][0].id) == str(late[0].id)
+    assert workers[first] == services.worker_name("cpu")
+    for stage in STAGES:
+        role = "cpu" if stage in CPU_STAGES else "gpu"
+        assert children[stage][0].work_pool_name == services.pools[role], stage
+        assert workers[ids[stage]] == services.worker_name(role), stage
+        assert children[stage][0].state.is_completed(), stage
     for stage in STAGES:
         m = pipe.manifest(stage)
         assert m is not None and m.key == pipe.keys[stage], stage
@@ -58,6 +117,7 @@ def test_full_pipeline_through_prefect(services, tmp_path):
     test = [s for s in samples if s.split == "test"]
     assert {s.task for s in train} == {"iqa", "iaa"} and test
     assert not {s.ref_id for s in train} & {s.ref_id for s in test}
+    assert all(s.image_path.startswith("samples/") for s in samples)  # stored relative to the run folder
     rationales = read_records(pipe.result("rationales").path("rationales"), RationaleRecord)
     assert sorted(r.sample_id for r in rationales) == sorted(s.sample_id for s in train)
     kept = read_records(pipe.result("filtered").path("kept"), KeptRecord)
@@ -74,15 +134,29 @@ def test_full_pipeline_through_prefect(services, tmp_path):
     assert pipe.result("benchmark").path("report").exists()
     created = {s: pipe.manifest(s).created_at for s in STAGES}
 
-    # 2. nothing changed: every stage cached, nothing rewritten
+    # 3. nothing changed: every stage cached, nothing rewritten, no stage run started
     second = deployment_run(services, "tatar/full", {"config": str(cfg_path)})
     assert _stage_lines(flow_run_logs(services, second)) == {s: "cached" for s in STAGES}
     assert {s: pipe.manifest(s).created_at for s in STAGES} == created
+    with prefect_api(services) as api:
+        assert child_runs(api, second) == {}
 
-    # 3. one SFT setting changed: sft, grpo, benchmark rerun; nothing before them
-    third = deployment_run(services, "tatar/full", {"config": str(cfg_path), "overrides": {"sft.learning_rate": 0.002}})
-    assert _stage_lines(flow_run_logs(services, third)) == {
-        "samples": "cached", "rationales": "cached", "filtered": "cached", "sft": "ran", "grpo": "ran", "benchmark": "ran"}
+    # 4. an SFT setting changed: the stages before sft are cached and start nothing; an sft run that fails fails the
+    #    tatar run, which names the stage and links the flow run; the next tatar run would start a new one
+    broken = {"sft.launch.mode": "accelerate", "sft.launch.python": str(tmp_path / "no-such-python")}
+    third = deployment_run(services, "tatar/full", {"config": str(cfg_path), "overrides": broken}, watch=False)
+    parent = _finished(services, third)
+    assert parent.state.is_failed()
+    assert _stage_lines(flow_run_logs(services, third)) == {s: "cached" for s in CPU_STAGES}
+    with prefect_api(services) as api:
+        children = child_runs(api, third)
+        assert list(children) == ["sft"]
+        failed_sft = children["sft"][0]
+        assert failed_sft.state.is_failed()
+        broken_key = Pipeline(load_config(cfg_path, broken), log=lambda _: None).keys["sft"]
+        assert _idempotency_key("sft", broken_key).endswith("-1")  # attempt 0 ended: never reused
+    assert "stage sft" in parent.state.message and f"/runs/flow-run/{failed_sft.id}" in parent.state.message
+    assert "no-such-python" in failed_sft.state.message
 
 
 def test_worker_killed_during_rationales_resumes_without_duplicates(services, tmp_path):
@@ -92,7 +166,7 @@ def test_worker_killed_during_rationales_resumes_without_duplicates(services, tm
                              "rationales.shard_size": 4})
     pipe = Pipeline(load_config(cfg_path), log=lambda _: None)
     shards = pipe.dir("rationales") / "shards"
-    worker_pid = int((services.home / "worker.pid").read_text())
+    worker_pid = int((services.home / "worker-cpu.pid").read_text())
 
     deployment_run(services, "tatar-samples/samples", {"config": str(cfg_path)})  # single-stage deployments
     deployment_run(services, "tatar-rationales/rationales", {"config": str(cfg_path)}, watch=False)
@@ -101,7 +175,7 @@ def test_worker_killed_during_rationales_resumes_without_duplicates(services, tm
     assert pipe.manifest("rationales") is None, "the stage finished before the kill: the test proves nothing"
     n_before = len(list(shards.glob("*.parquet")))
 
-    services.start_worker()
+    services.start_worker("cpu")
     deployment_run(services, "tatar-rationales/rationales", {"config": str(cfg_path)})
     m = pipe.manifest("rationales")
     assert m is not None and m.row_counts["resumed"] >= n_before > 0

@@ -1,16 +1,20 @@
 """Launching: the accelerate command line, the spec round trip, checkpoint discovery, failures surfacing the
-job's output, and (slow) SFT under `accelerate launch` with two CPU processes."""
+job's output, (slow) SFT under `accelerate launch` with two CPU processes, and (slow) a job run by `launch.python`
+that never imports Prefect."""
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import GrpoConfig, LaunchConfig, SftConfig
 from data_contracts.records import KeptRecord, SampleRecord
 from tatar_core.training.launch import (
-    LaunchError, checkpoint_step, last_complete_checkpoint, launch_command, read_spec, write_spec,
+    LaunchError, checkpoint_step, job_info, last_complete_checkpoint, launch_command, read_spec, write_spec,
 )
 
 
@@ -121,3 +125,48 @@ def test_sft_under_accelerate_two_cpu_processes(tmp_path, synthetic_kept, tiny_m
 def test_kept_spec_uses_kept_schema(tmp_path, synthetic_kept):
     path = write_spec("sft", tmp_path, synthetic_kept[:3], KeptRecord, tmp_path, SftConfig(), ModelConfig())
     assert read_spec(path)["records"] == synthetic_kept[:3]
+
+
+def test_launch_python_runs_accelerate_of_that_interpreter(tmp_path):
+    spec = tmp_path / "spec.json"
+    one = launch_command("sft", LaunchConfig(mode="accelerate", python="/envs/gpu/bin/python", cpu=False), spec)
+    assert one[:3] == ["/envs/gpu/bin/python", "-m", "accelerate.commands.launch"]
+    two_cpu = launch_command("grpo", LaunchConfig(mode="accelerate", python="/envs/gpu/bin/python",
+                                                  num_processes=2), spec)
+    assert two_cpu[:5] == ["env", "ACCELERATE_USE_CPU=true", "/envs/gpu/bin/python", "-m", "accelerate.commands.launch"]
+    with pytest.raises(ValidationError, match="launch.python .* needs launch.mode: accelerate"):
+        LaunchConfig(python="/envs/gpu/bin/python")
+
+
+def test_missing_launch_python_fails_before_launching(tmp_path, synthetic_kept, tiny_model_dir):
+    from tatar_core.training.sft import run_sft
+
+    cfg = SftConfig(max_steps=1, launch=LaunchConfig(mode="accelerate", python=str(tmp_path / "nope" / "python")))
+    with pytest.raises(LaunchError, match=r"launch.python .*nope/python is not an executable file.*make gpu-env"):
+        run_sft(synthetic_kept[:4], tiny_model_dir, cfg, ModelConfig(), tmp_path / "out")
+    assert not (tmp_path / "out" / "launch" / "spec.json").exists()
+
+
+def test_job_info_lists_loaded_prefect_modules():
+    import prefect  # noqa: F401  (this test process has it; a launched job must not)
+
+    info = job_info()
+    assert info["python"] == sys.executable and "prefect" in info["prefect_modules"]
+
+
+@pytest.mark.slow
+def test_training_job_runs_in_launch_python_and_never_imports_prefect(tmp_path, synthetic_kept, tiny_model_dir):
+    from tatar_core.training.sft import run_sft
+
+    used = tmp_path / "used.txt"
+    wrapper = tmp_path / "train-env-python"  # stands for another environment's interpreter; records each use
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{used}"\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    cfg = SftConfig(max_steps=1, learning_rate=3e-3, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+                    trainer_args={"save_steps": 100, "logging_steps": 1}, seed=0,
+                    launch=LaunchConfig(mode="accelerate", num_processes=1, cpu=True, python=str(wrapper)))
+    result = run_sft(synthetic_kept[:4], tiny_model_dir, cfg, ModelConfig(), tmp_path / "out")
+    assert used.read_text().startswith("-m accelerate.commands.launch ")
+    assert result["steps"] == 1 and (tmp_path / "out" / "model" / "config.json").exists()
+    job = json.loads((tmp_path / "out" / "launch" / "result.json").read_text())["job"]
+    assert job == result["job"] and job["prefect_modules"] == []

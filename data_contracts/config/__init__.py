@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, get_args
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -10,12 +10,13 @@ from pydantic import Field, ValidationError, model_validator
 from data_contracts.config.base import Section
 from data_contracts.config.benchmark import BenchmarkConfig
 from data_contracts.config.model import EMBEDDED_MODEL, EMBEDDED_MODELS, ModelConfig, pure_low_precision_reason
+from data_contracts.config.orchestration import OrchestrationConfig, StageName
 from data_contracts.config.rationales import FilterConfig, RationalesConfig
 from data_contracts.config.samples import DatasetSource, SamplesConfig
 from data_contracts.config.training import GrpoConfig, SftConfig
 from data_contracts.errors import ConfigError
 
-STAGES = ("samples", "rationales", "filtered", "sft", "grpo", "benchmark")
+STAGES: tuple[str, ...] = get_args(StageName)  # in pipeline order
 
 
 class LockingConfig(Section):
@@ -40,6 +41,7 @@ class PipelineConfig(Section):
     grpo: GrpoConfig = GrpoConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
     locking: LockingConfig = LockingConfig()
+    orchestration: OrchestrationConfig = OrchestrationConfig()
 
     @model_validator(mode="after")
     def _master_weights(self):
@@ -101,5 +103,6 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
 
 __all__ = [
     "STAGES", "EMBEDDED_MODEL", "EMBEDDED_MODELS", "PipelineConfig", "ModelConfig", "SamplesConfig", "DatasetSource",
-    "RationalesConfig", "FilterConfig", "SftConfig", "GrpoConfig", "BenchmarkConfig", "LockingConfig", "load_config",
+    "RationalesConfig", "FilterConfig", "SftConfig", "GrpoConfig", "BenchmarkConfig", "LockingConfig",
+    "OrchestrationConfig", "load_config",
 ]

@@ -28,6 +28,17 @@ class LaunchConfig(Section):
         None, ge=1, description="CPU intra-op threads for training in this process / each launched process "
         "(None = torch default). 1 is fastest for the tiny model on a shared 2-core machine."
     )
+    python: Optional[str] = Field(
+        None, description="interpreter of the training environment that runs the launched job (e.g. "
+        ".venv-gpu/bin/python from `make gpu-env`: CUDA torch, DeepSpeed, vLLM, no Prefect); None = this one. "
+        "It needs the packages of requirements-gpu.txt; the project itself comes from PYTHONPATH."
+    )
+
+    @model_validator(mode="after")
+    def _python_needs_launch(self):
+        if self.python and self.mode != "accelerate":
+            raise ValueError("launch.python runs the launched job: it needs launch.mode: accelerate")
+        return self
 
 
 class LoraSection(Section):

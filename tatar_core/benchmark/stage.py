@@ -119,7 +119,7 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     preds = [p for o in outcomes for p in o.predictions]
     metrics = [o.metrics for o in outcomes]
     groups = [g for o in outcomes for g in o.groups]
-    write_records(preds, out_dir / "predictions.parquet", PredictionRecord)
+    write_records(preds, out_dir / "predictions.parquet", PredictionRecord, run_root=ctx.run_root)
     write_records(metrics, out_dir / "metrics.parquet", MetricRecord)
     write_records(groups, out_dir / "groups.parquet", GroupMetricRecord)
     write_records(skipped, out_dir / "skipped.parquet", SkippedRecord)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 from tqdm.auto import tqdm
 
-from data_contracts import StageContext, StageIncomplete, StageOutputs, StageResult, read_records, write_records
+from data_contracts import StageContext, StageIncomplete, StageOutputs, StageResult, write_records
 from data_contracts.config import PipelineConfig
 from data_contracts.config.rationales import FilterConfig
 from data_contracts.records import KeptRecord, RationaleRecord, RejectedRecord, SampleRecord
@@ -110,11 +110,11 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     """Rules (+ judge) over the rationales: `kept.parquet`, `rejected.parquet` (every reason per row)."""
     from tatar_core.samples.stage import read_samples
 
-    records = read_records(upstream["rationales"].path("rationales"), RationaleRecord)
+    records = upstream["rationales"].records("rationales", RationaleRecord)
     samples = {s.sample_id: s for s in read_samples(upstream["samples"])}
     kept, rejected = filter_rationales(records, samples, cfg.filtered, secret_resolver=ctx.secret_resolver)
-    write_records(kept, out_dir / "kept.parquet", KeptRecord)
-    write_records(rejected, out_dir / "rejected.parquet", RejectedRecord)
+    write_records(kept, out_dir / "kept.parquet", KeptRecord, run_root=ctx.run_root)
+    write_records(rejected, out_dir / "rejected.parquet", RejectedRecord, run_root=ctx.run_root)
     counts = {"rationales": len(records), "kept": len(kept), "rejected": len(rejected)}
     for task in TASKS:
         counts[f"kept_{task}"] = sum(k.task == task for k in kept)

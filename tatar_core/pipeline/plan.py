@@ -31,9 +31,12 @@ def missing_paths(cfg: PipelineConfig) -> list[str]:
             if problem:
                 out.append(f"{section}.datasets[{i}]: {problem}")
     for stage in ("sft", "grpo"):
-        ds = getattr(cfg, stage).launch.deepspeed_config
-        if ds and not Path(ds).exists():
-            out.append(f"{stage}.launch.deepspeed_config: {ds} (DeepSpeed json)")
+        launch = getattr(cfg, stage).launch
+        if launch.deepspeed_config and not Path(launch.deepspeed_config).exists():
+            out.append(f"{stage}.launch.deepspeed_config: {launch.deepspeed_config} (DeepSpeed json)")
+        if launch.python and not Path(launch.python).is_file():
+            out.append(f"{stage}.launch.python: {launch.python} (the training environment's interpreter; "
+                       "on the node that trains)")
     return out
 
 

@@ -68,7 +68,7 @@ def _check(rec: Any, sample: SampleRecord, teacher_id: str) -> RationaleRecord:
 
 async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, out_dir: Path | str,
                                shard_size: int = 32, concurrency: int = 4, progress: bool = True,
-                               flush_every_s: float = 5.0) -> RationaleRunResult:
+                               flush_every_s: float = 5.0, run_root: Path | str | None = None) -> RationaleRunResult:
     """Async version of `generate_rationales` (same arguments and outputs)."""
     if shard_size < 1 or concurrency < 1:
         raise ValueError(f"shard_size and concurrency must be >= 1 (got {shard_size}, {concurrency})")
@@ -80,13 +80,13 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
 
     remove_stale_tmp(out_dir / SHARD_DIR)
     done: dict[str, RationaleRecord] = {}
-    for r in read_shards(out_dir / SHARD_DIR, RationaleRecord):
+    for r in read_shards(out_dir / SHARD_DIR, RationaleRecord, run_root):
         if r.teacher == teacher_id and r.sample_id in wanted and r.sample_id not in done:
             done[r.sample_id] = r
     n_resumed = len(done)
     todo = [s for s in samples if s.sample_id not in done]
 
-    writer = ShardWriter(out_dir / SHARD_DIR, RationaleRecord)
+    writer = ShardWriter(out_dir / SHARD_DIR, RationaleRecord, run_root)
     failed: dict[str, FailedRecord] = {}
     buffer: list[RationaleRecord] = []
     is_async = inspect.iscoroutinefunction(getattr(teacher, "agenerate", None))
@@ -158,15 +158,16 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
 
     records = [done[s.sample_id] for s in samples if s.sample_id in done]
     failed_rows = [failed[s.sample_id] for s in samples if s.sample_id in failed and s.sample_id not in done]
-    write_records(records, out_dir / RATIONALES_FILE, RationaleRecord)
+    write_records(records, out_dir / RATIONALES_FILE, RationaleRecord, run_root=run_root)
     write_records(failed_rows, out_dir / FAILED_FILE, FailedRecord)
     return RationaleRunResult(records=records, failed=failed_rows, n_new=writer.n_rows, n_resumed=n_resumed)
 
 
 def generate_rationales(samples: Sequence[SampleRecord], teacher: Any, out_dir: Path | str, shard_size: int = 32,
                         concurrency: int = 4, progress: bool = True,
-                        flush_every_s: float = 5.0) -> RationaleRunResult:
-    """Generate (or resume) one rationale per sample; see the module docstring for files and guarantees."""
+                        flush_every_s: float = 5.0, run_root: Path | str | None = None) -> RationaleRunResult:
+    """Generate (or resume) one rationale per sample; see the module docstring for files and guarantees. With
+    `run_root`, image paths inside it are stored relative to it (data_contracts.paths)."""
     return run_coroutine(lambda: agenerate_rationales(samples, teacher, out_dir, shard_size, concurrency,
-                                                      progress, flush_every_s))
+                                                      progress, flush_every_s, run_root))
 

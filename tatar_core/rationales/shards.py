@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 
 
 class ShardWriter:
-    """Writes numbered shards of `model` rows into `shard_dir` (created on first use)."""
+    """Writes numbered shards of `model` rows into `shard_dir` (created on first use); `run_root` as in
+    `write_records`."""
 
-    def __init__(self, shard_dir: Path | str, model: type[BaseModel]):
+    def __init__(self, shard_dir: Path | str, model: type[BaseModel], run_root: Path | str | None = None):
         self.dir = Path(shard_dir)
         self.model = model
+        self.run_root = run_root
         self.run_tag = f"{time.time_ns():020d}-{os.getpid()}"
         self.n_shards = 0
         self.n_rows = 0
@@ -39,7 +41,7 @@ class ShardWriter:
         if not rows:
             return None
         path = self.dir / f"shard-{self.run_tag}-{self.n_shards:06d}.parquet"
-        write_records(list(rows), path, self.model)
+        write_records(list(rows), path, self.model, run_root=self.run_root)
         self.n_shards += 1
         self.n_rows += len(rows)
         return path
@@ -72,13 +74,13 @@ def shard_paths(shard_dir: Path | str) -> list[Path]:
     return sorted(d.glob(SHARD_GLOB)) if d.is_dir() else []
 
 
-def read_shards(shard_dir: Path | str, model: type[R]) -> list[R]:
+def read_shards(shard_dir: Path | str, model: type[R], run_root: Path | str | None = None) -> list[R]:
     """All rows of all shards, oldest first. An unreadable shard is renamed `*.corrupt` and skipped (its rows
     are simply redone), with a warning naming the file."""
     rows: list[R] = []
     for p in shard_paths(shard_dir):
         try:
-            rows.extend(read_records(p, model))
+            rows.extend(read_records(p, model, run_root=run_root))
         except SchemaError as e:
             log.warning("skipping unreadable shard %s: %s", p, e)
             p.replace(p.with_suffix(".corrupt"))

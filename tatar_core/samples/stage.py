@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from data_contracts import StageContext, StageOutputs, StageResult, read_records, write_records
+from data_contracts import StageContext, StageOutputs, StageResult, write_records
 from data_contracts.config import PipelineConfig
 from data_contracts.records import SampleRecord, SkippedRecord
 from tatar_core.method.prompts import TASKS
@@ -18,7 +18,7 @@ SPLITS = ("train", "test")
 
 def read_samples(result: StageResult, split: Optional[str] = None) -> list[SampleRecord]:
     """The rows of a finished samples stage, optionally only one split."""
-    rows = read_records(result.path("samples"), SampleRecord)
+    rows = result.records("samples", SampleRecord)
     return [s for s in rows if split is None or s.split == split]
 
 
@@ -44,7 +44,7 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     ids = [s.sample_id for s in samples]
     if len(set(ids)) != len(ids):
         raise ValueError("samples: sample_id values are not unique")
-    write_records(samples, out_dir / "samples.parquet", SampleRecord)
+    write_records(samples, out_dir / "samples.parquet", SampleRecord, run_root=ctx.run_root)
     write_records(skipped, out_dir / "skipped.parquet", SkippedRecord)
     counts = {"samples": len(samples), "skipped": len(skipped)}
     for split in SPLITS:

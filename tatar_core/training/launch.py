@@ -1,14 +1,17 @@
 """How a training stage runs: in this process, or under `accelerate launch` (many processes / devices).
 
 `launch.mode == "accelerate"`: the stage's inputs are written as a *spec* into `out_dir/"launch"` (records as
-Parquet, configs as JSON), then
+Parquet, configs as JSON, paths relative to the run folder), then
 
-    accelerate launch --num_processes N [--cpu | --multi_gpu | --use_deepspeed --deepspeed_config_file F]
+    [launch.python -m accelerate.commands.]accelerate launch --num_processes N
+        [--cpu | --multi_gpu | --use_deepspeed --deepspeed_config_file F]
         --mixed_precision X [extra args] -m tatar_core.training.entry {sft|grpo} SPEC
 
 (see `launch_command` for CPU with N > 1) runs as a subprocess; its output is streamed to ours and the result dict
 comes back as `out_dir/launch/result.json` (written by the main process of the launched job). A failure raises
-`LaunchError` with the tail of the output.
+`LaunchError` with the tail of the output. With `launch.python` the job runs in another interpreter (the training
+environment: CUDA torch, DeepSpeed, vLLM); the spec and result files are its only interface, and it imports nothing
+from Prefect (its result records which interpreter ran it and any Prefect module it loaded: `job_info`).
 Also here: checkpoint discovery for resume and the final save (shared by SFT and GRPO).
 """
 from __future__ import annotations
@@ -29,6 +32,7 @@ from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import LaunchConfig
 from data_contracts.files import atomic_write_text
 from data_contracts.parquet_io import read_records, write_records
+from data_contracts.paths import local_path, run_root_of, stored_path
 from tatar_core.code_version import PROJECT_ROOT
 
 STAGES = ("sft", "grpo")
@@ -229,7 +233,12 @@ def launch_command(stage: str, launch_cfg: LaunchConfig, spec_path: Path | str) 
         raise ValueError(f"unknown training stage {stage!r} (expected one of {STAGES})")
     n = launch_cfg.num_processes
     script = Path(sys.executable).parent / "accelerate"
-    cmd = [str(script), "launch"] if script.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
+    if launch_cfg.python:  # the training environment's interpreter and its accelerate
+        cmd = [launch_cfg.python, "-m", "accelerate.commands.launch"]
+    elif script.exists():
+        cmd = [str(script), "launch"]
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     cmd += ["--num_processes", str(n), "--num_machines", "1"]
     if launch_cfg.deepspeed_config:
         cmd += ["--use_deepspeed", "--deepspeed_config_file", str(launch_cfg.deepspeed_config)]
@@ -268,17 +277,22 @@ def spec_path(out_dir: Path | str) -> Path:
 
 def write_spec(stage: str, out_dir: Path, records: Sequence[BaseModel], record_model: type[BaseModel],
                model_path: Path, cfg: BaseModel, model_cfg: ModelConfig) -> Path:
-    """Write the launched job's inputs into out_dir/launch: records.parquet + spec.json (configs as JSON)."""
+    """Write the launched job's inputs into out_dir/launch: records.parquet + spec.json (configs as JSON).
+
+    Paths inside the run folder (`run_root_of(out_dir)`) are stored relative to it, the run folder itself relative to
+    the spec's folder, so the job finds everything wherever the run folder is mounted."""
     spec_file = spec_path(out_dir)
     spec_dir = spec_file.parent
     spec_dir.mkdir(parents=True, exist_ok=True)
-    records_path = write_records(list(records), spec_dir / "records.parquet", record_model)
+    root = run_root_of(Path(out_dir).resolve())
+    records_path = write_records(list(records), spec_dir / "records.parquet", record_model, run_root=root)
     spec = {
         "stage": stage,
-        "records": str(records_path.resolve()),
+        "run_root": os.path.relpath(root, spec_dir.resolve()),
+        "records": stored_path(records_path, root),
         "record_model": record_model.__name__,
-        "model_path": str(Path(model_path).resolve()),
-        "out_dir": str(Path(out_dir).resolve()),
+        "model_path": stored_path(model_path, root),
+        "out_dir": stored_path(out_dir, root),
         "cfg": cfg.model_dump(mode="json"),
         "model_cfg": model_cfg.model_dump(mode="json"),
     }
@@ -297,11 +311,12 @@ def read_spec(path: Path | str) -> dict[str, Any]:
     raw = json.loads(path.read_text())
     record_model = {"KeptRecord": KeptRecord, "SampleRecord": SampleRecord}[raw["record_model"]]
     cfg_model = {"sft": SftConfig, "grpo": GrpoConfig}[raw["stage"]]
+    root = os.path.normpath(local_path(raw["run_root"], path.parent))
     return {
         "stage": raw["stage"],
-        "records": read_records(raw["records"], record_model),
-        "model_path": Path(raw["model_path"]),
-        "out_dir": Path(raw["out_dir"]),
+        "records": read_records(local_path(raw["records"], root), record_model, run_root=root),
+        "model_path": Path(local_path(raw["model_path"], root)),
+        "out_dir": Path(local_path(raw["out_dir"], root)),
         "cfg": cfg_model.model_validate(raw["cfg"]),
         "model_cfg": ModelConfig.model_validate(raw["model_cfg"]),
     }
@@ -311,6 +326,10 @@ def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record
                  model_path: Path, cfg: BaseModel, model_cfg: ModelConfig, tail_lines: int = 60) -> dict:
     """Write the spec, run `launch_command` as a subprocess (output streamed), return the job's result dict."""
     out_dir = Path(out_dir)
+    python = cfg.launch.python
+    if python and not (Path(python).is_file() and os.access(python, os.X_OK)):
+        raise LaunchError(f"{stage}: launch.python {python} is not an executable file (the training environment: "
+                          "`make gpu-env` builds .venv-gpu where CUDA exists)")
     spec_file = write_spec(stage, out_dir, records, record_model, model_path, cfg, model_cfg)
     result_path = out_dir / RESULT_FILE
     if result_path.exists():
@@ -335,20 +354,26 @@ def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record
     rc = proc.wait()
     if rc != 0:
         said = "".join(f"\n  {e}" for e in errors) if errors else " (no Python exception in the output)"
-        raise LaunchError(f"{stage}: `accelerate launch` exited with {rc}; the job raised:{said}\nlast output:\n"
+        raise LaunchError(f"{stage}: `{' '.join(cmd[:3])} …` exited with {rc}; the job raised:{said}\nlast output:\n"
                           + "".join(tail))
     if not result_path.exists():
         raise LaunchError(f"{stage}: launched job finished but wrote no {result_path}; last output:\n" + "".join(tail))
     return json.loads(result_path.read_text())
 
 
+def job_info() -> dict:
+    """The interpreter that runs this (launched) job and every Prefect module it has loaded (there must be none)."""
+    return {"python": sys.executable, "prefect_modules": sorted(m for m in sys.modules if m.split(".")[0] == "prefect")}
+
+
 def write_result(out_dir: Path, result: dict) -> None:
-    atomic_write_text(Path(out_dir) / RESULT_FILE, json.dumps(result, indent=1, default=float))
+    """The launched job's result dict, with `job_info()` under "job", atomically into out_dir/launch/result.json."""
+    atomic_write_text(Path(out_dir) / RESULT_FILE, json.dumps({**result, "job": job_info()}, indent=1, default=float))
 
 
 __all__ = [
     "launch_command", "run_launched", "write_spec", "read_spec", "write_result", "last_complete_checkpoint",
     "checkpoint_problem", "load_for_training", "train_from_checkpoint",
     "checkpoint_step", "is_launched_process", "LaunchError", "save_final", "distributed_state",
-    "apply_threads", "spec_path",
+    "apply_threads", "spec_path", "job_info",
 ]

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from data_contracts import StageContext, StageOutputs, StageResult, read_records
+from data_contracts import StageContext, StageOutputs, StageResult
 from data_contracts.config import PipelineConfig
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import SftConfig
@@ -159,7 +159,7 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     """SFT of the configured base model (the embedded one is built on first use) on the kept rationales."""
     from tatar_core.models.loading import resolve_model
 
-    kept = read_records(upstream["filtered"].path("kept"), KeptRecord)
+    kept = upstream["filtered"].records("kept", KeptRecord)
     base = resolve_model(cfg.model, ctx.run_root / "models")
     metrics = run_sft(kept, base, cfg.sft, cfg.model, out_dir)
     counts = {"train_rows": len(kept), **{k: int(metrics[k]) for k in ("steps", "dropped_iqa", "dropped_iaa")
