@@ -12,7 +12,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from data_contracts.config import STAGES, load_config
-from flows.artifacts import publish_stage
+from flows.artifacts import PrefectReporter, publish_stage
 from tatar_core.pipeline.runner import Pipeline
 
 DEFAULT_CONFIG = "configs/demo.yaml"
@@ -35,14 +35,14 @@ def _prefect_mapper(fn, items: list) -> list:
     return [f.result() for f in futures]
 
 
-def _pipeline(config: str, overrides: Optional[dict[str, Any]]) -> Pipeline:
-    logger = get_run_logger()
-    cfg = load_config(config, overrides)
-    return Pipeline(cfg, mapper=_prefect_mapper, secret_resolver=_secret, log=logger.info)
-
-
 def _run(stage: str, config: str, overrides: Optional[dict[str, Any]]) -> dict:
-    result = _pipeline(config, overrides).run(stage)
+    reporter = PrefectReporter(get_run_logger())  # progress artifact + flow-run log lines
+    pipe = Pipeline(load_config(config, overrides), mapper=_prefect_mapper, secret_resolver=_secret,
+                    log=reporter.log, progress=reporter.progress)
+    if pipe.manifest(stage) is None:
+        reporter.start(stage)
+    result = pipe.run(stage)
+    reporter.finish(stage, f"[{stage}] finished in {result.manifest.seconds:.1f} s")
     publish_stage(result)
     m = result.manifest
     return {"stage": stage, "cached": result.cached, "dir": str(result.dir), "key": m.key, "rows": m.row_counts}

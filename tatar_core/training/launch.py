@@ -6,9 +6,10 @@ Parquet, configs as JSON), then
     accelerate launch --num_processes N [--cpu | --multi_gpu | --use_deepspeed --deepspeed_config_file F]
         --mixed_precision X [extra args] -m tatar_core.training.entry {sft|grpo} SPEC
 
-(see `launch_command` for CPU with N > 1) runs as a subprocess; its output is streamed to ours and the result dict
-comes back as `out_dir/launch/result.json` (written by the main process of the launched job). A failure raises
-`LaunchError` with the tail of the output.
+(see `launch_command` for CPU with N > 1) runs as a subprocess; its output is streamed to ours line by line and the
+result dict comes back as `out_dir/launch/result.json` (written by the main process of the launched job). The job's
+log lines and progress arrive as event lines (`tatar_core.progress.EventEmitter`) and go to the caller's `log` /
+`progress`, as if it trained in-process. A failure raises `LaunchError` with the tail of the output.
 Also here: checkpoint discovery for resume and the final save (shared by SFT and GRPO).
 """
 from __future__ import annotations
@@ -20,14 +21,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from pydantic import BaseModel
 
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import LaunchConfig
+from data_contracts.manifest import ProgressFn, no_progress
 from data_contracts.parquet_io import read_records, write_records
 from tatar_core.code_version import PROJECT_ROOT
+from tatar_core.progress import dispatch_event
 
 STAGES = ("sft", "grpo")
 RESULT_FILE = "launch/result.json"
@@ -210,8 +213,10 @@ def read_spec(path: Path | str) -> dict[str, Any]:
 
 
 def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record_model: type[BaseModel],
-                 model_path: Path, cfg: BaseModel, model_cfg: ModelConfig, tail_lines: int = 60) -> dict:
-    """Write the spec, run `launch_command` as a subprocess (output streamed), return the job's result dict."""
+                 model_path: Path, cfg: BaseModel, model_cfg: ModelConfig, tail_lines: int = 60,
+                 log: Callable[[str], None] = print, progress: ProgressFn = no_progress) -> dict:
+    """Write the spec, run `launch_command` as a subprocess (output streamed, its event lines to `log` /
+    `progress`), return the job's result dict."""
     out_dir = Path(out_dir)
     spec_file = write_spec(stage, out_dir, records, record_model, model_path, cfg, model_cfg)
     result_path = out_dir / RESULT_FILE
@@ -228,6 +233,8 @@ def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
+        if dispatch_event(line.rstrip("\n"), log, progress):
+            continue
         sys.stdout.write(line)
         tail.append(line)
     rc = proc.wait()
