@@ -38,6 +38,7 @@ class PrefectReporter:
         self.logger, self.every_s, self.line_every_s, self.clock = logger, every_s, line_every_s, clock
         self._artifacts: dict[str, list] = {}  # stage -> [artifact id, last update time]
         self._meters: dict[str, Meter] = {}
+        self._lines: dict[str, str] = {}  # stage -> its last progress line
         self._last_line = clock()
         self._lock = threading.Lock()
         self._warned = False
@@ -49,9 +50,10 @@ class PrefectReporter:
         self._artifacts[stage] = [aid, self.clock()]
 
     def finish(self, stage: str, text: str) -> None:
-        """Set the stage's progress artifact to 100% with a closing text."""
+        """Set the stage's progress artifact to 100%: its last progress line (if any), then `text`."""
         if stage in self._artifacts:
-            self._update(stage, 100.0, text)
+            last = self._lines.get(stage)
+            self._update(stage, 100.0, f"{last} · {text}" if last else text)
 
     def log(self, line: str) -> None:
         self._last_line = self.clock()
@@ -60,7 +62,7 @@ class PrefectReporter:
     def progress(self, stage: str, done: int, total: int, unit: str = "", **info: Any) -> None:
         with self._lock:
             eta = self._meters.setdefault(stage, Meter(self.clock)).eta(done, total)
-            line = progress_line(stage, done, total, unit, eta, **info)
+            line = self._lines[stage] = progress_line(stage, done, total, unit, eta, **info)
             now, finished = self.clock(), done >= total
             art = self._artifacts.get(stage)
             if art is not None and (finished or now - art[1] >= self.every_s):

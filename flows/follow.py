@@ -22,7 +22,9 @@ from uuid import UUID
 
 LATE_S = 15.0
 DRAIN_S = 3.0
-_NOISE = ("Created task run", "Executing '", "Submitting task run", "Beginning subflow run", "Created subflow run")
+_NOISE = ("Created task run", "Executing '", "Submitting task run", "Beginning subflow run", "Created subflow run",
+          "Running 1 deployment pull step", "Executing deployment step", "Deployment step '",
+          "All deployment steps completed", "Finished in state Completed()")
 
 
 def _param(text: str) -> tuple[str, object]:

@@ -73,7 +73,7 @@ def progress_line(stage: str, done: int, total: int, unit: str = "", eta: Option
     """`[sft] 120/300 steps (40%) · ETA 45 s · loss 0.52` (info items as `key value`)."""
     pct = 100.0 * done / total if total else 100.0
     parts = [f"[{stage}] {done}/{total}{' ' + unit if unit else ''} ({pct:.0f}%)"]
-    if done < total:
+    if done < total and eta is not None:
         parts.append(f"ETA {format_duration(eta)}")
     parts += [f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in info.items() if v is not None]
     return " · ".join(parts)

@@ -1,11 +1,13 @@
 """The real chain through a real local Prefect server and process worker (deployments from prefect.yaml).
 
 One test, in steps, sharing one server: (1) tatar/full on a tiny config writes every stage's Parquet files
-and manifest; (2) a rerun reports every stage cached; (3) an SFT change reruns sft, grpo, benchmark only;
+and manifest, and reports its progress through the Prefect API (progress artifacts, per-step log lines); (2) a rerun reports every stage cached; (3) an SFT change reruns sft, grpo, benchmark only;
 (4) killing the worker mid-rationales and running again gives exactly one rationale per train sample.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 
 import pytest
 
@@ -16,7 +18,10 @@ from data_contracts.records import (
 )
 from flows.services import Services
 from tatar_core.pipeline.runner import Pipeline
-from e2e_support import deployment_run, flow_run_logs, free_port, kill_tree, wait_for, write_config
+from e2e_support import (
+    deployment_run, flow_run_logs, free_port, kill_tree, run_artifacts, run_log_messages, subflow_runs, wait_for,
+    write_config,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -73,6 +78,7 @@ def test_full_pipeline_through_prefect(services, tmp_path):
     assert {m.task for m in metrics} == {"iqa", "iaa"} and len(preds) == sum(m.n for m in metrics)
     assert pipe.result("benchmark").path("report").exists()
     created = {s: pipe.manifest(s).created_at for s in STAGES}
+    _check_progress_through_the_api(services, first)
 
     # 2. nothing changed: every stage cached, nothing rewritten
     second = deployment_run(services, "tatar/full", {"config": str(cfg_path)})
@@ -83,6 +89,35 @@ def test_full_pipeline_through_prefect(services, tmp_path):
     third = deployment_run(services, "tatar/full", {"config": str(cfg_path), "overrides": {"sft.learning_rate": 0.002}})
     assert _stage_lines(flow_run_logs(services, third)) == {
         "samples": "cached", "rationales": "cached", "filtered": "cached", "sft": "ran", "grpo": "ran", "benchmark": "ran"}
+
+
+def _check_progress_through_the_api(services, run_id: str) -> None:
+    """Each long stage's progress artifact reached total/total; the training subflows' logs hold a line per logging
+    step (SFT: loss, GRPO: reward per task); the benchmark card embeds its pictures; `flows.follow` shows it all."""
+    subs = subflow_runs(services, run_id)
+    for stage, total, steps, word in (("sft", 8, [2, 4, 6, 8], " · loss "), ("grpo", 2, [1, 2], " iaa reward ")):
+        sub = subs[f"tatar-{stage}"]["id"]
+        art = run_artifacts(services, sub)[f"tatar-{stage}-progress"]
+        assert art["type"] == "progress" and art["data"] == 100.0, art
+        assert f"[{stage}] {total}/{total} steps (100%)" in art["description"], art
+        messages = run_log_messages(services, sub)
+        step_lines = [m for m in messages if m.startswith(f"[{stage}] step ")]
+        assert [int(m.split()[2].split("/")[0]) for m in step_lines] == steps, messages
+        assert all(word in m and f"/{total}" in m for m in step_lines), step_lines
+        assert any(m.startswith(f"[{stage}] start · reads ") for m in messages), messages
+    for stage, unit in (("rationales", "rows"), ("benchmark", "images")):
+        art = run_artifacts(services, subs[f"tatar-{stage}"]["id"])[f"tatar-{stage}-progress"]
+        assert art["data"] == 100.0 and f" {unit} (100%)" in art["description"], art
+    card = run_artifacts(services, subs["tatar-benchmark"]["id"])["tatar-benchmark-files"]["data"]
+    assert card.count("data:image/png;base64,") >= 4 and "file://" not in card  # scatter plots + curves embedded
+
+    follow = subprocess.run([sys.executable, "-m", "flows.follow", "--run", run_id], env=services.env(),
+                            cwd=services.project, capture_output=True, text=True, timeout=120)
+    assert follow.returncode == 0, follow.stdout[-2000:] + follow.stderr[-2000:]
+    for stage in STAGES:
+        assert f"[{stage}] start · reads " in follow.stdout and f"[{stage}] finished in " in follow.stdout
+    assert "[sft] step 8/8 · loss " in follow.stdout and "[grpo] step 2/2 " in follow.stdout
+    assert "Created task run" not in follow.stdout and follow.stdout.rstrip().endswith("COMPLETED")
 
 
 def test_worker_killed_during_rationales_resumes_without_duplicates(services, tmp_path):

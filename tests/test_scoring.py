@@ -137,6 +137,7 @@ def test_tatar_score_cli_writes_csv(sft_checkpoint, tmp_path, capsys):
         assert int(r["n_words"]) > 0
     printed = capsys.readouterr()
     assert "parsed" in printed.out and "broken.png" in printed.err
+    assert "[score iqa] 4/4 images (100%)" in printed.err and "\r" not in printed.err  # plain lines: not a terminal
 
 
 def test_tatar_score_cli_errors(tmp_path, capsys, monkeypatch):

@@ -43,8 +43,9 @@ def _counts(counts: Mapping[str, int], limit: int = 3) -> str:
 
 
 def start_line(cfg: PipelineConfig, stage: str, upstream: Mapping[str, StageResult], folder: Path) -> str:
-    """`[sft] start · reads filtered 1a2b… (rationales 300, kept 280, rejected 20) + base model … · into FOLDER`."""
-    parts = [f"{u} {r.dir.name} ({_counts(r.manifest.row_counts)})" for u, r in upstream.items()]
+    """`[sft] start · reads filtered 1a2b… (kept 140 IQA + 140 IAA, rejected 20 of 300) + base model … · into FOLDER`
+    (each input stage with its folder name and headline)."""
+    parts = [f"{u} {r.dir.name} ({headline(r.manifest)})" for u, r in upstream.items()]
     ext = external_inputs(cfg, stage)
     if ext:
         parts.append(ext)

@@ -156,7 +156,7 @@ def format_runs(root: Path = Path("runs")) -> str:
     for name, rows in runs:
         latest = max(s.when for s in rows)
         lines.append(f"{Path(root) / name}   (last activity {latest.astimezone():%Y-%m-%d %H:%M:%S})")
-        table = [("stage", "key", "status", "time", "when", "")]
+        table = [("stage", "key", "status", "time", "when", "numbers")]
         for s in rows:
             table.append((s.stage, s.key, s.status, format_duration(s.seconds), f"{s.when.astimezone():%m-%d %H:%M}",
                           s.text))

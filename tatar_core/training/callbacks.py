@@ -1,6 +1,7 @@
 """Trainer callback that reports training to the stage: progress per optimizer step, one log line per logging step.
 
-    progress(stage, global_step, max_steps, unit="steps", **headline)      every optimizer step (listeners throttle)
+    progress(stage, global_step, max_steps, unit="steps", **headline)      every optimizer step (listeners throttle;
+                                                                          on a logging step after its line)
     log("[sft] step 120/300 · loss 0.523 · lr 1.2e-03 · token acc 0.81 · 2450 tok/s · ETA 45 s")
     log("[grpo] step 5/20 · kl 0.0012 · ETA 1 min 12 s | iqa reward 1.23 (score 0.45 rank 0 format 0.98) words 3.1
          parse 100% | iaa …")
@@ -25,22 +26,26 @@ def _g(x: Optional[float], spec: str = ".3g") -> str:
     return "–" if x is None else format(x, spec)
 
 
+def _eta(step: int, total: int, eta: Optional[float]) -> str:
+    return "done" if step >= total else (f"ETA {format_duration(eta)}" if eta is not None else "")
+
+
 def sft_line(step: int, total: int, logs: dict, tokens_per_s: Optional[float], eta: Optional[float]) -> str:
     parts = [f"[sft] step {step}/{total}", f"loss {_g(logs.get('loss'), '.4f')}", f"lr {_g(logs.get('learning_rate'), '.2e')}"]
     if "mean_token_accuracy" in logs:
         parts.append(f"token acc {logs['mean_token_accuracy']:.3f}")
     if tokens_per_s is not None:
         parts.append(f"{tokens_per_s:.0f} tok/s")
-    parts.append(f"ETA {format_duration(eta)}" if step < total else "done")
-    return " · ".join(parts)
+    parts.append(_eta(step, total, eta))
+    return " · ".join(p for p in parts if p)
 
 
 def grpo_line(step: int, total: int, logs: dict, eta: Optional[float]) -> str:
     head = [f"[grpo] step {step}/{total}"]
     if "kl" in logs:
         head.append(f"kl {logs['kl']:.4g}")
-    head.append(f"ETA {format_duration(eta)}" if step < total else "done")
-    parts = [" · ".join(head)]
+    head.append(_eta(step, total, eta))
+    parts = [" · ".join(p for p in head if p)]
     for t in TASKS:
         if f"{t}/reward_total" not in logs:
             continue
@@ -67,6 +72,7 @@ class ReportCallback(TrainerCallback):
         self.meter = Meter(clock)
         self.info: dict = {}
         self._tokens: Optional[tuple[float, float]] = None  # (time, num_tokens) at the last logging step
+        self._pending = False  # a step whose progress waits for its log line
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -74,24 +80,32 @@ class ReportCallback(TrainerCallback):
             self._progress(self.stage, state.global_step, state.max_steps, unit="steps")
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
+        if not state.is_world_process_zero:
+            return
+        if control.should_log:  # this step logs next: report its progress with the fresh numbers, after the line
+            self._pending = True
+        else:
             self._progress(self.stage, state.global_step, state.max_steps, unit="steps", **self.info)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs or "loss" not in logs:
+        if not state.is_world_process_zero or not logs:
             return
         step, total = state.global_step, state.max_steps
-        eta = self.meter.eta(step, total)
-        self.info = headline(self.stage, logs)
-        if self.stage == "sft":
-            now, tokens, tps = self.clock(), logs.get("num_tokens"), None
-            if tokens is not None:
-                if self._tokens is not None and now > self._tokens[0]:
-                    tps = (tokens - self._tokens[1]) / (now - self._tokens[0])
-                self._tokens = (now, tokens)
-            self._log(sft_line(step, total, logs, tps, eta))
-        else:
-            self._log(grpo_line(step, total, logs, eta))
+        if "loss" in logs:
+            eta = self.meter.eta(step, total)
+            self.info = headline(self.stage, logs)
+            if self.stage == "sft":
+                now, tokens, tps = self.clock(), logs.get("num_tokens"), None
+                if tokens is not None:
+                    if self._tokens is not None and now > self._tokens[0]:
+                        tps = (tokens - self._tokens[1]) / (now - self._tokens[0])
+                    self._tokens = (now, tokens)
+                self._log(sft_line(step, total, logs, tps, eta))
+            else:
+                self._log(grpo_line(step, total, logs, eta))
+        if self._pending:
+            self._pending = False
+            self._progress(self.stage, step, total, unit="steps", **self.info)
 
 
 def quiet_printer(trainer) -> None:
