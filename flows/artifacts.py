@@ -4,17 +4,21 @@
     log(line)        -> the flow run's logger (INFO), so the UI and `python -m flows.follow` show it;
     progress(...)    -> the stage's progress artifact (key `tatar-<stage>-progress`: percent done, and the progress
                         line as description), updated at most every `every_s` seconds and at the end, from any thread;
-                        and the progress line to the logger when `line_every_s` passed without any other line.
+                        and progress lines to the logger (`tatar_core.progress.ProgressLines`: when `line_every_s`
+                        passed without any other line, also in the middle of a long step).
 `publish_stage` adds, for a finished stage: a table of row counts and headline numbers, a markdown card with its
 files (paths as text: a browser cannot follow file:// links from a web page) and its pictures embedded as
 data: URIs (training curves; for the benchmark the whole report with its scatter plots and curves).
 """
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from prefect.artifacts import (
     create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact,
@@ -23,7 +27,7 @@ from prefect.artifacts import (
 from tatar_core.benchmark.report import inline_images
 from tatar_core.pipeline.describe import headline
 from tatar_core.pipeline.runner import StageResult
-from tatar_core.progress import Meter, progress_line
+from tatar_core.progress import ProgressLines
 
 
 def progress_key(stage: str) -> str:
@@ -35,42 +39,45 @@ class PrefectReporter:
 
     def __init__(self, logger, every_s: float = 2.0, line_every_s: float = 10.0,
                  clock: Callable[[], float] = time.monotonic):
-        self.logger, self.every_s, self.line_every_s, self.clock = logger, every_s, line_every_s, clock
+        self.logger, self.every_s, self.clock = logger, every_s, clock
         self._artifacts: dict[str, list] = {}  # stage -> [artifact id, last update time]
-        self._meters: dict[str, Meter] = {}
-        self._lines: dict[str, str] = {}  # stage -> its last progress line
-        self._last_line = clock()
+        self._last: dict[str, str] = {}  # stage -> the artifact's last progress text
+        self.lines = ProgressLines(logger.info, line_every_s, clock)
         self._lock = threading.Lock()
         self._warned = False
 
-    def start(self, stage: str) -> None:
-        """Create the stage's progress artifact at 0% (call in the flow's own thread: it links the artifact to the
-        flow run)."""
+    @contextmanager
+    def stage(self, stage: str, live: bool = True):
+        """Around a stage run (in the flow's own thread, which links the artifact to the flow run): when `live` (not
+        cached), its progress artifact at 0% and the line ticker; at the end 100% with the last progress line and
+        the time (left as it is when the stage fails)."""
+        if not live:
+            yield
+            return
         aid = create_progress_artifact(0.0, key=progress_key(stage), description=f"[{stage}] starting", _sync=True)
         self._artifacts[stage] = [aid, self.clock()]
-
-    def finish(self, stage: str, text: str) -> None:
-        """Set the stage's progress artifact to 100%: its last progress line (if any), then `text`."""
-        if stage in self._artifacts:
-            last = self._lines.get(stage)
-            self._update(stage, 100.0, f"{last} · {text}" if last else text)
+        self.lines.start()
+        t0 = self.clock()
+        try:
+            yield
+        finally:
+            self.lines.stop()
+        last = self._last.get(stage)
+        text = f"finished in {self.clock() - t0:.1f} s"
+        self._update(stage, 100.0, f"{last} · {text}" if last else f"[{stage}] {text}")
 
     def log(self, line: str) -> None:
-        self._last_line = self.clock()
+        self.lines.saw_line()
         self.logger.info(line)
 
     def progress(self, stage: str, done: int, total: int, unit: str = "", **info: Any) -> None:
+        text = self.lines.progress(stage, done, total, unit, **info)
         with self._lock:
-            eta = self._meters.setdefault(stage, Meter(self.clock)).eta(done, total)
-            line = self._lines[stage] = progress_line(stage, done, total, unit, eta, **info)
-            now, finished = self.clock(), done >= total
-            art = self._artifacts.get(stage)
-            if art is not None and (finished or now - art[1] >= self.every_s):
+            self._last[stage] = text
+            art, now = self._artifacts.get(stage), self.clock()
+            if art is not None and (done >= total or now - art[1] >= self.every_s):
                 art[1] = now
-                self._update(stage, 100.0 * done / total if total else 100.0, line)
-            if finished or now - self._last_line >= self.line_every_s:
-                self._last_line = now
-                self.logger.info(line)
+                self._update(stage, 100.0 * done / total if total else 100.0, text)
 
     def _update(self, stage: str, percent: float, text: str) -> None:
         try:
@@ -79,6 +86,26 @@ class PrefectReporter:
             if not self._warned:
                 self._warned = True
                 self.logger.warning(f"progress artifact update failed (the stage goes on): {e}")
+
+
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)\s]+\)")
+
+
+def image_grid(markdown: str, columns: int = 2) -> str:
+    """Put each line of several images into a table, `columns` per row: the Prefect UI shows every image of a
+    paragraph on a line of its own, a table cell side by side."""
+    out = []
+    for line in markdown.splitlines():
+        images = _IMAGE.findall(line)
+        if len(images) < 2 or _IMAGE.sub("", line).strip():
+            out.append(line)
+            continue
+        rows = [images[i:i + columns] for i in range(0, len(images), columns)]
+        rows[-1] += [""] * (columns - len(rows[-1]))
+        out.append("|" + "   |" * columns)  # an empty header: the UI leaves out a table without body rows
+        out.append("|" + "---|" * columns)
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
 
 
 def _code_list(result: StageResult) -> str:
@@ -90,11 +117,11 @@ def _curves_markdown(folder: Path) -> str:
     pngs = sorted((folder / "curves").glob("*.png"))
     if not pngs:
         return ""
-    return "\n\n#### Training curves\n\n" + inline_images(" ".join(f"![{p.stem}]({p.name})" for p in pngs),
+    return "\n\n#### Training curves\n\n" + inline_images(image_grid(" ".join(f"![{p.stem}]({p.name})" for p in pngs)),
                                                           folder / "curves") + "\n"
 
 
-def publish_stage(result: StageResult, flow_run_url: Optional[str] = None) -> None:
+def publish_stage(result: StageResult) -> None:
     m = result.manifest
     key = f"tatar-{result.stage}"
     status = "cached" if result.cached else f"ran in {m.seconds:.1f} s"
@@ -121,7 +148,7 @@ def publish_stage(result: StageResult, flow_run_url: Optional[str] = None) -> No
         md += (f"\nThe same report as one page with every picture embedded: `{page}` (open it in a browser on that "
                "machine, or copy the file anywhere).\n")
         if report.exists():
-            md += "\n---\n" + inline_images(report.read_text(), result.dir)
+            md += "\n---\n" + inline_images(image_grid(report.read_text()), result.dir)
         create_table_artifact(_metric_rows(m.metrics.get("benchmarks", [])), key="tatar-metrics",
                               description="SRCC/PLCC per benchmark")
     create_markdown_artifact(md, key=f"{key}-files", description=f"{result.stage} outputs")
@@ -130,7 +157,7 @@ def publish_stage(result: StageResult, flow_run_url: Optional[str] = None) -> No
 def _metric_rows(benchmarks: list[dict]) -> list[dict]:
     """The metrics table, narrow: benchmark, task, n, valid, SRCC, PLCC (3 decimals)."""
     def r(x):
-        return round(x, 3) if isinstance(x, float) else x
+        return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(x, 3)
 
     return [{"benchmark": b.get("benchmark"), "task": b.get("task"), "n": b.get("n"), "valid": b.get("n_valid"),
              "SRCC": r(b.get("srcc")), "PLCC": r(b.get("plcc")), "PLCC-log": r(b.get("plcc_logistic"))}

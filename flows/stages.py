@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -25,7 +26,7 @@ def _secret(name: str) -> str:
     return Secret.load(name).get()
 
 
-@task(task_run_name="benchmark-{item[0]}")
+@task(task_run_name="benchmark-{item[0]}", cache_policy=NO_CACHE)  # its inputs (a closure over the scorer) cannot be hashed
 def _benchmark_one(fn, item):
     return fn(item)
 
@@ -39,10 +40,8 @@ def _run(stage: str, config: str, overrides: Optional[dict[str, Any]]) -> dict:
     reporter = PrefectReporter(get_run_logger())  # progress artifact + flow-run log lines
     pipe = Pipeline(load_config(config, overrides), mapper=_prefect_mapper, secret_resolver=_secret,
                     log=reporter.log, progress=reporter.progress)
-    if pipe.manifest(stage) is None:
-        reporter.start(stage)
-    result = pipe.run(stage)
-    reporter.finish(stage, f"[{stage}] finished in {result.manifest.seconds:.1f} s")
+    with reporter.stage(stage, live=pipe.manifest(stage) is None):
+        result = pipe.run(stage)
     publish_stage(result)
     m = result.manifest
     return {"stage": stage, "cached": result.cached, "dir": str(result.dir), "key": m.key, "rows": m.row_counts}

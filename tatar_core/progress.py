@@ -26,7 +26,7 @@ from data_contracts.manifest import ProgressFn, no_progress
 EVENT_PREFIX = "@tatar-event "
 LINE_EVERY_S = 10.0  # a plain progress line at least this often (and at the end)
 
-__all__ = ["Meter", "format_duration", "progress_line", "TerminalReporter", "PlainBar", "progress_bar",
+__all__ = ["Meter", "format_duration", "progress_line", "ProgressLines", "TerminalReporter", "PlainBar", "progress_bar",
            "EventEmitter", "dispatch_event", "parse_event", "EVENT_PREFIX", "ProgressFn", "no_progress"]
 
 
@@ -115,25 +115,87 @@ def progress_bar(total: int, desc: str, unit: str = "", initial: int = 0, disabl
     return PlainBar(total, desc, unit, initial, stream)
 
 
-class TerminalReporter:
-    """`log` and `progress` for a terminal (`tatar run`): a tqdm bar per stage on a tty, else plain lines.
+class ProgressLines:
+    """The plain-text side of progress, shared by the terminal and the Prefect reporters.
 
-    Plain mode prints `progress_line` when `every_s` seconds passed since the last line of any kind, and at the end.
+    `progress(...)` emits `progress_line` when `every_s` seconds passed since the last line of any kind (`saw_line()`
+    notes one), and when a stage finishes. `tick()` (a daemon thread calls it every second after `start()`) emits the
+    last line of an unfinished stage again when `every_s` passed without any line, its ETA counted down by the time
+    since, and `· 25 s since the last step`: a step slower than `every_s` still shows that the work goes on.
     """
 
-    def __init__(self, stream: TextIO | None = None, every_s: float = LINE_EVERY_S, tty: Optional[bool] = None,
+    def __init__(self, emit: Callable[[str], None], every_s: float = LINE_EVERY_S,
                  clock: Callable[[], float] = time.monotonic):
+        self.emit, self.every_s, self.clock = emit, every_s, clock
+        self._meters: dict[str, Meter] = {}
+        self._waiting: Optional[dict] = None  # the last progress of an unfinished stage
+        self._last_line = clock()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+
+    def saw_line(self) -> None:
+        with self._lock:
+            self._last_line = self.clock()
+
+    def progress(self, stage: str, done: int, total: int, unit: str = "", **info) -> str:
+        """Record the progress (emit its line when due); return the line."""
+        with self._lock:
+            now = self.clock()
+            eta = self._meters.setdefault(stage, Meter(self.clock)).eta(done, total)
+            line = progress_line(stage, done, total, unit, eta, **info)
+            self._waiting = None if done >= total else dict(stage=stage, done=done, total=total, unit=unit, eta=eta,
+                                                             info=info, at=now)
+            if done >= total or now - self._last_line >= self.every_s:
+                self._last_line = now
+                self.emit(line)
+            return line
+
+    def tick(self) -> Optional[str]:
+        with self._lock:
+            w, now = self._waiting, self.clock()
+            if w is None or now - self._last_line < self.every_s:
+                return None
+            since = now - w["at"]
+            eta = max(0.0, w["eta"] - since) if w["eta"] is not None else None
+            what = w["unit"][:-1] if w["unit"].endswith("s") else (w["unit"] or "update")
+            line = (progress_line(w["stage"], w["done"], w["total"], w["unit"], eta, **w["info"])
+                    + f" · {format_duration(since)} since the last {what}")
+            self._last_line = now
+            self.emit(line)
+            return line
+
+    def start(self, poll_s: float = 1.0) -> "ProgressLines":
+        def run():
+            while not self._stop.wait(poll_s):
+                try:
+                    self.tick()
+                except Exception:  # noqa: BLE001 - a reporting hiccup must never stop the work
+                    pass
+
+        threading.Thread(target=run, name="progress-lines", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class TerminalReporter:
+    """`log` and `progress` for a terminal (`tatar run`): a tqdm bar per stage on a tty, else `ProgressLines`
+    (a line every `every_s` seconds of work, also while one step takes longer; `tick=False`: no thread)."""
+
+    def __init__(self, stream: TextIO | None = None, every_s: float = LINE_EVERY_S, tty: Optional[bool] = None,
+                 clock: Callable[[], float] = time.monotonic, tick: bool = True):
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
-        self.every_s, self.clock = every_s, clock
         self._bars: dict[str, Any] = {}
-        self._meters: dict[str, Meter] = {}
-        self._last_line = clock()
         self._lock = threading.Lock()
+        self.lines = ProgressLines(lambda line: print(line, file=self.stream, flush=True), every_s, clock)
+        if tick and not self.tty:
+            self.lines.start()
 
     def log(self, line: str) -> None:
         with self._lock:
-            self._last_line = self.clock()
+            self.lines.saw_line()
             if self.tty and self._bars:
                 from tqdm import tqdm
 
@@ -143,14 +205,10 @@ class TerminalReporter:
 
     def progress(self, stage: str, done: int, total: int, unit: str = "", **info) -> None:
         with self._lock:
-            meter = self._meters.setdefault(stage, Meter(self.clock))
-            eta = meter.eta(done, total)
             if self.tty:
                 self._bar(stage, done, total, unit, info)
-                return
-            if done >= total or self.clock() - self._last_line >= self.every_s:
-                self._last_line = self.clock()
-                print(progress_line(stage, done, total, unit, eta, **info), file=self.stream, flush=True)
+            else:
+                self.lines.progress(stage, done, total, unit, **info)
 
     def _bar(self, stage: str, done: int, total: int, unit: str, info: dict) -> None:
         from tqdm import tqdm

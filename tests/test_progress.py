@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 
 from tatar_core.progress import (
-    EventEmitter, Meter, PlainBar, TerminalReporter, dispatch_event, format_duration, progress_bar, progress_line,
+    EventEmitter, Meter, PlainBar, ProgressLines, TerminalReporter, dispatch_event, format_duration, progress_bar,
+    progress_line,
 )
 
 
@@ -32,7 +33,7 @@ def test_eta_is_measured_from_the_first_report_so_resumed_work_does_not_count():
 
 def test_terminal_reporter_prints_a_line_every_ten_seconds_of_silence_and_at_the_end():
     clock, out = Clock(), io.StringIO()
-    rep = TerminalReporter(stream=out, tty=False, clock=clock)
+    rep = TerminalReporter(stream=out, tty=False, clock=clock, tick=False)
     for step in range(0, 31):  # one step per second
         clock.t = float(step)
         if step == 15:
@@ -41,6 +42,28 @@ def test_terminal_reporter_prints_a_line_every_ten_seconds_of_silence_and_at_the
     lines = out.getvalue().splitlines()
     assert lines == ["[sft] 10/30 steps (33%) · ETA 20 s", "[sft] step 15/30 · loss 1.0",
                      "[sft] 25/30 steps (83%) · ETA 5 s", "[sft] 30/30 steps (100%)"]
+
+
+def test_a_step_slower_than_ten_seconds_still_gets_a_line_every_ten_seconds():
+    clock, out = Clock(), []
+    lines = ProgressLines(out.append, every_s=10.0, clock=clock)
+    lines.progress("grpo", 0, 20, "steps")
+    clock.t = 30.0
+    lines.progress("grpo", 1, 20, "steps", iaa_reward=0.5)  # 30 s per step: ETA 9 min 30 s
+    for t in (35.0, 40.0, 45.0, 52.0):
+        clock.t = t
+        lines.tick()
+    lines.saw_line()  # e.g. the step's own log line
+    clock.t = 61.0
+    assert lines.tick() is None  # only 9 s since that line
+    clock.t = 60.0 + 30.0
+    lines.progress("grpo", 20, 20, "steps")
+    clock.t = 200.0
+    assert lines.tick() is None  # finished: nothing left to wait for
+    assert out == ["[grpo] 1/20 steps (5%) · ETA 9 min 30 s · iaa reward 0.5",  # none at 0: 10 s had not passed
+                   "[grpo] 1/20 steps (5%) · ETA 9 min 20 s · iaa reward 0.5 · 10 s since the last step",
+                   "[grpo] 1/20 steps (5%) · ETA 9 min 08 s · iaa reward 0.5 · 22 s since the last step",
+                   "[grpo] 20/20 steps (100%)"]
 
 
 def test_plain_bar_off_a_terminal_and_tqdm_on_one():

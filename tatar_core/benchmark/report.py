@@ -85,7 +85,7 @@ def scatter_plot(preds: Sequence[PredictionRecord], path: Path, title: str) -> P
     import matplotlib.pyplot as plt
 
     valid = [p for p in preds if p.pred is not None]
-    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=100)  # 360 px: two fit side by side in a Prefect artifact
     ax.scatter([p.gt for p in valid], [p.pred for p in valid], s=8, alpha=0.6, edgecolors="none")
     ax.plot([0, 100], [0, 100], color="grey", lw=0.8, ls="--")
     ax.set_xlim(0, 100)
@@ -164,7 +164,7 @@ def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
               "the same score has no rank correlation).", "", "## Scatter plots", ""]
     scatters = []
     for m in ms:
-        title = f"{m.benchmark} ({m.task}): SRCC {_f(m.srcc)}, PLCC {_f(m.plcc)}, n_valid {m.n_valid}"
+        title = f"{m.benchmark} ({m.task})\nSRCC {_f(m.srcc)}, PLCC {_f(m.plcc)}, n_valid {m.n_valid}"
         scatters.append(scatter_plot(by_bench.get(m.benchmark, []), out_dir / f"scatter_{_safe(m.benchmark)}.png",
                                      title))
     lines += [_images(scatters, out_dir, lambda p: f"{p.stem.removeprefix('scatter_')}: prediction vs ground truth"),
@@ -187,13 +187,14 @@ _IMAGE_RE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2330; margin: 0;
        background: #f6f7f9; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
+main { max-width: 1240px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
 h1 { font-size: 24px; margin: 0 0 8px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #e3e6ea;
      padding-bottom: 4px; } h3 { font-size: 15px; margin: 18px 0 6px; }
 table { border-collapse: collapse; margin: 8px 0 12px; font-size: 13px; font-variant-numeric: tabular-nums; }
 th, td { border: 1px solid #dde1e6; padding: 4px 10px; white-space: nowrap; }
 th { background: #eef1f5; text-align: left; } tr:nth-child(even) td { background: #fafbfc; }
-p { max-width: 900px; } p img { margin: 0 12px 12px 0; vertical-align: top; border: 1px solid #e3e6ea; }
+p { max-width: 900px; } p:has(img) { max-width: none; }
+p img { margin: 0 12px 12px 0; vertical-align: top; border: 1px solid #e3e6ea; }
 img { max-width: 100%; }
 """
 

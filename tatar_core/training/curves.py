@@ -26,8 +26,10 @@ def _figure(title: str, ylabel: str):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(4.4, 2.9), dpi=90)
+    fig, ax = plt.subplots(figsize=(4.0, 2.75), dpi=90)  # 360 px wide, as the scatter plots
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # optimizer steps are whole numbers
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("optimizer step", fontsize=9)
     ax.set_ylabel(ylabel, fontsize=9)
