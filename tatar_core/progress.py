@@ -120,8 +120,9 @@ class ProgressLines:
 
     `progress(...)` emits `progress_line` when `every_s` seconds passed since the last line of any kind (`saw_line()`
     notes one), and when a stage finishes. `tick()` (a daemon thread calls it every second after `start()`) emits the
-    last line of an unfinished stage again when `every_s` passed without any line, its ETA counted down by the time
-    since, and `· 25 s since the last step`: a step slower than `every_s` still shows that the work goes on.
+    last line of an unfinished stage again when `every_s` passed without any line and `every_s / 2` without any
+    update, its ETA counted down by the time since, and `· 25 s since the last step`: a step slower than `every_s`
+    still shows that the work goes on.
     """
 
     def __init__(self, emit: Callable[[str], None], every_s: float = LINE_EVERY_S,
@@ -153,8 +154,8 @@ class ProgressLines:
     def tick(self) -> Optional[str]:
         with self._lock:
             w, now = self._waiting, self.clock()
-            if w is None or now - self._last_line < self.every_s:
-                return None
+            if w is None or now - self._last_line < self.every_s or now - w["at"] < self.every_s / 2:
+                return None  # a line is not due, or the next update is close (it prints its own line)
             since = now - w["at"]
             eta = max(0.0, w["eta"] - since) if w["eta"] is not None else None
             what = w["unit"][:-1] if w["unit"].endswith("s") else (w["unit"] or "update")

@@ -109,3 +109,15 @@ def test_event_lines_carry_log_and_progress_to_the_parent():
                      "printed: @tatar-event {not json"]
     assert progress == [(("grpo", 1, 3), {"unit": "steps", "iaa_reward": 0.5}),
                         (("grpo", 3, 3), {"unit": "steps", "iaa_reward": 0.5})]
+
+
+def test_no_tick_while_updates_come_often():
+    clock, out = Clock(), []
+    lines = ProgressLines(out.append, every_s=10.0, clock=clock)
+    for step in range(0, 5):  # a step every 3 s; the ticker looks every second
+        clock.t = 3.0 * step
+        lines.progress("sft", step, 100, "steps")
+        for dt in (1.0, 2.0):
+            clock.t = 3.0 * step + dt
+            assert lines.tick() is None  # at 10 s and 11 s a line is due, but the next update is close
+    assert out == ["[sft] 4/100 steps (4%) · ETA 4 min 48 s"]  # printed by the update at 12 s

@@ -361,14 +361,14 @@ def demo_photos(cfg: DemoDataConfig) -> list[tuple[str, str]]:
     return [(p, "train" if i < n_train else "test") for i, p in enumerate(photos)]
 
 
-def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]:
-    """Write the demo images under `out_dir/images` and return their records (absolute image paths).
+def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
+                       on_progress: Optional[Callable[[int, int], None]] = None) -> list[SampleRecord]:
+    """Write the demo images under `out_dir/images` and return their records (absolute image paths);
+    `on_progress(done, total)` after each image.
 
     Deterministic: the same cfg gives byte-identical PNGs and identical records (files that already hold the
     right bytes are left untouched).
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir).resolve()
     img_dir = out_dir / "images"
     types = _select("iqa_types", cfg.iqa_types, IQA_DISTORTIONS, allow_empty=True)
@@ -382,7 +382,7 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]
 
     records: list[SampleRecord] = []
     per_photo = (1 if cfg.iqa_reference else 0) + len(types) * len(levels) + len(manips)
-    bar = tqdm(total=per_photo * len(plan), desc="demo images", unit="img", leave=False)
+    total = per_photo * len(plan)
     for name, split in plan:
         square = _square(by_name[name].load())
         base = square.resize((size, size), Image.Resampling.LANCZOS)
@@ -393,7 +393,8 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]
             records.append(SampleRecord(
                 sample_id=sample_id, image_path=str(path), task=task, score=score, split=split,
                 source=f"demo-{task}", ref_id=name, meta=json.dumps(meta, sort_keys=True)))
-            bar.update(1)
+            if on_progress is not None:
+                on_progress(len(records), total)
 
         if cfg.iqa_reference:
             add("iqa", f"demo-iqa/{name}/pristine/0", f"iqa/{name}/pristine_0.png", base, iqa_score("pristine", 0),
@@ -410,5 +411,4 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]
             img = man.apply(square, size, name, _rng(cfg.seed, name, m))
             add("iaa", f"demo-iaa/{name}/{m}", f"iaa/{name}/{m}.png", img, man.score,
                 {"kind": "iaa", "manipulation": m, "ref": name})
-    bar.close()
     return records
