@@ -11,8 +11,8 @@
 - Resume key = (sample_id, teacher_id): a rerun skips rows already in a shard. At the end it writes
   `out_dir/rationales.parquet` (exactly one row per sample that is done, in input order; duplicates left by a
   crash are dropped keeping the oldest) and `out_dir/failed.parquet` (rows that still failed; retried next run).
-- Progress: a tqdm bar (`progress`), and `on_progress(done, total, failed=k)` after every row (done counts resumed,
-  new and failed rows).
+- Progress: a tqdm bar (`progress`), and `on_progress(done, total[, failed=k])` after every row (done counts
+  resumed, new and failed rows; `failed` once there are any).
 """
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
     bar = tqdm(total=len(samples), initial=n_resumed, desc="rationales", unit="row", disable=not progress,
                dynamic_ncols=True)
     if on_progress is not None:
-        on_progress(n_resumed, len(samples), failed=0)
+        on_progress(n_resumed, len(samples))
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
     oldest = 0.0  # when the oldest row in `buffer` finished
 
@@ -152,7 +152,7 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
                 done[res.sample_id] = res
             bar.update(1)
             if on_progress is not None:
-                on_progress(n_resumed + i + 1, len(samples), failed=len(failed))
+                on_progress(n_resumed + i + 1, len(samples), **({"failed": len(failed)} if failed else {}))
             if len(buffer) >= shard_size or (buffer and time.monotonic() - oldest >= flush_every_s):
                 flush()
     finally:
