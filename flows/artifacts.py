@@ -28,6 +28,7 @@ from tatar_core.benchmark.report import inline_images
 from tatar_core.pipeline.describe import headline
 from tatar_core.pipeline.runner import StageResult
 from tatar_core.progress import ProgressLines
+from tatar_core.training.curves import curve_files
 
 
 def progress_key(stage: str) -> str:
@@ -114,7 +115,7 @@ def _code_list(result: StageResult) -> str:
 
 
 def _curves_markdown(folder: Path) -> str:
-    pngs = sorted((folder / "curves").glob("*.png"))
+    pngs = curve_files(folder)
     if not pngs:
         return ""
     return "\n\n#### Training curves\n\n" + inline_images(image_grid(" ".join(f"![{p.stem}]({p.name})" for p in pngs)),

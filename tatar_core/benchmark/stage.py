@@ -17,6 +17,7 @@ from data_contracts.records import MetricRecord, PredictionRecord, SampleRecord,
 from tatar_core.benchmark.report import REPORT_HTML, format_table, write_report
 from tatar_core.benchmark.run import benchmarks_from_samples, load_benchmark, run_benchmark
 from tatar_core.samples.readers import select_subset
+from tatar_core.training.curves import curve_files
 from tatar_core.samples.stage import read_samples
 
 
@@ -31,9 +32,6 @@ def benchmark_sets(cfg: PipelineConfig, samples: StageResult
     return sets
 
 
-CURVE_ORDER = ("loss", "token_accuracy", "reward_iqa", "reward_iaa", "words", "parse_rate", "kl")
-
-
 def model_curves(grpo: StageResult, run_root: Path) -> list[tuple[str, list[Path]]]:
     """(heading, PNGs) of the scored model's GRPO stage and of the SFT stage it started from (when they have any)."""
     out = []
@@ -41,8 +39,7 @@ def model_curves(grpo: StageResult, run_root: Path) -> list[tuple[str, list[Path
     if "sft" in grpo.manifest.inputs:
         dirs.append(("SFT", stage_folder(run_root, "sft", grpo.manifest.inputs["sft"])))
     for name, d in dirs:
-        pngs = sorted((d / "curves").glob("*.png"),
-                      key=lambda p: (CURVE_ORDER.index(p.stem) if p.stem in CURVE_ORDER else len(CURVE_ORDER), p.stem))
+        pngs = curve_files(d)
         if pngs:
             out.append((f"{name} (`{d.parent.name}/{d.name}`)", pngs))
     return out

@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 from data_contracts import StageManifest, StageResult
 from data_contracts.config import PipelineConfig
+from tatar_core.method.prompts import TASKS
 from tatar_core.pipeline.keys import STAGE_INPUTS
 
 
@@ -71,14 +72,14 @@ def headline(m: StageManifest) -> str:
         return f"{mt.get('steps', rc.get('steps', 0))} steps, final loss {_num(mt.get('last_logged_loss'))}"
     if m.stage == "grpo":
         last = mt.get("rewards_last") or {}
-        rewards = ", ".join(f"{t} {_num(v.get('reward_total'))}" for t, v in last.items())
+        rewards = ", ".join(f"{t} {_num(last[t].get('reward_total'))}" for t in TASKS if t in last)
         return f"{mt.get('steps', rc.get('steps', 0))} steps, final reward {rewards or '–'}"
     if m.stage == "benchmark":
         by_task: dict[str, list[dict]] = {}
         for b in mt.get("benchmarks", []):
             by_task.setdefault(b.get("task", "?"), []).append(b)
         parts = []
-        for t, bs in by_task.items():
+        for t, bs in sorted(by_task.items(), key=lambda kv: TASKS.index(kv[0]) if kv[0] in TASKS else len(TASKS)):
             mean = {k: [b[k] for b in bs if isinstance(b.get(k), (int, float)) and math.isfinite(b[k])]
                     for k in ("srcc", "plcc")}
             parts.append(f"{t} SRCC {_num(sum(mean['srcc']) / len(mean['srcc']) if mean['srcc'] else None)} "

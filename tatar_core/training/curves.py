@@ -21,6 +21,15 @@ LOG_HISTORY = "log_history.json"
 TASK_COLORS = {"iqa": "#1f77b4", "iaa": "#d62728"}
 
 
+CURVE_ORDER = ("loss", "token_accuracy", "reward_iqa", "reward_iaa", "words", "parse_rate", "kl")
+
+
+def curve_files(stage_dir: Path) -> list[Path]:
+    """The curve PNGs of a training stage folder, in reading order (CURVE_ORDER, then any other by name)."""
+    pngs = (Path(stage_dir) / CURVES_DIR).glob("*.png")
+    return sorted(pngs, key=lambda p: (CURVE_ORDER.index(p.stem) if p.stem in CURVE_ORDER else len(CURVE_ORDER), p.stem))
+
+
 def _figure(title: str, ylabel: str):
     import matplotlib
 
@@ -109,4 +118,4 @@ def grpo_curves(log_history: Sequence[dict], rows: Sequence[TrainLogRecord], out
     return out
 
 
-__all__ = ["sft_curves", "grpo_curves", "save_log_history", "CURVES_DIR", "LOG_HISTORY"]
+__all__ = ["sft_curves", "grpo_curves", "save_log_history", "curve_files", "CURVES_DIR", "CURVE_ORDER", "LOG_HISTORY"]
