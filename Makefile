@@ -1,6 +1,6 @@
 # tatar: two commands do everything on a fresh machine.
 #   make demo   install, start Prefect (server, CPU and GPU work pools with a worker each), run `tatar/full` on
-#               configs/demo.yaml, print results
+#               configs/demo.yaml (following its log lines: stage starts, progress, ends), print results
 #   make test   install and run the test suite
 # Also: make up / make down (services), make install, make plan CONFIG=configs/paper.yaml,
 #       make gpu-env (the training environment for launch.python, on a machine with CUDA)
@@ -44,7 +44,7 @@ down:
 demo: up
 	$(BIN)/tatar plan $(CONFIG)
 	@start=$$(date +%s); \
-	$(BIN)/prefect deployment run tatar/full -p config=$(CONFIG) --watch --watch-interval 1; rc=$$?; \
+	$(BIN)/python -m flows.follow tatar/full -p config=$(CONFIG); rc=$$?; \
 	echo "Pipeline run took $$(( $$(date +%s) - start )) s"; \
 	$(BIN)/tatar summary $(CONFIG) --ui http://127.0.0.1:$(TATAR_PREFECT_PORT); exit $$rc
 

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -27,6 +27,12 @@ from data_contracts.parquet_io import read_records
 from data_contracts.paths import run_root_of
 
 MANIFEST_NAME = "manifest.json"
+KEY_CHARS = 16  # a stage folder is named by the first KEY_CHARS hex digits of its cache key
+
+
+def stage_folder(run_root: Path, stage: str, key: str) -> Path:
+    """Where the stage with cache key `key` writes: <run_root>/<stage>/<key[:KEY_CHARS]>."""
+    return Path(run_root) / stage / key[:KEY_CHARS]
 
 
 class ManifestError(ValueError):
@@ -163,19 +169,25 @@ class StageOutputs:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-Mapper = Callable[[Callable[[Any], Any], list], list]
 
 
-def serial_map(fn: Callable[[Any], Any], items: list) -> list:
-    return [fn(x) for x in items]
+class ProgressFn(Protocol):
+    """`progress(stage, done, total, unit="steps", **info)`: `done` of `total` units of a stage's work are finished;
+    `info` holds a few headline numbers (e.g. loss=0.52). Called often (every step or row); listeners throttle."""
+
+    def __call__(self, stage: str, done: int, total: int, **info: Any) -> None: ...
+
+
+def no_progress(stage: str, done: int, total: int, **info: Any) -> None:
+    """A `ProgressFn` that shows nothing."""
 
 
 @dataclass
 class StageContext:
-    """Run-wide services for a stage: the run folder (shared caches such as built models live under it), a mapper
-    for independent units of work (a Prefect task runner, or a plain loop), an API-key resolver and a logger."""
+    """Run-wide services for a stage: the run folder (shared caches such as built models live under it), an API-key
+    resolver, a logger and a progress listener (Prefect artifact, terminal bar; see `tatar_core.progress`)."""
 
     run_root: Path
-    mapper: Mapper = serial_map
     secret_resolver: Optional[Callable[[str], str]] = None
     log: Callable[[str], None] = print
+    progress: ProgressFn = no_progress

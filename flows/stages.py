@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from data_contracts.config import STAGES, PipelineConfig, load_config
-from flows.artifacts import publish_stage
+from flows.artifacts import PrefectReporter, publish_stage
 from tatar_core.pipeline.keys import stage_keys
 from tatar_core.pipeline.runner import Pipeline
 
@@ -39,16 +38,6 @@ def _secret(name: str) -> str:
     return Secret.load(name).get()
 
 
-@task(task_run_name="benchmark-{item[0]}")
-def _benchmark_one(fn, item):
-    return fn(item)
-
-
-def _prefect_mapper(fn, items: list) -> list:
-    futures = [_benchmark_one.submit(fn, it) for it in items]
-    return [f.result() for f in futures]
-
-
 def check_key(stage: str, cfg: PipelineConfig, config: str, expect_key: Optional[str]) -> None:
     """Fail when this node computes another cache key for `stage` than the tatar flow that started the run."""
     key = stage_keys(cfg)[stage]
@@ -62,8 +51,10 @@ def check_key(stage: str, cfg: PipelineConfig, config: str, expect_key: Optional
 def _run(stage: str, config: str, overrides: Optional[dict[str, Any]], expect_key: Optional[str] = None) -> dict:
     cfg = load_config(config, overrides)
     check_key(stage, cfg, config, expect_key)
-    pipe = Pipeline(cfg, mapper=_prefect_mapper, secret_resolver=_secret, log=get_run_logger().info)
-    result = pipe.run(stage)
+    reporter = PrefectReporter(get_run_logger())  # progress artifact + flow-run log lines
+    pipe = Pipeline(cfg, secret_resolver=_secret, log=reporter.log, progress=reporter.progress)
+    with reporter.stage(stage, live=pipe.manifest(stage) is None):
+        result = pipe.run(stage)
     publish_stage(result)
     m = result.manifest
     return {"stage": stage, "cached": result.cached, "dir": str(result.dir), "key": m.key, "rows": m.row_counts}
@@ -104,7 +95,7 @@ def grpo(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = Non
     return _run("grpo", config, overrides, expect_key)
 
 
-@flow(name="tatar-benchmark", task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="tatar-benchmark")
 def benchmark(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None,
               expect_key: Optional[str] = None) -> dict:
     """Score every benchmark (one task each) with the GRPO checkpoint; SRCC/PLCC and the report."""

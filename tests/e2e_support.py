@@ -160,3 +160,34 @@ def submitting_workers(client, run_ids) -> dict[str, str]:
             if r.role == "flow-run" and r.id in ids:
                 out[r.id.removeprefix("prefect.flow-run.")] = e.resource.get("prefect.resource.name")
     return out
+
+
+def api(services, path: str, body: dict | None = None):
+    """POST (or GET without a body) to the Prefect REST API; the decoded JSON answer."""
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(f"{services.api_url}/{path}", method="POST" if body is not None else "GET",
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def subflow_runs(services, run_id: str) -> dict[str, dict]:
+    """The subflow runs of a flow run, by flow name (e.g. 'tatar-sft')."""
+    runs = api(services, "flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}})
+    flows = {f["id"]: f["name"] for f in api(services, "flows/filter", {})}
+    return {flows[r["flow_id"]]: r for r in runs}
+
+
+def run_artifacts(services, run_id: str) -> dict[str, dict]:
+    """The artifacts of a flow run, by key."""
+    arts = api(services, "artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+    return {a["key"]: a for a in arts if a.get("key")}
+
+
+def run_log_messages(services, run_id: str) -> list[str]:
+    logs = api(services, "logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC",
+                                        "limit": 200})
+    return [lg["message"] for lg in logs]

@@ -84,14 +84,19 @@ def test_report_table_paper_column_means_and_scatter(tmp_path):
     report = write_report(metrics, preds, tmp_path / "rep")
     text = report.read_text()
     assert report.name == "report.md"
-    kadid_line = next(line for line in text.splitlines() if line.startswith("| kadid |"))
+    results = text.split("## Results")[1].split("##")[0]
+    answers = text.split("## Answers")[1].split("##")[0]
+    kadid_line = next(line for line in results.splitlines() if line.startswith("| kadid |"))
     m = metrics[0]
     assert f"{m.srcc:.3f} [{m.srcc_lo:.3f}, {m.srcc_hi:.3f}]" in kadid_line
-    assert f"{m.plcc_logistic:.3f}" in kadid_line and "0.731" in kadid_line and "0.727" in kadid_line
+    assert "0.731" in kadid_line and "0.727" in kadid_line
     assert f"{m.n_valid}/{m.n}" in kadid_line
-    demo_line = next(line for line in text.splitlines() if line.startswith("| demo-iqa |"))
+    kadid_answers = next(line for line in answers.splitlines() if line.startswith("| kadid |"))
+    assert f"{m.plcc_logistic:.3f}" in kadid_answers and f"| {m.n} | {m.n_skipped} |" in kadid_answers
+    demo_line = next(line for line in results.splitlines() if line.startswith("| demo-iqa |"))
     assert demo_line.rstrip().endswith("|  |  |")  # no paper numbers for the demo set
-    flickr_line = next(line for line in text.splitlines() if line.startswith("| FLICKR-AES |"))
+    assert max(line.count("|") for line in text.splitlines()) <= 9  # narrow tables: at most 8 columns
+    flickr_line = next(line for line in results.splitlines() if line.startswith("| FLICKR-AES |"))
     assert "0.604" in flickr_line and "0.633" in flickr_line
     assert "## Mean per task" in text and "Table 1" in text
     s = summarize(metrics)
@@ -144,3 +149,28 @@ def test_report_puts_the_papers_table_beside_ours(tmp_path):
     koniq = next(r for r in rows if r.startswith("| koniq "))
     assert "0.941" in koniq and "0.942" in koniq and "0.500" in koniq and "0.250" in koniq
     assert all("not run" in r for r in rows if not r.startswith("| koniq "))
+
+
+def test_report_html_is_one_page_with_every_picture_embedded(tmp_path):
+    import base64
+    import re
+
+    from tatar_core.training.curves import sft_curves
+
+    history = [{"step": s, "loss": 3.0 / s, "mean_token_accuracy": 0.5 + 0.04 * s} for s in range(1, 11)]
+    curves = sft_curves(history, tmp_path / "sft" / "k1")  # another stage's folder, as in a run
+    assert [p.name for p in curves] == ["loss.png", "token_accuracy.png"]
+    preds = _preds("kadid", "iqa", 30, 10, 0)
+    metrics = [compute_metrics("kadid", "iqa", preds, bootstrap=20)]
+    out = tmp_path / "benchmark" / "k2"
+    md = write_report(metrics, preds, out, curves=[("SFT (sft/k1)", curves)]).read_text()
+    assert "(../../sft/k1/curves/loss.png)" in md and "### SFT (sft/k1)" in md
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "file://" not in page
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    embedded = [base64.b64decode(s.split(",", 1)[1]) for s in srcs]
+    assert embedded == [(out / "scatter_kadid.png").read_bytes(), curves[0].read_bytes(), curves[1].read_bytes()]
+    assert page.count("<table>") == 4 and "Table 1 beside ours" in page
+    row = re.search(r"<tr>\s*<td>kadid</td>.*?</tr>", page, re.S).group(0)
+    assert "0.731" in row and f"{metrics[0].srcc:.3f}" in row  # the paper's number beside ours

@@ -4,13 +4,16 @@
 One server for the module. test_full_pipeline_through_prefect, in steps: (1) with the GPU pool's worker stopped,
 tatar/full runs samples, rationales and filtered on the CPU pool's worker and leaves sft Late; (2) starting the GPU
 worker completes that same run without redoing a stage; every stage ran as its own flow run linked to the parent,
-submitted by its pool's worker (Prefect events); (3) a rerun reports every stage cached and starts no flow run;
+submitted by its pool's worker (Prefect events), and reported its progress through the Prefect API (progress
+artifacts, per-step log lines, `flows.follow`); (3) a rerun reports every stage cached and starts no flow run;
 (4) after an SFT change only sft starts, and when it fails the parent fails, naming the stage and linking its run,
 and the next run would start a new one. test_worker_killed_…: killing the CPU worker mid-rationales and running
 again gives exactly one rationale per train sample.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 
 import pytest
 
@@ -24,7 +27,7 @@ from flows.stages import _idempotency_key
 from tatar_core.pipeline.runner import Pipeline
 from e2e_support import (
     child_runs, deployment_run, flow_run, flow_run_logs, flow_runs_named, free_port, kill_tree, prefect_api,
-    submitting_workers, wait_for, write_config,
+    run_artifacts, run_log_messages, subflow_runs, submitting_workers, wait_for, write_config,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -133,6 +136,7 @@ def test_full_pipeline_through_prefect(services, tmp_path):
     assert {m.task for m in metrics} == {"iqa", "iaa"} and len(preds) == sum(m.n for m in metrics)
     assert pipe.result("benchmark").path("report").exists()
     created = {s: pipe.manifest(s).created_at for s in STAGES}
+    _check_progress_through_the_api(services, first)
 
     # 3. nothing changed: every stage cached, nothing rewritten, no stage run started
     second = deployment_run(services, "tatar/full", {"config": str(cfg_path)})
@@ -157,6 +161,35 @@ def test_full_pipeline_through_prefect(services, tmp_path):
         assert _idempotency_key("sft", broken_key).endswith("-1")  # attempt 0 ended: never reused
     assert "stage sft" in parent.state.message and f"/runs/flow-run/{failed_sft.id}" in parent.state.message
     assert "no-such-python" in failed_sft.state.message
+
+
+def _check_progress_through_the_api(services, run_id: str) -> None:
+    """Each long stage's progress artifact reached total/total; the training subflows' logs hold a line per logging
+    step (SFT: loss, GRPO: reward per task); the benchmark card embeds its pictures; `flows.follow` shows it all."""
+    subs = subflow_runs(services, run_id)
+    for stage, total, steps, word in (("sft", 8, [2, 4, 6, 8], " · loss "), ("grpo", 2, [1, 2], " iaa reward ")):
+        sub = subs[f"tatar-{stage}"]["id"]
+        art = run_artifacts(services, sub)[f"tatar-{stage}-progress"]
+        assert art["type"] == "progress" and art["data"] == 100.0, art
+        assert f"[{stage}] {total}/{total} steps (100%)" in art["description"], art
+        messages = run_log_messages(services, sub)
+        step_lines = [m for m in messages if m.startswith(f"[{stage}] step ")]
+        assert [int(m.split()[2].split("/")[0]) for m in step_lines] == steps, messages
+        assert all(word in m and f"/{total}" in m for m in step_lines), step_lines
+        assert any(m.startswith(f"[{stage}] start · reads ") for m in messages), messages
+    for stage, unit in (("rationales", "rows"), ("benchmark", "images")):
+        art = run_artifacts(services, subs[f"tatar-{stage}"]["id"])[f"tatar-{stage}-progress"]
+        assert art["data"] == 100.0 and f" {unit} (100%)" in art["description"], art
+    card = run_artifacts(services, subs["tatar-benchmark"]["id"])["tatar-benchmark-files"]["data"]
+    assert card.count("data:image/png;base64,") >= 4 and "file://" not in card  # scatter plots + curves embedded
+
+    follow = subprocess.run([sys.executable, "-m", "flows.follow", "--run", run_id], env=services.env(),
+                            cwd=services.project, capture_output=True, text=True, timeout=120)
+    assert follow.returncode == 0, follow.stdout[-2000:] + follow.stderr[-2000:]
+    for stage in STAGES:
+        assert f"[{stage}] start · reads " in follow.stdout and f"[{stage}] finished in " in follow.stdout
+    assert "[sft] step 8/8 · loss " in follow.stdout and "[grpo] step 2/2 " in follow.stdout
+    assert "Created task run" not in follow.stdout and follow.stdout.rstrip().endswith("COMPLETED")
 
 
 def test_worker_killed_during_rationales_resumes_without_duplicates(services, tmp_path):

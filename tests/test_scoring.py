@@ -145,6 +145,8 @@ def test_tatar_score_cli_writes_csv(sft_checkpoint, tmp_path, capsys):
         assert int(r["n_words"]) > 0
     printed = capsys.readouterr()
     assert "parsed" in printed.out and "broken.png" in printed.err and "truncated.jpg" in printed.err
+    # not a terminal: plain progress lines, no tqdm bar (tqdm would write "\rscore iqa: 100%|…")
+    assert "[score iqa] 4/4 images (100%)" in printed.err.splitlines() and "score iqa:" not in printed.err
 
 
 def test_tatar_score_cli_errors(tmp_path, capsys, monkeypatch):

@@ -87,8 +87,17 @@ def _small_cfg(**kw) -> GrpoConfig:
 
 
 def test_grpo_in_process_logs_both_tasks_and_resumes(sft_checkpoint, synthetic_samples, tmp_path):
-    first = run_grpo(synthetic_samples, sft_checkpoint, _small_cfg(max_steps=2), ModelConfig(), tmp_path)
+    lines, progress = [], []
+    first = run_grpo(synthetic_samples, sft_checkpoint, _small_cfg(max_steps=2), ModelConfig(), tmp_path,
+                     log=lines.append, progress=lambda *a, **kw: progress.append(a))
     assert first["steps"] == 2 and first["resumed_from_step"] == 0
+    assert progress[0] == ("grpo", 0, 2) and progress[-1] == ("grpo", 2, 2)
+    assert [line.split(" · ")[0] for line in lines] == ["[grpo] step 1/2", "[grpo] step 2/2"]
+    for line in lines:  # reward per component and task, words, parse rate, KL
+        assert "kl " in line and " iqa reward " in line and " iaa reward " in line
+        assert line.count("(score ") == 2 and line.count(" words ") == 2 and line.count(" parse ") == 2
+    assert {p.name for p in (tmp_path / "curves").iterdir()} == {
+        "reward_iqa.png", "reward_iaa.png", "words.png", "parse_rate.png", "kl.png"}
     assert first["per_device_train_batch_size"] == 16 and first["iaa_images_per_step"] == 2
     assert set(first["rewards_last"]) == {"iqa", "iaa"}
     log = read_records(tmp_path / "train_log.parquet", TrainLogRecord)

@@ -116,8 +116,14 @@ def test_sft_under_accelerate_two_cpu_processes(tmp_path, synthetic_kept, tiny_m
     cfg = SftConfig(max_steps=2, learning_rate=3e-3, per_device_train_batch_size=2, gradient_accumulation_steps=1,
                     trainer_args={"save_steps": 100, "logging_steps": 1}, seed=0,
                     launch=LaunchConfig(mode="accelerate", num_processes=2, cpu=True))
-    result = run_sft(synthetic_kept[:16], tiny_model_dir, cfg, ModelConfig(), tmp_path)
+    lines, progress = [], []
+    result = run_sft(synthetic_kept[:16], tiny_model_dir, cfg, ModelConfig(), tmp_path, log=lines.append,
+                     progress=lambda *a, **kw: progress.append(a))
     assert result["num_processes"] == 2 and result["steps"] == 2
+    # the launched job's log lines and progress reach this process (event lines on its stdout)
+    assert [line.split(" · ")[0] for line in lines] == ["[sft] step 1/2", "[sft] step 2/2"]
+    assert progress[-1] == ("sft", 2, 2)
+    assert (tmp_path / "curves" / "loss.png").exists()
     assert result["rows_iqa"] + result["rows_iaa"] >= 16
     load_model_and_processor(tmp_path / "model")
 

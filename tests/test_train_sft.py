@@ -77,8 +77,16 @@ def test_mix_oversamples_the_smaller_task_until_all_exhausted():
 def test_sft_trains_and_resumes_from_last_checkpoint(tiny_model_dir, synthetic_kept, tmp_path):
     base = dict(learning_rate=3e-3, per_device_train_batch_size=4, gradient_accumulation_steps=1, seed=0,
                 trainer_args={"save_steps": 2, "logging_steps": 1, "save_total_limit": None})
-    first = run_sft(synthetic_kept, tiny_model_dir, SftConfig(max_steps=4, **base), ModelConfig(), tmp_path)
+    lines, progress = [], []
+    first = run_sft(synthetic_kept, tiny_model_dir, SftConfig(max_steps=4, **base), ModelConfig(), tmp_path,
+                    log=lines.append, progress=lambda *a, **kw: progress.append(a))
     assert first["steps"] == 4 and first["resumed_from_step"] == 0
+    # reported through the callback: a line per logging step, progress per optimizer step, curves at the end
+    assert progress == [("sft", 0, 4), ("sft", 1, 4), ("sft", 2, 4), ("sft", 3, 4), ("sft", 4, 4)]
+    assert [line.split(" · ")[0] for line in lines] == [f"[sft] step {k}/4" for k in (1, 2, 3, 4)]
+    assert all(" · loss " in line and " · lr " in line and "token acc" in line for line in lines)
+    assert "ETA" in lines[1] and "tok/s" in lines[1]
+    assert {p.name for p in (tmp_path / "curves").iterdir()} == {"loss.png", "token_accuracy.png"}
     assert first["rows_iqa"] > 0 and first["rows_iaa"] > 0
     assert first["last_logged_loss"] < first["first_logged_loss"]
     assert last_complete_checkpoint(tmp_path / "checkpoints").name == "checkpoint-4"
@@ -90,6 +98,8 @@ def test_sft_trains_and_resumes_from_last_checkpoint(tiny_model_dir, synthetic_k
     assert state["global_step"] == 6
     logged_steps = [h["step"] for h in state["log_history"] if "loss" in h]
     assert logged_steps == [1, 2, 3, 4, 5, 6]  # history carried over from checkpoint-4, not restarted
+    saved = json.loads((tmp_path / "log_history.json").read_text())  # the curves are drawn from the whole history
+    assert [h["step"] for h in saved if "loss" in h] == [1, 2, 3, 4, 5, 6]
     from tatar_core.models.loading import load_model_and_processor
 
     model, processor = load_model_and_processor(tmp_path / "model")

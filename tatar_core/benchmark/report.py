@@ -1,14 +1,18 @@
-"""Benchmark report: our metrics beside the paper's, per-task means, and a scatter plot per benchmark.
+"""Benchmark report: our metrics beside the paper's, per-task means, a scatter plot per benchmark and the training
+curves of the scored model; `report.md` and the same page as one self-contained `report.html`.
 
 The published TATAR numbers live on the dataset spec rows (`tatar_core.samples.specs`, field `paper`).
 """
 from __future__ import annotations
 
+import base64
+import html
 import math
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord
 from tatar_core.method.prompts import TASKS
@@ -66,11 +70,11 @@ def _by_model(rows):
 
 
 def _learning_rows(metrics: Sequence[MetricRecord]) -> list[tuple[str, ...]]:
-    return [(m.benchmark, m.task, MODEL_LABEL.get(m.model, m.model), m.readout, _valid(m), _f(m.srcc), _f(m.plcc),
+    return [(m.benchmark, MODEL_LABEL.get(m.model, m.model), m.readout, _valid(m), _f(m.srcc), _f(m.plcc),
              _f(m.srcc_greedy) if m.readout == "expected" else "", _f(m.pair_acc)) for m in _by_model(metrics)]
 
 
-LEARNING_HEAD = ("benchmark", "task", "model", "readout", "valid", "SRCC", "PLCC", "greedy SRCC", "pair acc")
+LEARNING_HEAD = ("benchmark", "model", "readout", "valid", "SRCC", "PLCC", "greedy SRCC", "pair acc")
 
 
 def format_table(metrics: Sequence[MetricRecord]) -> str:
@@ -139,7 +143,7 @@ def scatter_plot(preds: Sequence[PredictionRecord], path: Path, title: str) -> P
     import matplotlib.pyplot as plt
 
     valid = [p for p in preds if p.pred is not None]
-    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=100)  # 360 px: two fit side by side in a Prefect artifact
     ax.scatter([p.gt for p in valid], [p.pred for p in valid], s=8, alpha=0.6, edgecolors="none")
     ax.plot([0, 100], [0, 100], color="grey", lw=0.8, ls="--")
     ax.set_xlim(0, 100)
@@ -154,10 +158,21 @@ def scatter_plot(preds: Sequence[PredictionRecord], path: Path, title: str) -> P
     return path
 
 
+def _images(paths: Sequence[Path], out_dir: Path, alt: Callable[[Path], str]) -> str:
+    """One paragraph of images (they sit side by side where the page is wide), paths relative to `out_dir`."""
+    return " ".join(f"![{alt(p)}]({Path(os.path.relpath(p, out_dir)).as_posix()})" for p in paths)
+
+
 def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[PredictionRecord], out_dir: Path,
-                 groups: Sequence[GroupMetricRecord] = (), engine: str = "") -> Path:
-    """Write `out_dir/report.md` (+ one `scatter_<benchmark>.png` per benchmark) and return the report path;
-    `engine`: which scoring engine scored the models (a line under the heading)."""
+                 groups: Sequence[GroupMetricRecord] = (), engine: str = "",
+                 curves: Sequence[tuple[str, Sequence[Path]]] = ()) -> Path:
+    """Write `out_dir/report.md` (+ one `scatter_<benchmark>.png` per benchmark) and `out_dir/report.html` (the same
+    page with every picture embedded); return the report.md path.
+
+    groups: per distortion type / manipulation metrics (the "Does it learn?" section); engine: which scoring engine
+    scored the models (a line under the heading); curves: (heading, PNG paths) of the training stages of the scored
+    model, e.g. ("GRPO …", [reward_iqa.png, …]).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_bench: dict[str, list[PredictionRecord]] = defaultdict(list)
@@ -167,33 +182,39 @@ def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
     ms = _sorted(metrics)
     lines = ["# Benchmark report", "",
              "Scores on 0–100 (higher is better). SRCC: Spearman with average ranks; PLCC: Pearson on raw predictions; "
-             "PLCC-log: Pearson after the 4-parameter logistic fit. Brackets: 95% bootstrap intervals. valid = parsed "
-             "predictions (strict or lenient; failures are dropped, never given a default score); lenient = parsed only "
-             "by the lenient fallback (first number of the last closed answer block; no answer block = failed); "
-             "words = mean completion length.", "",
+             "brackets: 95% bootstrap intervals. valid = parsed predictions / scored images (strict or lenient; "
+             "failures are dropped, never given a default score).", "",
              *([f"Scored by the {engine} engine.", ""] if engine else []),
-             "| benchmark | task | n | skipped | valid | lenient | words | SRCC [95% CI] | PLCC [95% CI] | PLCC-log "
-             "| paper SRCC | paper PLCC |",
-             "|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]
+             "## Results", "",
+             "| benchmark | task | valid | SRCC [95% CI] | PLCC [95% CI] | paper SRCC | paper PLCC |",
+             "|---|---|---:|---|---|---:|---:|"]
     for m in ms:
         p = paper_row(m.benchmark)
-        lines.append(f"| {m.benchmark} | {m.task} | {m.n} | {m.n_skipped} | {_valid(m)} | {m.n_lenient} | "
-                     f"{_f(m.mean_words, 1)} | {_ci(m.srcc, m.srcc_lo, m.srcc_hi)} | {_ci(m.plcc, m.plcc_lo, m.plcc_hi)} "
-                     f"| {_f(m.plcc_logistic)} | {_f(p.srcc) if p else ''} | {_f(p.plcc) if p else ''} |")
+        lines.append(f"| {m.benchmark} | {m.task} | {_valid(m)} | {_ci(m.srcc, m.srcc_lo, m.srcc_hi)} | "
+                     f"{_ci(m.plcc, m.plcc_lo, m.plcc_hi)} | {_f(p.srcc) if p else ''} | {_f(p.plcc) if p else ''} |")
+    lines += ["", "## Answers", "",
+              "skipped = images that could not be read; lenient = parsed only by the lenient fallback (first number of "
+              "the last closed answer block; no answer block = failed); words = mean "
+              "completion length; PLCC-log = Pearson after the 4-parameter logistic fit.", "",
+              "| benchmark | n | skipped | valid | lenient | words | PLCC-log |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for m in ms:
+        lines.append(f"| {m.benchmark} | {m.n} | {m.n_skipped} | {_valid(m)} | {m.n_lenient} | {_f(m.mean_words, 1)} "
+                     f"| {_f(m.plcc_logistic)} |")
     summ = summarize(ms)
     pm = paper_means()
     if summ:
         lines += ["", "## Mean per task", "",
-                  "| task | benchmarks | SRCC | PLCC | PLCC-log | valid | paper SRCC (same sets) | paper PLCC (same sets) "
-                  "| paper SRCC (all 4) | paper PLCC (all 4) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| task | sets | SRCC | PLCC | PLCC-log | valid | paper, same sets (SRCC / PLCC) "
+                  "| paper, all 4 (SRCC / PLCC) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for task, s in summ.items():
             same = [paper_row(m.benchmark) for m in ms if m.task == task and paper_row(m.benchmark)]
             ps = sum(r.srcc for r in same) / len(same) if same else None
             pp = sum(r.plcc for r in same) / len(same) if same else None
             lines.append(f"| {task} | {s['n_benchmarks']} | {_f(s['srcc'])} | {_f(s['plcc'])} | "
-                         f"{_f(s['plcc_logistic'])} | {_f(100 * s['valid_fraction'], 0)}% | {_f(ps)} | {_f(pp)} | "
-                         f"{_f(pm[task]['srcc'])} | {_f(pm[task]['plcc'])} |")
+                         f"{_f(s['plcc_logistic'])} | {_f(100 * s['valid_fraction'], 0)}% | {_f(ps)} / {_f(pp)} | "
+                         f"{_f(pm[task]['srcc'])} / {_f(pm[task]['plcc'])} |")
     lines += learning_section(metrics, groups)
     ours = {spec.name: m for m in ms if (spec := spec_for_benchmark(m.benchmark)) is not None}
     lines += ["", "## The paper's Table 1 beside ours", "",
@@ -206,14 +227,64 @@ def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
     lines += ["", f"Paper numbers: {PAPER_SOURCE}. Blank = the paper has no such benchmark. "
               "– = undefined: fewer than 3 valid predictions, or constant predictions (a model that gives every image "
               "the same score has no rank correlation).", "", "## Scatter plots", ""]
+    scatters = []
     for m in ms:
-        name = f"scatter_{_safe(m.benchmark)}.png"
-        title = f"{m.benchmark} ({m.task}): SRCC {_f(m.srcc)}, PLCC {_f(m.plcc)}, n_valid {m.n_valid}"
-        scatter_plot(by_bench.get(m.benchmark, []), out_dir / name, title)
-        lines += [f"### {m.benchmark}", "", f"![{m.benchmark}: prediction vs ground truth]({name})", ""]
+        title = f"{m.benchmark} ({m.task})\nSRCC {_f(m.srcc)}, PLCC {_f(m.plcc)}, n_valid {m.n_valid}"
+        scatters.append(scatter_plot(by_bench.get(m.benchmark, []), out_dir / f"scatter_{_safe(m.benchmark)}.png",
+                                     title))
+    lines += [_images(scatters, out_dir, lambda p: f"{p.stem.removeprefix('scatter_')}: prediction vs ground truth"),
+              ""]
+    curves = [(heading, [Path(p) for p in pngs]) for heading, pngs in curves if pngs]
+    if curves:
+        lines += ["## Training curves of the scored model", ""]
+        for heading, pngs in curves:
+            lines += [f"### {heading}", "", _images(pngs, out_dir, lambda p: p.stem.replace("_", " ")), ""]
+    text = "\n".join(lines) + "\n"
     path = out_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    (out_dir / REPORT_HTML).write_text(render_html(text, out_dir), encoding="utf-8")
     return path
 
 
-__all__ = ["paper_row", "paper_means", "format_table", "write_report", "scatter_plot"]
+# ---------------------------------------------------------------- one-page HTML, embedded pictures
+REPORT_HTML = "report.html"
+_IMAGE_RE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
+_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2330; margin: 0;
+       background: #f6f7f9; }
+main { max-width: 1240px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
+h1 { font-size: 24px; margin: 0 0 8px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #e3e6ea;
+     padding-bottom: 4px; } h3 { font-size: 15px; margin: 18px 0 6px; }
+table { border-collapse: collapse; margin: 8px 0 12px; font-size: 13px; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #dde1e6; padding: 4px 10px; white-space: nowrap; }
+th { background: #eef1f5; text-align: left; } tr:nth-child(even) td { background: #fafbfc; }
+p { max-width: 900px; } p:has(img) { max-width: none; }
+p img { margin: 0 12px 12px 0; vertical-align: top; border: 1px solid #e3e6ea; }
+img { max-width: 100%; }
+"""
+
+
+def inline_images(markdown: str, base_dir: Path) -> str:
+    """`![alt](x.png)` -> `![alt](data:image/png;base64,…)` for every PNG that exists (paths relative to base_dir)."""
+    def embed(m: re.Match) -> str:
+        path = (Path(base_dir) / m.group(2)).resolve()
+        if not path.is_file():
+            return m.group(0)
+        return f"![{m.group(1)}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})"
+
+    return _IMAGE_RE.sub(embed, markdown)
+
+
+def render_html(markdown: str, base_dir: Path, title: str = "Benchmark report") -> str:
+    """A self-contained HTML page of a markdown report (tables, pictures embedded as data: URIs)."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    body = md.render(inline_images(markdown, base_dir))
+    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{_CSS}</style></head>\n"
+            f"<body><main>\n{body}</main></body></html>\n")
+
+
+__all__ = ["paper_row", "paper_means", "format_table", "write_report", "scatter_plot", "render_html", "inline_images",
+           "REPORT_HTML"]

@@ -14,9 +14,7 @@ from __future__ import annotations
 import math
 import json
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
-
-from tqdm import tqdm
+from typing import Callable, Optional, Sequence
 
 from data_contracts.config.samples import DatasetSource
 from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord, SampleRecord, SkippedRecord
@@ -24,6 +22,7 @@ from tatar_core.samples.specs import get_spec
 from tatar_core.samples.readers import load_dataset, select_subset
 from tatar_core.samples.images import ImageLoadError, load_rgb
 from tatar_core.benchmark.metrics import compute_metrics, group_metrics
+from tatar_core.progress import progress_bar
 
 
 @dataclass
@@ -86,9 +85,9 @@ def prediction(name: str, task: str, s: SampleRecord, model: str, score: Optiona
 
 def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], scorer, max_items: Optional[int] = None,
                     skipped: Optional[list[SkippedRecord]] = None, progress: bool = True,
-                    model: str = "grpo") -> list[PredictionRecord]:
+                    model: str = "grpo", on_progress: Optional[Callable[[int], None]] = None) -> list[PredictionRecord]:
     """Predictions of `scorer` (labelled `model`) for `samples` (at most `max_items`, a fixed pseudo-random subset by
-    sample id).
+    sample id). `on_progress(n)`: n more images done (scored, or skipped as undecodable).
 
     Images are decoded in chunks; one that cannot be decoded is appended to `skipped` as a SkippedRecord
     (raised as `ImageLoadError` when `skipped` is None). Unparsable completions are kept with pred=None.
@@ -96,7 +95,7 @@ def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], score
     todo = benchmark_subset(name, task, samples, max_items)
     chunk = max(1, scorer.batch_size) * 16
     out: list[PredictionRecord] = []
-    bar = tqdm(total=len(todo), desc=f"benchmark {name}", unit="img", disable=not progress)
+    bar = progress_bar(len(todo), f"benchmark {name}", "images", disable=not progress)
     for start in range(0, len(todo), chunk):
         part, images = [], []
         for s in todo[start:start + chunk]:
@@ -107,22 +106,27 @@ def score_benchmark(name: str, task: str, samples: Sequence[SampleRecord], score
                 if skipped is None:
                     raise
                 skipped.append(SkippedRecord(benchmark=name, item=s.image_path, reason=e.reason, split=s.split))
-        results = scorer.score(images, task) if images else []
+        if on_progress is not None and len(part) < len(todo[start:start + chunk]):
+            on_progress(len(todo[start:start + chunk]) - len(part))
+        results = scorer.score(images, task, on_batch=on_progress) if images else []
         for s, r in zip(part, results):
             out.append(prediction(name, task, s, model, r.score, r.parse, r.completion, r.n_words, r.greedy))
-        bar.update(len(todo[start:start + chunk]))
-    bar.close()
+        if bar is not None:
+            bar.update(len(todo[start:start + chunk]))
+    if bar is not None:
+        bar.close()
     return out
 
 
 def run_benchmark(name: str, task: str, samples: Sequence[SampleRecord], scorer, *,
                   skipped: Sequence[SkippedRecord] = (), max_items: Optional[int] = None, bootstrap: int = 1000,
-                  seed: int = 0, progress: bool = True, model: str = "grpo") -> BenchmarkOutcome:
+                  seed: int = 0, progress: bool = True, model: str = "grpo",
+                  on_progress: Optional[Callable[[int], None]] = None) -> BenchmarkOutcome:
     """Score one benchmark with one model and compute its MetricRecord (n_skipped counts load-time and
     scoring-time skips) and per-group metrics."""
     all_skipped = list(skipped)
     preds = score_benchmark(name, task, samples, scorer, max_items, skipped=all_skipped, progress=progress,
-                            model=model)
+                            model=model, on_progress=on_progress)
     return benchmark_outcome(name, task, preds, all_skipped, bootstrap=bootstrap, seed=seed, readout=scorer.readout)
 
 

@@ -57,8 +57,9 @@ class Shard:
     index: int
     count: int
     spec: Path
-    items: int
+    items: int  # images
     cost: float
+    models: int = 1  # each image is scored by every model
 
     @property
     def out(self) -> Path:
@@ -93,7 +94,7 @@ def write_shards(shard_dir: Path, items: Sequence[tuple[str, str, str]], models:
         stem = f"shard-{i:02d}-of-{len(groups):02d}-{digest}"
         spec = write_spec(Path(shard_dir) / f"{stem}.json", engine=engine, models=models, items=part,
                           out=f"{stem}.parquet", model_cfg=model_cfg, scorer=scorer, vllm_args=vllm_args)
-        shards.append(Shard(i, len(groups), spec, len(part), sum(costs[k] for k in group)))
+        shards.append(Shard(i, len(groups), spec, len(part), sum(costs[k] for k in group), len(models)))
     return shards
 
 
@@ -140,11 +141,12 @@ def _speed(s: Shard) -> str:
 
 def run_shards(shards: Sequence[Shard], *, in_process: bool, python: str = sys.executable,
                gpus: Sequence[str] = (), log: Callable[[str], None] = print,
-               on_start: Optional[Callable] = None) -> list[Shard]:
+               on_start: Optional[Callable] = None, on_progress: Optional[Callable[[int], None]] = None) -> list[Shard]:
     """Run every shard without its Parquet file; returns those it ran. `in_process`: here, one after another;
     else all at once as worker subprocesses of `python`, shard i on GPU `gpus[i % len(gpus)]` (none: CPU).
-    `on_start(shard, process)` is called after each subprocess starts. Raises ShardFailed naming every shard
-    that did not finish, after all have ended."""
+    `on_start(shard, process)` is called after each subprocess starts; `on_progress(n)`: n more (image, model) pairs
+    done (per chunk in this process, per shard from subprocesses). Raises ShardFailed naming every shard that did
+    not finish, after all have ended."""
     from tatar_core.scoring.worker import run_spec, start_worker
 
     todo = [s for s in shards if not s.done()]
@@ -153,7 +155,7 @@ def run_shards(shards: Sequence[Shard], *, in_process: bool, python: str = sys.e
             log(f"benchmark {s.name}: reused {s.out.name}")
     if in_process:
         for s in todo:
-            run_spec(s.spec, log=log)
+            run_spec(s.spec, log=log, on_progress=on_progress)
         return todo
     procs = []
     for s in todo:
@@ -175,6 +177,8 @@ def run_shards(shards: Sequence[Shard], *, in_process: bool, python: str = sys.e
             failed.append(f"{s.name} ({s.spec.name}) {_exit_text(rc)}; last output of {s.log}:\n{_tail(s.log)}")
         else:
             log(f"benchmark {s.name}: finished ({_speed(s)})")
+            if on_progress is not None:
+                on_progress(s.items * s.models)
     if failed:
         done = sum(s.done() for s in shards)
         raise ShardFailed(f"benchmark: {len(failed)} of {len(shards)} shards did not finish ({done} finished shards "

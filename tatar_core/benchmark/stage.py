@@ -8,9 +8,10 @@ The models score in shards (`tatar_core.benchmark.shards`): the images of all be
 over `benchmark.num_gpus` engines (default: every visible GPU, 1 on CPU), each shard scoring its images with every
 model; one shard with the transformers engine runs in this process, anything else as scoring-worker subprocesses
 (`benchmark.engine: vllm` always). The shards are merged and the metrics computed once, here; the baselines are
-cheap and score in this process. Writes `predictions.parquet`, `metrics.parquet`, `groups.parquet` (per distortion
-type / manipulation), `skipped.parquet`, `report.md`, scatter plots, and `shards/` (kept: a rerun after a failure
-reuses the finished shards).
+cheap and score in this process. Progress: (image, model) pairs scored / total. Writes `predictions.parquet`,
+`metrics.parquet`, `groups.parquet` (per distortion type / manipulation), `skipped.parquet`, `report.md`,
+`report.html` (with the curves of the scored model: its GRPO stage and the SFT stage it started from), scatter
+plots, and `shards/` (kept: a rerun after a failure reuses the finished shards).
 """
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from pathlib import Path
 
 from data_contracts import StageContext, StageOutputs, StageResult, write_records
 from data_contracts.config import PipelineConfig
+from data_contracts.manifest import stage_folder
 from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord, SampleRecord, SkippedRecord
-from tatar_core.benchmark.report import format_table, write_report
+from tatar_core.benchmark.report import REPORT_HTML, format_table, write_report
 from tatar_core.benchmark.run import (
     benchmark_outcome, benchmark_subset, benchmarks_from_samples, load_benchmark, prediction, run_benchmark,
 )
+from tatar_core.training.curves import curve_files
 from tatar_core.samples.stage import read_samples
 
 
@@ -78,6 +81,20 @@ def prepare_shards(cfg: PipelineConfig, out_dir: Path, sets, model_dirs: dict[st
     return shards, todo, in_process
 
 
+def model_curves(grpo: StageResult, run_root: Path) -> list[tuple[str, list[Path]]]:
+    """(heading, PNGs) of the scored model's GRPO stage and of the SFT stage it started from (when they have any)."""
+    out = []
+    dirs = [("GRPO", grpo.dir)]
+    if "sft" in grpo.manifest.inputs:
+        dirs.append(("SFT", stage_folder(run_root, "sft", grpo.manifest.inputs["sft"])))
+    for name, d in dirs:
+        pngs = curve_files(d)
+        if pngs:
+            out.append((f"{name} (`{d.parent.name}/{d.name}`)", pngs))
+    return out
+
+
+
 def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResult], ctx: StageContext) -> StageOutputs:
     from tatar_core.benchmark.shards import merge_shards, run_shards, visible_gpus
 
@@ -90,8 +107,15 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     shards, todo, in_process = prepare_shards(cfg, out_dir, sets, model_dirs, gpus)
     ctx.log(f"benchmark: {sum(map(len, todo))} images x {len(model_dirs)} model(s) in {len(shards)} shard(s), "
             f"engine {bc.engine}" + (" (in this process)" if in_process else ""))
+    total, done = sum(map(len, todo)) * len(model_dirs), [0]
+
+    def advance(n: int) -> None:  # (image, model) pairs scored
+        done[0] += n
+        ctx.progress("benchmark", done[0], total, unit="images")
+
+    ctx.progress("benchmark", 0, total, unit="images")
     # the interpreter of the scoring environment: `launch.python` (the training / GPU environment) plugs in here
-    run_shards(shards, in_process=in_process, python=sys.executable, gpus=gpus, log=ctx.log)
+    run_shards(shards, in_process=in_process, python=sys.executable, gpus=gpus, log=ctx.log, on_progress=advance)
     rows = merge_shards(shards, list(model_dirs), [f"{k}:{s.sample_id}" for k, t in enumerate(todo) for s in t])
 
     outcomes, skipped = [], []
@@ -115,7 +139,7 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
             if task == "iqa":
                 outcomes.append(run_benchmark(name, task, samples, scorer, skipped=load_skipped,
                                               max_items=bc.max_items, bootstrap=bc.bootstrap, seed=bc.seed,
-                                              model=baseline))
+                                              model=baseline, progress=False))
     preds = [p for o in outcomes for p in o.predictions]
     metrics = [o.metrics for o in outcomes]
     groups = [g for o in outcomes for g in o.groups]
@@ -123,11 +147,12 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     write_records(metrics, out_dir / "metrics.parquet", MetricRecord)
     write_records(groups, out_dir / "groups.parquet", GroupMetricRecord)
     write_records(skipped, out_dir / "skipped.parquet", SkippedRecord)
-    report = write_report(metrics, preds, out_dir, groups=groups, engine=bc.engine)
+    report = write_report(metrics, preds, out_dir, groups=groups, engine=bc.engine,
+                          curves=model_curves(upstream["grpo"], ctx.run_root))
     ctx.log("\n" + format_table(metrics))
     return StageOutputs(
         {"predictions": "predictions.parquet", "metrics": "metrics.parquet", "groups": "groups.parquet",
-         "skipped": "skipped.parquet", "report": Path(report).name},
+         "skipped": "skipped.parquet", "report": Path(report).name, "report_html": REPORT_HTML},
         {"predictions": len(preds), "benchmarks": len(sets), "skipped": len(skipped), "shards": len(shards)},
         {"benchmarks": [m.model_dump(mode="json") for m in metrics], "model": str(model_dirs["grpo"]),
          "readout": bc.readout, "engine": bc.engine},

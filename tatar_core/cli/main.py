@@ -4,6 +4,7 @@
     tatar run configs/demo.yaml [--stage sft] [--set sft.learning_rate=1e-4]   run without Prefect (debugging)
     tatar summary configs/demo.yaml      benchmark table + where every stage's files are
     tatar verify configs/demo.yaml       check every finished stage's files against the sha256 in its manifest
+    tatar runs [runs]                    every run: each stage's key, status, time and headline numbers, newest first
     tatar inspect PATH.parquet           schema, rows by task, rationale lengths, rejection reasons, samples
     tatar score PATH... --task iqa|iaa --model DIR [--out results.csv]
 """
@@ -42,8 +43,10 @@ def cmd_plan(args) -> int:
 
 def cmd_run(args) -> int:
     from tatar_core.pipeline.runner import Pipeline
+    from tatar_core.progress import TerminalReporter
 
-    pipe = Pipeline(_config(args))
+    reporter = TerminalReporter()  # a bar per stage on a terminal, plain progress lines otherwise
+    pipe = Pipeline(_config(args), log=reporter.log, progress=reporter.progress)
     stages = [args.stage] if args.stage else list(STAGES)
     for r in pipe.run_all(stages):
         print(f"{r.stage:<11} {'cached' if r.cached else 'ran   '} {r.dir}")
@@ -70,6 +73,15 @@ def cmd_verify(args) -> int:
     if bad:
         print(f"{bad} stage(s) did not match their manifest; the next run rebuilds them (old parts kept in *.stale-*)")
     return 1 if bad else 0
+
+
+def cmd_runs(args) -> int:
+    from pathlib import Path
+
+    from tatar_core.pipeline.runs import format_runs
+
+    print(format_runs(Path(args.root)))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--stage", choices=STAGES, help="run only this stage (its inputs must be finished)")
         if name == "summary":
             p.add_argument("--ui", default=None, help="Prefect UI address to print")
+    p = sub.add_parser("runs", help="list the runs under a folder: stages, keys, status, time, headline numbers")
+    p.add_argument("root", nargs="?", default="runs", help="the folder that holds the runs (default: runs)")
+    p.set_defaults(fn=cmd_runs)
     sub.add_parser("inspect", help="inspect a Parquet dataset (tatar inspect PATH.parquet)")
     sub.add_parser("score", help="score images (tatar score PATH... --task iqa|iaa --model DIR)")
     args = ap.parse_args(argv)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from tqdm.auto import tqdm
 
@@ -34,7 +34,8 @@ def _rule_reasons(rec: RationaleRecord, cfg: FilterConfig) -> list[str]:
 
 
 async def _judge_all(rows: list[tuple[int, RationaleRecord]], samples_by_id: dict[str, SampleRecord],
-                     cfg: FilterConfig, secret_resolver: Optional[SecretResolver], progress: bool) -> dict:
+                     cfg: FilterConfig, secret_resolver: Optional[SecretResolver], progress: bool,
+                     on_progress: Optional[Callable[[int, int], None]] = None) -> dict:
     import asyncio
 
     from tatar_core.filtered.judge import LLMJudge
@@ -51,6 +52,8 @@ async def _judge_all(rows: list[tuple[int, RationaleRecord]], samples_by_id: dic
             covered = covered_aspects(rec.rationale) if rec.task == "iaa" else []
             results[i] = await judge.ajudge(rec, sample, covered)
             bar.update(1)
+            if on_progress is not None:
+                on_progress(len(results), len(rows))
 
     try:
         await asyncio.gather(*(worker() for _ in range(min(cfg.judge.endpoint.concurrency, len(rows)) or 1)))
@@ -61,8 +64,9 @@ async def _judge_all(rows: list[tuple[int, RationaleRecord]], samples_by_id: dic
 
 def filter_rationales(records: Sequence[RationaleRecord], samples_by_id: dict[str, SampleRecord], cfg: FilterConfig,
                       secret_resolver: Optional[SecretResolver] = None,
-                      progress: bool = True) -> tuple[list[KeptRecord], list[RejectedRecord]]:
-    """(kept, rejected), each in input order; see the module docstring."""
+                      progress: bool = True, on_progress: Optional[Callable[[int, int], None]] = None
+                      ) -> tuple[list[KeptRecord], list[RejectedRecord]]:
+    """(kept, rejected), each in input order; see the module docstring. `on_progress(done, total)`: rows judged."""
     from tatar_core.llm.client import run_coroutine
 
     reasons = [_rule_reasons(r, cfg) for r in tqdm(records, desc="rules", unit="row", disable=not progress)]
@@ -70,7 +74,8 @@ def filter_rationales(records: Sequence[RationaleRecord], samples_by_id: dict[st
     if cfg.judge.enabled:
         todo = [(i, r) for i, r in enumerate(records) if not reasons[i]]
         if todo:
-            results = run_coroutine(lambda: _judge_all(todo, samples_by_id, cfg, secret_resolver, progress))
+            results = run_coroutine(lambda: _judge_all(todo, samples_by_id, cfg, secret_resolver, progress,
+                                                       on_progress))
             for i, res in results.items():
                 reasons[i] += res.reasons
                 verdicts[i] = res.verdict_json
@@ -112,7 +117,9 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
 
     records = upstream["rationales"].records("rationales", RationaleRecord)
     samples = {s.sample_id: s for s in read_samples(upstream["samples"])}
-    kept, rejected = filter_rationales(records, samples, cfg.filtered, secret_resolver=ctx.secret_resolver)
+    kept, rejected = filter_rationales(
+        records, samples, cfg.filtered, secret_resolver=ctx.secret_resolver, progress=False,
+        on_progress=lambda done, total: ctx.progress("filtered", done, total, unit="rows"))
     write_records(kept, out_dir / "kept.parquet", KeptRecord, run_root=ctx.run_root)
     write_records(rejected, out_dir / "rejected.parquet", RejectedRecord, run_root=ctx.run_root)
     counts = {"rationales": len(records), "kept": len(kept), "rejected": len(rejected)}

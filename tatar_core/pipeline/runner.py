@@ -15,9 +15,14 @@ work in progress then belongs to other inputs), never deleting them, and rebuild
 
 A stage runs under its folder's lock (`tatar_core.pipeline.locks`): a second run of the same key waits and then
 reports the stage as cached, or fails at once naming the holder (`locking.wait: false`).
+
+While a stage runs, its folder holds `status.json` (`tatar_core.pipeline.runs.StageStatus`: running with pid, host
+and the last progress, or failed with the error); it is removed when the manifest is written. The runner logs one
+line when a stage starts (what it reads) and one when it ends (time and headline numbers).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -28,9 +33,13 @@ from typing import Callable, Iterable, Optional
 
 from data_contracts import StageContext, StageIncomplete, StageLocked, StageManifest, StageNotReady, StageResult
 from data_contracts.config import STAGES, PipelineConfig
-from data_contracts.manifest import MANIFEST_NAME, Mapper, check_finished, output_files, serial_map
+from data_contracts.manifest import (
+    MANIFEST_NAME, ProgressFn, check_finished, no_progress, output_files, stage_folder,
+)
+from tatar_core.pipeline.describe import headline, start_line
 from tatar_core.pipeline.keys import STAGE_ENTRY, STAGE_INPUTS, code_version, run_root, stage_config, stage_keys
 from tatar_core.pipeline.locks import stage_lock
+from tatar_core.pipeline.runs import StatusWriter
 
 __all__ = ["Pipeline", "StageResult", "StageNotReady", "StageIncomplete", "StageLocked"]
 
@@ -38,18 +47,19 @@ __all__ = ["Pipeline", "StageResult", "StageNotReady", "StageIncomplete", "Stage
 class Pipeline:
     """One configured run. `run(stage)` reuses a finished folder or computes it; `run_all()` chains all six."""
 
-    def __init__(self, cfg: PipelineConfig, base: Path | None = None, mapper: Mapper | None = None,
-                 secret_resolver: Callable[[str], str] | None = None, log: Callable[[str], None] = print):
+    def __init__(self, cfg: PipelineConfig, base: Path | None = None,
+                 secret_resolver: Callable[[str], str] | None = None, log: Callable[[str], None] = print,
+                 progress: ProgressFn = no_progress):
         self.cfg = cfg
         self.keys = stage_keys(cfg)
         self.root = run_root(cfg, base)
-        self.ctx = StageContext(run_root=self.root, mapper=mapper or serial_map, secret_resolver=secret_resolver,
-                                log=log)
+        self.ctx = StageContext(run_root=self.root, secret_resolver=secret_resolver,
+                                log=log, progress=progress)
         self.log = log
 
     # ---- folders and manifests -------------------------------------------------------------------
     def dir(self, stage: str) -> Path:
-        return self.root / stage / self.keys[stage][:16]
+        return stage_folder(self.root, stage, self.keys[stage])
 
     def check(self, stage: str, hashes: bool = False) -> tuple[Optional[StageManifest], Optional[str]]:
         """(manifest, None) when `stage` is finished: manifest valid, outputs as recorded (sizes; sha256 with
@@ -153,9 +163,15 @@ class Pipeline:
             if problem or changed:
                 self.set_aside(stage, problem or changed, everything=changed is not None)
             d.mkdir(parents=True, exist_ok=True)
-            self.log(f"[{stage}] running into {d}")
+            self.log(start_line(self.cfg, stage, upstream, d))
             t0 = time.time()
-            out = importlib.import_module(STAGE_ENTRY[stage]).run_stage(self.cfg, d, upstream, self.ctx)
+            status = StatusWriter(d, stage)
+            ctx = dataclasses.replace(self.ctx, progress=status.tee(self.ctx.progress))
+            try:
+                out = importlib.import_module(STAGE_ENTRY[stage]).run_stage(self.cfg, d, upstream, ctx)
+            except BaseException as e:
+                status.failed(e)
+                raise
             manifest = StageManifest(
                 stage=stage, key=self.keys[stage], code_version=code_version(stage),
                 inputs={u: r.manifest.key for u, r in upstream.items()}, config=stage_config(self.cfg, stage),
@@ -165,7 +181,8 @@ class Pipeline:
                 seconds=round(time.time() - t0, 2),
             )
             manifest.write(d)
-        self.log(f"[{stage}] finished in {manifest.seconds:.1f} s: {out.row_counts}")
+            status.remove()
+        self.log(f"[{stage}] finished in {manifest.seconds:.1f} s · {headline(manifest)}")
         return StageResult(stage, d, manifest, cached=False)
 
     def run_all(self, stages: Iterable[str] = STAGES) -> list[StageResult]:

@@ -11,6 +11,8 @@
 - Resume key = (sample_id, teacher_id): a rerun skips rows already in a shard. At the end it writes
   `out_dir/rationales.parquet` (exactly one row per sample that is done, in input order; duplicates left by a
   crash are dropped keeping the oldest) and `out_dir/failed.parquet` (rows that still failed; retried next run).
+- Progress: a tqdm bar (`progress`), and `on_progress(done, total[, failed=k])` after every row (done counts
+  resumed, new and failed rows; `failed` once there are any).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from tqdm.auto import tqdm
 
@@ -68,7 +70,8 @@ def _check(rec: Any, sample: SampleRecord, teacher_id: str) -> RationaleRecord:
 
 async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, out_dir: Path | str,
                                shard_size: int = 32, concurrency: int = 4, progress: bool = True,
-                               flush_every_s: float = 5.0, run_root: Path | str | None = None) -> RationaleRunResult:
+                               flush_every_s: float = 5.0, run_root: Path | str | None = None,
+                               on_progress: Optional[Callable[..., None]] = None) -> RationaleRunResult:
     """Async version of `generate_rationales` (same arguments and outputs)."""
     if shard_size < 1 or concurrency < 1:
         raise ValueError(f"shard_size and concurrency must be >= 1 (got {shard_size}, {concurrency})")
@@ -114,6 +117,8 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
 
     bar = tqdm(total=len(samples), initial=n_resumed, desc="rationales", unit="row", disable=not progress,
                dynamic_ncols=True)
+    if on_progress is not None:
+        on_progress(n_resumed, len(samples))
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
     oldest = 0.0  # when the oldest row in `buffer` finished
 
@@ -123,7 +128,7 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
         buffer = []
 
     try:
-        for _ in range(len(todo)):
+        for i in range(len(todo)):
             while True:
                 wait_s = max(0.05, flush_every_s - (time.monotonic() - oldest)) if buffer else 1.0
                 try:
@@ -146,6 +151,8 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
                 buffer.append(res)
                 done[res.sample_id] = res
             bar.update(1)
+            if on_progress is not None:
+                on_progress(n_resumed + i + 1, len(samples), **({"failed": len(failed)} if failed else {}))
             if len(buffer) >= shard_size or (buffer and time.monotonic() - oldest >= flush_every_s):
                 flush()
     finally:
@@ -165,9 +172,10 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
 
 def generate_rationales(samples: Sequence[SampleRecord], teacher: Any, out_dir: Path | str, shard_size: int = 32,
                         concurrency: int = 4, progress: bool = True,
-                        flush_every_s: float = 5.0, run_root: Path | str | None = None) -> RationaleRunResult:
+                        flush_every_s: float = 5.0, run_root: Path | str | None = None,
+                        on_progress: Optional[Callable[..., None]] = None) -> RationaleRunResult:
     """Generate (or resume) one rationale per sample; see the module docstring for files and guarantees. With
     `run_root`, image paths inside it are stored relative to it (data_contracts.paths)."""
     return run_coroutine(lambda: agenerate_rationales(samples, teacher, out_dir, shard_size, concurrency,
-                                                      progress, flush_every_s, run_root))
+                                                      progress, flush_every_s, run_root, on_progress))
 

@@ -24,7 +24,9 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     teacher = make_teacher(rc.teacher, secret_resolver=ctx.secret_resolver)
     concurrency = rc.teacher.endpoint.concurrency if rc.teacher.kind == "openai" else OFFLINE_CONCURRENCY
     res = generate_rationales(train, teacher, out_dir, shard_size=rc.shard_size, concurrency=concurrency,
-                              run_root=ctx.run_root)
+                              run_root=ctx.run_root, progress=False,
+                              on_progress=lambda done, total, **info: ctx.progress("rationales", done, total,
+                                                                                   unit="rows", **info))
     counts = {"train_samples": len(train), "rationales": len(res.records), "failed": len(res.failed),
               "resumed": res.n_resumed}
     if res.failed:

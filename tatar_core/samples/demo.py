@@ -434,14 +434,14 @@ def generated_references(cfg: DemoDataConfig, train_squares: list[Image.Image]) 
     return out
 
 
-def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]:
-    """Write the demo images under `out_dir/images` and return their records (absolute image paths).
+def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
+                       on_progress: Optional[Callable[[int, int], None]] = None) -> list[SampleRecord]:
+    """Write the demo images under `out_dir/images` and return their records (absolute image paths);
+    `on_progress(done, total)` after each image.
 
     Deterministic: the same cfg gives byte-identical PNGs and identical records (files that already hold the
     right bytes are left untouched).
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir).resolve()
     img_dir = out_dir / "images"
     types = _select("iqa_types", cfg.iqa_types, IQA_DISTORTIONS, allow_empty=True)
@@ -455,8 +455,7 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]
 
     records: list[SampleRecord] = []
     per_ref = (1 if cfg.iqa_reference else 0) + len(types) * len(levels)
-    bar = tqdm(total=(per_ref + len(manips)) * len(plan) + per_ref * cfg.generated_refs, desc="demo images",
-               unit="img", leave=False)
+    total = (per_ref + len(manips)) * len(plan) + per_ref * cfg.generated_refs
 
     def add(task: str, name: str, split: str, sample_id: str, rel: str, img: Image.Image, score: float,
             meta: dict) -> None:
@@ -465,7 +464,8 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]
         records.append(SampleRecord(
             sample_id=sample_id, image_path=str(path), task=task, score=score, split=split,
             source=f"demo-{task}", ref_id=name, meta=json.dumps(meta, sort_keys=True)))
-        bar.update(1)
+        if on_progress is not None:
+            on_progress(len(records), total)
 
     def add_iqa(name: str, split: str, base: Image.Image, extra: dict) -> None:
         if cfg.iqa_reference:
@@ -492,5 +492,4 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path) -> list[SampleRecord]
                 {"kind": "iaa", "manipulation": m, "ref": name})
     for name, base in generated_references(cfg, train_squares):
         add_iqa(name, "train", base, {"generated": name.split("-")[1]})
-    bar.close()
     return records

@@ -28,7 +28,8 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     if sc.source == "demo":
         from tatar_core.samples.demo import build_demo_samples
 
-        samples = build_demo_samples(sc.demo, out_dir)
+        samples = build_demo_samples(sc.demo, out_dir,
+                                     on_progress=lambda done, total: ctx.progress("samples", done, total, unit="images"))
     else:
         from tatar_core.samples.readers import load_dataset
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Literal, Optional, Sequence, Union
 
 from PIL import Image
 
@@ -106,8 +106,12 @@ class Scorer:
                 self._digit_by_len.setdefault(len(t), []).append(c)
 
     # ----------------------------------------------------------------------------------------- public
-    def score(self, images: Sequence[ImageInput], task: str = "iqa", progress: bool = False) -> list[ScoreResult]:
-        """Score `images` (paths or PIL images) for `task` ("iqa" | "iaa")."""
+    def score(self, images: Sequence[ImageInput], task: str = "iqa", progress: bool = False,
+              on_batch: Optional[Callable[[int], None]] = None) -> list[ScoreResult]:
+        """Score `images` (paths or PIL images) for `task` ("iqa" | "iaa").
+
+        progress: a bar on stderr (tqdm on a terminal, a plain line every 10 s otherwise); on_batch(n) is called
+        after each batch of n images."""
         from tatar_core.samples.images import as_rgb
 
         if task not in ("iqa", "iaa"):
@@ -116,12 +120,19 @@ class Scorer:
         order = sorted(range(len(pil)), key=lambda i: (pil[i].width * pil[i].height, i))
         results: list[Optional[ScoreResult]] = [None] * len(pil)
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        from tqdm import tqdm
+        from tatar_core.progress import progress_bar
 
+        bar = progress_bar(len(pil), f"score {task}", "images", disable=not progress)
         index = self._draft_index(task) if self.draft_tokens else None  # the corpus, then this call's completions
-        for batch in tqdm(batches, desc=f"score {task}", unit="batch", disable=not progress):
+        for batch in batches:
             for i, r in zip(batch, self._score_batch([pil[i] for i in batch], task, index)):
                 results[i] = r
+            if bar is not None:
+                bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(len(batch))
+        if bar is not None:
+            bar.close()
         return results  # type: ignore[return-value]
 
     # ----------------------------------------------------------------------------------------- internals

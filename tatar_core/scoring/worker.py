@@ -109,8 +109,10 @@ def info_path(out: Path) -> Path:
     return out.with_suffix(".info.json")
 
 
-def score_spec(spec: dict[str, Any], log: Callable[[str], None] = print) -> tuple[list[ScoredRecord], dict]:
-    """Score every item of a (read) spec with every model: (rows in spec order, info)."""
+def score_spec(spec: dict[str, Any], log: Callable[[str], None] = print,
+               on_progress: Optional[Callable[[int], None]] = None) -> tuple[list[ScoredRecord], dict]:
+    """Score every item of a (read) spec with every model: (rows in spec order, info); `on_progress(n)` after each
+    chunk of n (image, model) pairs."""
     from tatar_core.samples.images import ImageLoadError, load_rgb
 
     items, sc = spec["items"], spec["scorer"]
@@ -136,6 +138,8 @@ def score_spec(spec: dict[str, Any], log: Callable[[str], None] = print) -> tupl
                 for item, r in zip(part, scorer.score(images, task) if images else []):
                     rows.append(ScoredRecord(item=item, model=label, score=r.score, greedy=r.greedy, parse=r.parse,
                                              completion=r.completion, n_words=r.n_words))
+                if on_progress is not None:
+                    on_progress(len(todo[start:start + chunk]))
         seconds = time.perf_counter() - t0
         info["models"][label] = {"load_s": round(load_s, 2), "seconds": round(seconds, 2), "images": len(items),
                                  "img_per_s": round(len(items) / seconds, 3) if seconds > 0 else None}
@@ -148,10 +152,11 @@ def score_spec(spec: dict[str, Any], log: Callable[[str], None] = print) -> tupl
     return rows, info
 
 
-def run_spec(path: Path | str, log: Callable[[str], None] = print) -> Path:
+def run_spec(path: Path | str, log: Callable[[str], None] = print,
+             on_progress: Optional[Callable[[int], None]] = None) -> Path:
     """Read the spec at `path`, score it, write `<out>.json` then `<out>.parquet` (atomically); returns `out`."""
     spec = read_spec(path)
-    rows, info = score_spec(spec, log)
+    rows, info = score_spec(spec, log, on_progress)
     out = spec["out"]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{info_path(out).name}.{os.getpid()}.tmp")

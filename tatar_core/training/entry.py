@@ -1,7 +1,8 @@
 """Entry point of a launched training job: `accelerate launch … -m tatar_core.training.entry {sft|grpo} SPEC`.
 
 Reads the spec written by tatar_core.launch.write_spec and runs the stage in every process (the trainers
-coordinate through accelerate); the main process writes out_dir/launch/result.json.
+coordinate through accelerate); the main process writes out_dir/launch/result.json and reports its log lines and
+progress as event lines on stdout (`tatar_core.progress.EventEmitter`), which the parent hands to its stage context.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+    from tatar_core.progress import EventEmitter
     from tatar_core.training.launch import read_spec
 
     spec = read_spec(ns.spec)
@@ -28,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         from tatar_core.training.sft import run_sft as run
     else:
         from tatar_core.training.grpo import run_grpo as run
-    run(spec["records"], spec["model_path"], spec["cfg"], spec["model_cfg"], spec["out_dir"])
+    events = EventEmitter()
+    run(spec["records"], spec["model_path"], spec["cfg"], spec["model_cfg"], spec["out_dir"], log=events.log,
+        progress=events.progress)
     return 0
 
 

@@ -19,6 +19,9 @@ Checkpoints: out_dir/"checkpoints" (resume from the last complete one); final mo
 (with `lora.enabled`: the adapter in out_dir/"adapter", merged into the SFT model; the KL reference is the model
 with the adapter disabled, so no reference copy is loaded).
 Generation: HF `generate` in the trainer, or vLLM (`grpo.vllm`, mapped onto trl's use_vllm / vllm_* fields).
+Reporting: `ReportCallback` (progress per step; a line per logging step: reward per component and task, words,
+parse rate, KL, ETA); at the end out_dir/"log_history.json" and the curves in out_dir/"curves" (reward per task,
+words, parse rate, KL).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from data_contracts import StageContext, StageOutputs, StageResult
 from data_contracts.config import PipelineConfig
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import GrpoConfig
+from data_contracts.manifest import ProgressFn, no_progress
 from data_contracts.parquet_io import read_records, write_records
 from data_contracts.records import SampleRecord, TrainLogRecord
 from tatar_core.method.prompts import TASKS, prompt_messages
@@ -254,10 +258,11 @@ def _log_callback(stats, gather, out_dir: Path, is_main: bool, keep_until_step: 
 
 # ---------------------------------------------------------------- run
 def run_grpo(train: list[SampleRecord], init_model_path: Path, cfg: GrpoConfig, model_cfg: ModelConfig,
-             out_dir: Path) -> dict:
+             out_dir: Path, log: Callable[[str], None] = print, progress: ProgressFn = no_progress) -> dict:
     """GRPO from `init_model_path` on the train split of `train`; returns steps, seconds, per-task reward means.
 
-    Dispatches on cfg.launch.mode ("inprocess" here, "accelerate" through tatar_core.training.launch).
+    Dispatches on cfg.launch.mode ("inprocess" here, "accelerate" through tatar_core.training.launch); either way
+    the training log lines go to `log` and the step count to `progress`.
     """
     from tatar_core.training import launch
 
@@ -267,12 +272,14 @@ def run_grpo(train: list[SampleRecord], init_model_path: Path, cfg: GrpoConfig, 
         raise ValueError("grpo: no train-split samples")
     if cfg.launch.mode == "accelerate" and not launch.is_launched_process():
         batch_plan(cfg, cfg.launch.num_processes)  # fail before launching
-        return launch.run_launched("grpo", out_dir, train, SampleRecord, init_model_path, cfg, model_cfg)
-    return _run_grpo_here(train, Path(init_model_path), cfg, model_cfg, out_dir)
+        return launch.run_launched("grpo", out_dir, train, SampleRecord, init_model_path, cfg, model_cfg, log=log,
+                                   progress=progress)
+    return _run_grpo_here(train, Path(init_model_path), cfg, model_cfg, out_dir, log, progress)
 
 
 # trl arguments the GRPO stage defaults (change them through grpo.trainer_args)
-GRPO_TRAINER_DEFAULTS = dict(logging_steps=1, lr_scheduler_type="linear", warmup_steps=0, log_completions=False)
+GRPO_TRAINER_DEFAULTS = dict(logging_steps=1, lr_scheduler_type="linear", warmup_steps=0, log_completions=False,
+                             disable_tqdm=True)  # the stage reports progress through its context
 
 
 def grpo_args(cfg: GrpoConfig, plan: BatchPlan, steps: int, out_dir: Path):
@@ -319,10 +326,13 @@ def check_collective_invariants(args, plan: BatchPlan) -> None:
                          "order: " + "; ".join(wrong))
 
 
-def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelConfig, out_dir: Path) -> dict:
+def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelConfig, out_dir: Path,
+                   log: Callable[[str], None], progress: ProgressFn) -> dict:
     from trl import GRPOTrainer
 
     from tatar_core.models import draft_corpus
+    from tatar_core.training import curves
+    from tatar_core.training.callbacks import ReportCallback, quiet_printer
 
     from tatar_core.training import launch
     from tatar_core.models import lora
@@ -351,15 +361,19 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
     callback, history = _log_callback(stats, gather, out_dir, state.is_main_process, launch.checkpoint_step(resume))
     trainer = GRPOTrainer(
         model=model, reward_funcs=make_reward_funcs(cfg, gather=gather, stats=stats), args=args,
-        train_dataset=dataset, processing_class=processor, callbacks=[callback],
+        train_dataset=dataset, processing_class=processor, callbacks=[callback, ReportCallback("grpo", log, progress)],
         peft_config=lora.peft_config(cfg.lora) if cfg.lora.enabled else None,
     )
+    quiet_printer(trainer)
     launch.train_from_checkpoint(trainer, resume, lora=cfg.lora.enabled)
     final_dir = out_dir / "model"
     launch.save_final(trainer, processor, final_dir, lora_base=(model_path, model_cfg) if cfg.lora.enabled else None)
     if state.is_main_process:
         draft_corpus.copy_corpus(model_path, final_dir)
         write_records(history, out_dir / TRAIN_LOG, TrainLogRecord)  # also when the resume had no step left to log
+        curves.save_log_history(trainer.state.log_history, out_dir)
+        curves.grpo_curves(trainer.state.log_history, history, out_dir)
+
     result = {
         "steps": int(trainer.state.global_step),
         "resumed_from_step": launch.checkpoint_step(resume),
@@ -397,9 +411,11 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     from tatar_core.samples.stage import read_samples
 
     train = read_samples(upstream["samples"], "train")
-    metrics = run_grpo(train, upstream["sft"].path("model"), cfg.grpo, cfg.model, out_dir)
+    metrics = run_grpo(train, upstream["sft"].path("model"), cfg.grpo, cfg.model, out_dir, log=ctx.log,
+                       progress=ctx.progress)
     counts = {"train_samples": len(train), **({"steps": int(metrics["steps"])} if "steps" in metrics else {})}
-    return StageOutputs({"model": "model", "train_log": TRAIN_LOG}, counts, metrics)
+    return StageOutputs({"model": "model", "train_log": TRAIN_LOG, "curves": "curves",
+                         "log_history": "log_history.json"}, counts, metrics)
 
 
 __all__ = ["run_grpo", "batch_plan", "plan_order", "select_train", "iaa_per_step", "total_steps", "make_gather",

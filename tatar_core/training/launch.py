@@ -7,11 +7,13 @@ Parquet, configs as JSON, paths relative to the run folder), then
         [--cpu | --multi_gpu | --use_deepspeed --deepspeed_config_file F]
         --mixed_precision X [extra args] -m tatar_core.training.entry {sft|grpo} SPEC
 
-(see `launch_command` for CPU with N > 1) runs as a subprocess; its output is streamed to ours and the result dict
-comes back as `out_dir/launch/result.json` (written by the main process of the launched job). A failure raises
-`LaunchError` with the tail of the output. With `launch.python` the job runs in another interpreter (the training
-environment: CUDA torch, DeepSpeed, vLLM); the spec and result files are its only interface, and it imports nothing
-from Prefect (its result records which interpreter ran it and any Prefect module it loaded: `job_info`).
+(see `launch_command` for CPU with N > 1) runs as a subprocess; its output is streamed to ours line by line and the
+result dict comes back as `out_dir/launch/result.json` (written by the main process of the launched job). The job's
+log lines and progress arrive as event lines (`tatar_core.progress.EventEmitter`) and go to the caller's `log` /
+`progress`, as if it trained in-process. A failure raises `LaunchError` with the tail of the output. With
+`launch.python` the job runs in another interpreter (the training environment: CUDA torch, DeepSpeed, vLLM); the
+spec and result files are its only interface, and it imports nothing from Prefect (its result records which
+interpreter ran it and any Prefect module it loaded: `job_info`).
 Also here: checkpoint discovery for resume and the final save (shared by SFT and GRPO).
 """
 from __future__ import annotations
@@ -31,9 +33,11 @@ from pydantic import BaseModel
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import LaunchConfig
 from data_contracts.files import atomic_write_text
+from data_contracts.manifest import ProgressFn, no_progress
 from data_contracts.parquet_io import read_records, write_records
 from data_contracts.paths import local_path, run_root_of, stored_path
 from tatar_core.code_version import PROJECT_ROOT
+from tatar_core.progress import dispatch_event
 
 STAGES = ("sft", "grpo")
 RESULT_FILE = "launch/result.json"
@@ -323,8 +327,10 @@ def read_spec(path: Path | str) -> dict[str, Any]:
 
 
 def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record_model: type[BaseModel],
-                 model_path: Path, cfg: BaseModel, model_cfg: ModelConfig, tail_lines: int = 60) -> dict:
-    """Write the spec, run `launch_command` as a subprocess (output streamed), return the job's result dict."""
+                 model_path: Path, cfg: BaseModel, model_cfg: ModelConfig, tail_lines: int = 60,
+                 log: Callable[[str], None] = print, progress: ProgressFn = no_progress) -> dict:
+    """Write the spec, run `launch_command` as a subprocess (output streamed, its event lines to `log` /
+    `progress`), return the job's result dict."""
     out_dir = Path(out_dir)
     python = cfg.launch.python
     if python and not (Path(python).is_file() and os.access(python, os.X_OK)):
@@ -346,6 +352,8 @@ def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
     assert proc.stdout is not None
     for line in proc.stdout:
+        if dispatch_event(line.rstrip("\n"), log, progress):
+            continue
         sys.stdout.write(line)
         tail.append(line)
         m = _EXCEPTION_LINE.match(line)

@@ -13,15 +13,18 @@ Rows: {"images": [PIL], "prompt": prompt_messages(task), "completion": completio
   the base for out_dir/"model").
 - Order: the trl arguments are built before the model loads (under DeepSpeed ZeRO-3 they register the config that
   makes `from_pretrained` load partitioned); weights load in model.train_dtype (fp32 master weights by default).
+- Reporting: `ReportCallback` (progress per step, a line per logging step: loss, lr, token accuracy, tokens/s, ETA);
+  at the end out_dir/"log_history.json" and the curves out_dir/"curves"/{loss,token_accuracy}.png.
 """
 from __future__ import annotations
 
 import random
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from data_contracts import StageContext, StageOutputs, StageResult
+from data_contracts.manifest import ProgressFn, no_progress
 from data_contracts.config import PipelineConfig
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import SftConfig
@@ -76,7 +79,8 @@ def build_sft_rows(kept: Sequence[KeptRecord], cfg: SftConfig) -> tuple[list[dic
 
 
 # trl arguments the SFT stage defaults (change them through sft.trainer_args)
-SFT_TRAINER_DEFAULTS = dict(logging_steps=10, lr_scheduler_type="linear", disable_tqdm=False)
+# (disable_tqdm: the stage reports progress through its context; set it False for trl's own bar)
+SFT_TRAINER_DEFAULTS = dict(logging_steps=10, lr_scheduler_type="linear", disable_tqdm=True)
 
 
 def sft_args(cfg: SftConfig, out_dir: Path):
@@ -95,10 +99,12 @@ def sft_args(cfg: SftConfig, out_dir: Path):
     )))
 
 
-def run_sft(kept: list[KeptRecord], model_path: Path, cfg: SftConfig, model_cfg: ModelConfig, out_dir: Path) -> dict:
+def run_sft(kept: list[KeptRecord], model_path: Path, cfg: SftConfig, model_cfg: ModelConfig, out_dir: Path,
+            log: Callable[[str], None] = print, progress: ProgressFn = no_progress) -> dict:
     """Fine-tune `model_path` on `kept`; returns {"train_loss", "steps", "seconds", "rows_*", "dropped_*", ...}.
 
-    Dispatches on cfg.launch.mode ("inprocess" here, "accelerate" through tatar_core.training.launch).
+    Dispatches on cfg.launch.mode ("inprocess" here, "accelerate" through tatar_core.training.launch); either way
+    the training log lines go to `log` and the step count to `progress`.
     """
     from tatar_core.training import launch
 
@@ -107,14 +113,18 @@ def run_sft(kept: list[KeptRecord], model_path: Path, cfg: SftConfig, model_cfg:
     if not kept:
         raise ValueError("sft: no kept rationales to train on")
     if cfg.launch.mode == "accelerate" and not launch.is_launched_process():
-        return launch.run_launched("sft", out_dir, kept, KeptRecord, model_path, cfg, model_cfg)
-    return _run_sft_here(kept, Path(model_path), cfg, model_cfg, out_dir)
+        return launch.run_launched("sft", out_dir, kept, KeptRecord, model_path, cfg, model_cfg, log=log,
+                                   progress=progress)
+    return _run_sft_here(kept, Path(model_path), cfg, model_cfg, out_dir, log, progress)
 
 
-def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig, out_dir: Path) -> dict:
+def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig, out_dir: Path,
+                  log: Callable[[str], None], progress: ProgressFn) -> dict:
     from trl import SFTTrainer
 
     from tatar_core.models import draft_corpus
+    from tatar_core.training import curves
+    from tatar_core.training.callbacks import ReportCallback, quiet_printer
 
     from tatar_core.training import launch
     from tatar_core.models import lora
@@ -130,13 +140,16 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     model, processor = launch.load_for_training(model_path, resume, model_cfg, lora=cfg.lora.enabled)
     peft_config = lora.peft_config(cfg.lora) if cfg.lora.enabled else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor,
-                         peft_config=peft_config)
+                         peft_config=peft_config, callbacks=[ReportCallback("sft", log, progress)])
+    quiet_printer(trainer)
     output = launch.train_from_checkpoint(trainer, resume, lora=cfg.lora.enabled)
     final_dir = out_dir / "model"
     launch.save_final(trainer, processor, final_dir, lora_base=(model_path, model_cfg) if cfg.lora.enabled else None)
     if trainer.accelerator.is_main_process:  # the scorer drafts from the training targets
         draft_corpus.write_corpus(final_dir, [(r["sample_id"], r["task"], r["completion"][0]["content"][0]["text"])
                                               for r in rows])
+        curves.save_log_history(trainer.state.log_history, out_dir)
+        curves.sft_curves(trainer.state.log_history, out_dir)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     result = {
         "train_loss": float(output.training_loss),
@@ -161,10 +174,11 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
 
     kept = upstream["filtered"].records("kept", KeptRecord)
     base = resolve_model(cfg.model, ctx.run_root / "models")
-    metrics = run_sft(kept, base, cfg.sft, cfg.model, out_dir)
+    metrics = run_sft(kept, base, cfg.sft, cfg.model, out_dir, log=ctx.log, progress=ctx.progress)
     counts = {"train_rows": len(kept), **{k: int(metrics[k]) for k in ("steps", "dropped_iqa", "dropped_iaa")
                                           if k in metrics}}
-    return StageOutputs({"model": "model"}, counts, metrics | {"base_model": str(base)})
+    return StageOutputs({"model": "model", "curves": "curves", "log_history": "log_history.json"}, counts,
+                        metrics | {"base_model": str(base)})
 
 
 __all__ = ["run_sft", "build_sft_rows", "mixed_order", "drops_thought"]
