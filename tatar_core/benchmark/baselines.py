@@ -81,11 +81,13 @@ class _Baseline:
     def _value(self, img: Image.Image) -> float:
         raise NotImplementedError
 
-    def score(self, images: Sequence[Image.Image], task: str = "iqa") -> list[ScoreResult]:
+    def score(self, images: Sequence[Image.Image], task: str = "iqa", on_batch=None) -> list[ScoreResult]:
         out = []
         for im in images:
             v = self._value(im)
             out.append(ScoreResult(v, "strict", "", 0, v))
+        if on_batch is not None:
+            on_batch(len(images))
         return out
 
 
@@ -110,10 +112,12 @@ class ForestScorer(_Baseline):
         self.model = RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=seed, n_jobs=1)
         self.model.fit(x, np.array([s.score for s in train]))
 
-    def score(self, images: Sequence[Image.Image], task: str = "iqa") -> list[ScoreResult]:
+    def score(self, images: Sequence[Image.Image], task: str = "iqa", on_batch=None) -> list[ScoreResult]:
         if not images:
             return []
         pred = self.model.predict(np.stack([image_features(im) for im in images]))
+        if on_batch is not None:
+            on_batch(len(images))
         return [ScoreResult(float(v), "strict", "", 0, float(v)) for v in pred]
 
 

@@ -2,10 +2,12 @@
 
 `build_tiny_model(out_dir, seed)` writes a normal `from_pretrained` folder:
 
-- weights: `Qwen2_5_VLForConditionalGeneration` with random init from `torch.manual_seed(seed)`
-  (text: hidden 128, 2 layers, 4 heads / 2 KV heads, head_dim 32, mrope_section [4, 6, 6];
-  vision: depth 2, hidden 64, patch 14, spatial merge 2, temporal patch 2, window 112), 1.34 M parameters.
-  Same seed -> byte-identical `model.safetensors`. Hidden 128 (not 64): measured on 32 synthetic rows, 120 SFT
+- weights: `Qwen2_5_VLForConditionalGeneration` (text: hidden 128, 2 layers, 4 heads / 2 KV heads, head_dim 32,
+  mrope_section [4, 6, 6]; vision: depth 2, hidden 64, patch 14, spatial merge 2, temporal patch 2, window 112),
+  1.34 M parameters. The language side is random-init from `torch.manual_seed(seed)`; the vision tower gets the
+  hand-set weights of `tatar_core.models.analytic_tower` (fixed image-quality features: a stand-in for the
+  pretrained tower a real backbone brings; a random-init tower does not learn low-level statistics on a CPU in
+  minutes). Same seed -> byte-identical `model.safetensors`. Hidden 128 (not 64): measured on 32 synthetic rows, 120 SFT
   steps at lr 3e-3 reach loss 0.12 and 32/32 well-formed answers, where hidden 64 stalls at 0.5 with broken numbers.
 - tokenizer: a byte-level BPE (vocab `VOCAB_SIZE`) trained on `tokenizer_corpus()`, a fixed text built from the
   project prompts, IQA/IAA vocabulary, common English and score numbers ("73.42"); Qwen2 pre-tokenizer regex
@@ -239,11 +241,13 @@ def build_model_config(tokenizer, vocab_size: int | None = None):
     return cfg
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: int | None = None) -> Path:
+def build_tiny_model(out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: int | None = None,
+                     analytic_tower: bool = True) -> Path:
     """Build the tiny model + tokenizer + processor into `out_dir` (created). Same seed -> identical weights.
 
     `tokenizer` (default `build_tokenizer()`) and `vocab_size` (embedding rows, default len(tokenizer)) give a
-    variant with another vocabulary (e.g. tatar_core.models.qwen_vocab, Qwen2.5-VL's own)."""
+    variant with another vocabulary (e.g. tatar_core.models.qwen_vocab, Qwen2.5-VL's own). `analytic_tower=False`
+    keeps the random-init vision tower (the control of the learning test)."""
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -254,6 +258,10 @@ def build_tiny_model(out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: i
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
+    if analytic_tower:
+        from tatar_core.models.analytic_tower import install_analytic_tower
+
+        install_analytic_tower(model, seed)
     model.generation_config = GenerationConfig(
         eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id,
         do_sample=False,
@@ -262,7 +270,8 @@ def build_tiny_model(out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: i
     processor = build_processor(tokenizer)
     processor.save_pretrained(out_dir)
     (out_dir / "tatar_tiny_model.json").write_text(
-        json.dumps({"builder": "tatar_core.models.tiny", "seed": seed, "vocab_size": len(tokenizer)}, indent=1)
+        json.dumps({"builder": "tatar_core.models.tiny", "seed": seed, "vocab_size": len(tokenizer),
+                    "vision_tower": "analytic" if analytic_tower else "random"}, indent=1)
     )
     return out_dir
 

@@ -373,37 +373,69 @@ def demo_photos(cfg: DemoDataConfig) -> list[tuple[str, str]]:
 GENERATED_KINDS = ("dead_leaves", "pink_noise", "photo_crop")
 
 
+def dead_leaves(rng: np.random.Generator, size: int = 128) -> np.ndarray:
+    """Dead-leaves image (uint8 HxWx3): 400-1200 discs / rectangles, radii r^-3 on 2..60 px, drawn at 2x and
+    box-downsampled; random palette saturation and exposure (gamma 0.6-1.6)."""
+    S = 2 * size
+    img = np.zeros((S, S, 3))
+    img[:] = rng.uniform(0, 255, 3)
+    yy, xx = np.mgrid[0:S, 0:S]
+    sat = rng.uniform(0.0, 1.0)
+    n = int(rng.integers(400, 1201))
+    rmin, rmax = 4.0, 120.0
+    u = rng.random(n)
+    radii = (rmin ** -2 - u * (rmin ** -2 - rmax ** -2)) ** -0.5
+    for r in radii:
+        cx, cy = rng.uniform(0, S, 2)
+        grey = rng.uniform(0, 255)
+        col = np.clip(grey + sat * rng.normal(0, 60, 3), 0, 255)
+        x0, x1 = int(max(0, cx - r)), int(min(S, cx + r + 1))
+        y0, y1 = int(max(0, cy - r)), int(min(S, cy + r + 1))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        if rng.random() < 0.5:
+            m = (xx[y0:y1, x0:x1] - cx) ** 2 + (yy[y0:y1, x0:x1] - cy) ** 2 <= r * r
+            img[y0:y1, x0:x1][m] = col
+        else:
+            a = rng.uniform(0.3, 1.0)
+            ya0, ya1 = int(max(0, cy - a * r)), int(min(S, cy + a * r + 1))
+            img[ya0:ya1, x0:x1] = col
+    img = img.reshape(size, 2, size, 2, 3).mean((1, 3))
+    img = 255.0 * (img / 255.0) ** rng.uniform(0.6, 1.6)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def pink_noise(rng: np.random.Generator, size: int = 128) -> np.ndarray:
+    """1/f^a colour texture (uint8 HxWx3), a in 0.8-1.8, correlated channels, 0-3 gratings, random mean / std."""
+    f = np.fft.fftfreq(size)
+    fr = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
+    fr[0, 0] = 1.0
+    amp = fr ** -rng.uniform(0.8, 1.8)
+    amp[0, 0] = 0.0
+    ch = []
+    for _ in range(3):
+        spec = amp * np.exp(2j * np.pi * rng.random((size, size)))
+        c = np.real(np.fft.ifft2(spec))
+        ch.append(c / (c.std() + 1e-9))
+    base = np.stack(ch, -1)
+    mix = np.eye(3) * rng.uniform(0.0, 0.8) + rng.uniform(0.2, 1.0)
+    img = base @ mix.T
+    yy, xx = np.mgrid[0:size, 0:size]
+    for _ in range(int(rng.integers(0, 4))):
+        th, fq = rng.uniform(0, np.pi), rng.uniform(0.02, 0.25)
+        g = np.sin(2 * np.pi * fq * (np.cos(th) * xx + np.sin(th) * yy) + rng.uniform(0, 6.3))
+        img += rng.uniform(0.2, 1.0) * g[..., None] * rng.uniform(0.5, 1.0, 3)
+    img = (img - img.mean()) / (img.std() + 1e-9)
+    img = rng.uniform(50, 200) + rng.uniform(15, 65) * img
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
 def _dead_leaves(size: int, rng: np.random.Generator, photos) -> Image.Image:
-    """400–1200 opaque discs / axis-aligned rectangles, radii r ∈ [1, size/3] with density ∝ r⁻³, random colours."""
-    img = Image.new("RGB", (size, size), tuple(int(c) for c in rng.integers(0, 256, 3)))
-    draw = ImageDraw.Draw(img)
-    r_min, r_max = 1.0, size / 3.0
-    for _ in range(int(rng.integers(400, 1201))):
-        u = rng.random()  # inverse CDF of p(r) ∝ r⁻³ on [r_min, r_max]
-        r = (r_min ** -2 - u * (r_min ** -2 - r_max ** -2)) ** -0.5
-        x, y = rng.uniform(-r, size + r, 2)
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        box = (x - r, y - r, x + r, y + r)
-        (draw.ellipse if rng.random() < 0.6 else draw.rectangle)(box, fill=colour)
-    return img
+    return Image.fromarray(dead_leaves(rng, size), "RGB")
 
 
 def _pink_noise(size: int, rng: np.random.Generator, photos) -> Image.Image:
-    """1/f colour noise (amplitude ∝ 1/|f| per channel, correlated channels) plus a faint random grating."""
-    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
-    f = np.hypot(fx, fy)
-    f[0, 0] = 1.0
-    base = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size))) / f))
-    chans = []
-    for _ in range(3):
-        own = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(size, size))) / f))
-        chans.append(0.7 * base + 0.3 * own)
-    a = np.stack(chans, -1)
-    a = (a - a.mean()) / (a.std() + 1e-9)
-    yy, xx = np.mgrid[0:size, 0:size]
-    theta, period = rng.uniform(0, np.pi), rng.uniform(4, 24)
-    a += 0.5 * np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period)[..., None]
-    return _u8(128 + 40 * a * rng.uniform(0.6, 1.4) + rng.uniform(-30, 30, 3))
+    return Image.fromarray(pink_noise(rng, size), "RGB")
 
 
 def _photo_crop(size: int, rng: np.random.Generator, photos) -> Image.Image:
