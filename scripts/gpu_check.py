@@ -156,8 +156,8 @@ class Phase:
 
 def model_cfg(args):
     """The fields of data_contracts' ModelConfig that loading reads (no pydantic here): score in bf16, train on
-    fp32 master weights (the project's defaults for a real backbone)."""
-    return SimpleNamespace(dtype="bfloat16", train_dtype="float32", min_pixels=args.pixels[0],
+    fp32 master weights, train the vision tower too (the project's defaults for a real backbone)."""
+    return SimpleNamespace(dtype="bfloat16", train_dtype="float32", vision_frozen=False, min_pixels=args.pixels[0],
                            max_pixels=args.pixels[1], load_args={"attn_implementation": "sdpa"})
 
 

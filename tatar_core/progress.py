@@ -19,15 +19,16 @@ import math
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 
-from data_contracts.manifest import ProgressFn, no_progress
+if TYPE_CHECKING:  # the scorer imports this module on machines without pydantic (scripts/gpu_check.py)
+    from data_contracts.manifest import ProgressFn
 
 EVENT_PREFIX = "@tatar-event "
 LINE_EVERY_S = 10.0  # a plain progress line at least this often (and at the end)
 
 __all__ = ["Meter", "format_duration", "progress_line", "ProgressLines", "TerminalReporter", "PlainBar", "progress_bar",
-           "EventEmitter", "dispatch_event", "parse_event", "EVENT_PREFIX", "ProgressFn", "no_progress"]
+           "EventEmitter", "dispatch_event", "parse_event", "EVENT_PREFIX"]
 
 
 def format_duration(seconds: Optional[float]) -> str:
@@ -262,14 +263,15 @@ def parse_event(line: str) -> Optional[dict]:
     return event if isinstance(event, dict) else None
 
 
-def dispatch_event(line: str, log: Callable[[str], None], progress: ProgressFn = no_progress) -> bool:
-    """Hand an event line to `log` / `progress`; False when the line is not an event (print it as it is)."""
+def dispatch_event(line: str, log: Callable[[str], None], progress: Optional["ProgressFn"] = None) -> bool:
+    """Hand an event line to `log` / `progress` (None: progress is dropped); False when the line is not an event
+    (print it as it is)."""
     event = parse_event(line)
     if event is None:
         return False
     if "log" in event:
         log(str(event["log"]))
-    if isinstance(event.get("progress"), dict):
+    if progress is not None and isinstance(event.get("progress"), dict):
         p = dict(event["progress"])
         progress(str(p.pop("stage")), int(p.pop("done")), int(p.pop("total")), **p)
     return True

@@ -166,17 +166,23 @@ REALVOCAB_SFT_CFG = dict(learning_rate=2e-2, max_steps=16, per_device_train_batc
 
 
 @pytest.fixture(scope="session")
-def realvocab_sft_checkpoint(realvocab_model_dir, synthetic_kept, tmp_path_factory) -> Path:
+def realvocab_sft_checkpoint(synthetic_kept, tmp_path_factory) -> Path:
     """`run_sft` of the real-vocabulary model on one IQA row with an empty thought, 16 steps (loss 12 -> ~1.3):
     a model that writes tag-like text such as `</answer>` but not yet well-formed answers (measured: ~40 steps at
     this size to get the format; every step pays for the 152k-row output layer). The scorer and GRPO tests check
     properties that hold whatever the model writes."""
     from data_contracts.config.model import ModelConfig
     from data_contracts.config.training import SftConfig
+    from tatar_core.models import qwen_vocab
+    from tatar_core.models.tiny import build_tiny_model
     from tatar_core.training.sft import run_sft
 
+    # The random-init tower, trained (measured: behind the frozen analytic tower the tests' noise images sit far
+    # from the one training image and 16-24 steps never write `</answer>` for them).
+    base = build_tiny_model(tmp_path_factory.mktemp("realvocab_random_tower"), seed=0, analytic_tower=False,
+                            tokenizer=qwen_vocab.build_tokenizer(), vocab_size=qwen_vocab.CONFIG_VOCAB_SIZE)
     rows = [next(k for k in synthetic_kept if k.task == "iqa")]
     out = tmp_path_factory.mktemp("realvocab_sft")
-    result = run_sft(rows, realvocab_model_dir, SftConfig(**REALVOCAB_SFT_CFG), ModelConfig(), out)
+    result = run_sft(rows, base, SftConfig(**REALVOCAB_SFT_CFG), ModelConfig(freeze_vision=False), out)
     (out / "sft_result.json").write_text(json.dumps(result))
     return out / "model"

@@ -43,6 +43,13 @@ def test_overrides_use_dotted_keys_and_are_validated():
         load_config("configs/demo.yaml", {"sft.nope": 1})
 
 
+def test_the_run_seed_is_every_seeded_sections_default():
+    seeds = lambda c: (c.model.seed, c.samples.demo.seed, c.sft.seed, c.grpo.seed, c.benchmark.seed)  # noqa: E731
+    assert seeds(load_config("configs/demo.yaml", {"seed": 2})) == (2, 2, 2, 2, 2)
+    assert seeds(load_config("configs/demo.yaml", {"seed": 2, "sft.seed": 5})) == (2, 2, 5, 2, 2)
+    assert PipelineConfig().sft.seed == PipelineConfig(sft={}).sft.seed  # no top-level seed: the sections' own defaults
+
+
 def test_grpo_iaa_images_per_step_validated():
     with pytest.raises(ConfigError, match="min_iaa_images_per_step"):
         load_config("configs/demo.yaml", {"grpo.min_iaa_images_per_step": 1})

@@ -41,7 +41,7 @@ def test_vllm_readout_on_recorded_outputs_equals_the_transformers_engine(scorer)
 
     plain = results_from_outputs(record_outputs(greedy, images, task, top_k=None), greedy.tokenizer, greedy.stops)
     assert plain == ref_g
-    assert sum(r.score is not None for r in plain) >= 3, [r.completion[-40:] for r in plain]
+    assert sum(r.score is not None for r in plain) >= 2, [r.completion[-40:] for r in plain]
 
     every = record_outputs(greedy, images, task, top_k=0, include=list(digits))
     full = results_from_outputs(every, greedy.tokenizer, greedy.stops, digits)

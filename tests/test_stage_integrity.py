@@ -13,7 +13,8 @@ from data_contracts.manifest import StageManifest, check_finished, output_files
 from tatar_core.cli.main import main as tatar
 from tatar_core.pipeline.runner import Pipeline, StageNotReady
 
-TINY_SAMPLES = {"samples.demo.max_refs": 2, "samples.demo.test_refs": 1, "samples.demo.iqa_levels": [2],
+TINY_SAMPLES = {"samples.demo.max_refs": 2, "samples.demo.test_refs": 1, "samples.demo.validation_refs": 0,
+                "samples.demo.generated_refs": 0, "samples.demo.iqa_levels": [2],
                 "samples.demo.iqa_types": ["gblur"], "samples.demo.iaa_manipulations": ["tilt"]}
 
 

@@ -17,6 +17,8 @@ from data_contracts.config.training import GrpoConfig, SftConfig
 from data_contracts.errors import ConfigError
 
 STAGES: tuple[str, ...] = get_args(StageName)  # in pipeline order
+# the sections whose `seed` the top-level `seed:` sets by default
+SEEDED_SECTIONS: tuple[tuple[str, ...], ...] = (("model",), ("samples", "demo"), ("sft",), ("grpo",), ("benchmark",))
 
 
 class LockingConfig(Section):
@@ -32,7 +34,8 @@ class LockingConfig(Section):
 class PipelineConfig(Section):
     name: str = "demo"
     run_dir: str = Field("runs/demo", description="stage folders go here (relative to the config's project root)")
-    seed: int = 0
+    seed: int = Field(0, description="the run's seed: the default of model.seed, samples.demo.seed, sft.seed, "
+                      "grpo.seed and benchmark.seed (a section that sets its own seed keeps it)")
     model: ModelConfig = ModelConfig()
     samples: SamplesConfig = SamplesConfig()
     rationales: RationalesConfig = RationalesConfig()
@@ -42,6 +45,27 @@ class PipelineConfig(Section):
     benchmark: BenchmarkConfig = BenchmarkConfig()
     locking: LockingConfig = LockingConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_seed(cls, data: Any) -> Any:
+        """A top-level `seed:` fills every seeded section's seed that the config leaves unset."""
+        if not isinstance(data, dict) or "seed" not in data:
+            return data
+
+        def fill(section: Any, path: tuple[str, ...]) -> Any:
+            if section is None:
+                section = {}
+            if not isinstance(section, dict):
+                return section  # a section object: its seed is already set
+            if path:
+                return {**section, path[0]: fill(section.get(path[0]), path[1:])}
+            return {"seed": data["seed"], **section}
+
+        out = dict(data)
+        for name, *rest in SEEDED_SECTIONS:
+            out[name] = fill(out.get(name), tuple(rest))
+        return out
 
     @model_validator(mode="after")
     def _master_weights(self):

@@ -12,14 +12,14 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from data_contracts.files import atomic_write, atomic_write_text
-
 FILE_NAME = "draft_corpus.jsonl"
 MAX_PER_TASK = 512
 
 
 def write_corpus(model_dir: Path, rows: Iterable[tuple[str, str, str]]) -> Path:
     """Write distinct `(sample_id, task, target)` rows (the first MAX_PER_TASK per task by sample_id) to model_dir."""
+    from data_contracts.files import atomic_write_text  # here: the scorer imports this module without pydantic
+
     kept: dict[str, list[tuple[str, str]]] = {}
     for sample_id, task, text in sorted(set(rows)):
         if len(kept.setdefault(task, [])) < MAX_PER_TASK:
@@ -31,6 +31,8 @@ def write_corpus(model_dir: Path, rows: Iterable[tuple[str, str, str]]) -> Path:
 
 def copy_corpus(src_model_dir: Path, dst_model_dir: Path) -> bool:
     """Copy the corpus from one model folder to another; False when the source has none."""
+    from data_contracts.files import atomic_write
+
     src = Path(src_model_dir) / FILE_NAME
     if not src.is_file():
         return False
