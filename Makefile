@@ -22,6 +22,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 GPU_VENV ?= .venv-gpu
+PYTEST_WORKERS ?= 2   # test processes (pytest-xdist); each test file runs whole on one of them
 
 .PHONY: demo test install up down plan clean gpu-env
 
@@ -52,7 +53,7 @@ plan: install
 	$(BIN)/tatar plan $(CONFIG)
 
 test: install
-	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The training environment (requirements-gpu.txt: CUDA torch, DeepSpeed, vLLM, no Prefect) for sft/grpo.launch.python.
 gpu-env:
