@@ -36,6 +36,11 @@ TINY = {
     "benchmark.bootstrap": 20,
 }
 
+# Only the samples stage, as small as it gets (two photos, one type and level, one manipulation).
+TINY_SAMPLES = {"samples.demo.max_refs": 2, "samples.demo.test_refs": 1, "samples.demo.validation_refs": 0,
+                "samples.demo.generated_refs": 0, "samples.demo.iqa_levels": [2],
+                "samples.demo.iqa_types": ["gblur"], "samples.demo.iaa_manipulations": ["tilt"]}
+
 
 def write_config(path: Path, run_dir: Path, extra: dict | None = None) -> Path:
     cfg = load_config("configs/demo.yaml", {**TINY, "run_dir": str(run_dir), **(extra or {})})

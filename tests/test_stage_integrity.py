@@ -12,10 +12,7 @@ from data_contracts.config import load_config
 from data_contracts.manifest import StageManifest, check_finished, output_files
 from tatar_core.cli.main import main as tatar
 from tatar_core.pipeline.runner import Pipeline, StageNotReady
-
-TINY_SAMPLES = {"samples.demo.max_refs": 2, "samples.demo.test_refs": 1, "samples.demo.validation_refs": 0,
-                "samples.demo.generated_refs": 0, "samples.demo.iqa_levels": [2],
-                "samples.demo.iqa_types": ["gblur"], "samples.demo.iaa_manipulations": ["tilt"]}
+from e2e_support import TINY_SAMPLES  # tests/ is on the path
 
 
 @pytest.fixture

@@ -20,10 +20,7 @@ from data_contracts.config import load_config
 from tatar_core.code_version import PROJECT_ROOT
 from tatar_core.pipeline.locks import holder_path
 from tatar_core.pipeline.runner import Pipeline
-
-TINY_SAMPLES = {"samples.demo.max_refs": 2, "samples.demo.test_refs": 1, "samples.demo.validation_refs": 0,
-                "samples.demo.generated_refs": 0, "samples.demo.iqa_levels": [2],
-                "samples.demo.iqa_types": ["gblur"], "samples.demo.iaa_manipulations": ["tilt"]}
+from e2e_support import TINY_SAMPLES  # tests/ is on the path
 
 
 def _tatar(cfg: Path, *extra: str, out: Path) -> subprocess.Popen:
