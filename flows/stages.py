@@ -98,7 +98,8 @@ def grpo(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = Non
 @flow(name="tatar-benchmark")
 def benchmark(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None,
               expect_key: Optional[str] = None) -> dict:
-    """Score every benchmark (one task each) with the GRPO checkpoint; SRCC/PLCC and the report."""
+    """Score every benchmark (one task each) with the GRPO checkpoint, and with the models and baselines that
+    `benchmark.compare` / `benchmark.baselines` name, on the same images; SRCC/PLCC and the report."""
     return _run("benchmark", config, overrides, expect_key)
 
 
