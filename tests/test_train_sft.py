@@ -106,6 +106,34 @@ def test_sft_trains_and_resumes_from_last_checkpoint(tiny_model_dir, synthetic_k
     assert hasattr(processor, "image_processor")
 
 
+def test_cpu_loss_scores_only_labelled_positions_with_the_same_loss_and_weights(tiny_model_dir, synthetic_kept,
+                                                                               tmp_path, monkeypatch):
+    """tatar_core.training.launch.score_label_positions_only: on CPU trl's fused LM head scores only the labelled
+    positions; 3 SFT steps give the losses, gradient norms and weights of trl's own every-position scoring."""
+    import trl.trainer.utils as trl_utils
+    from safetensors.torch import load_file
+
+    from tatar_core.training import launch
+
+    cfg = SftConfig(learning_rate=3e-3, max_steps=3, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                    seed=0, trainer_args={"save_steps": 1000, "logging_steps": 1})
+    trl_full = getattr(trl_utils._use_triton, "__wrapped__", trl_utils._use_triton)
+    with monkeypatch.context() as m:  # trl as shipped: every position scored on CPU
+        m.setattr(trl_utils, "_use_triton", trl_full)
+        m.setattr(launch, "score_label_positions_only", lambda: None)
+        run_sft(synthetic_kept, tiny_model_dir, cfg, ModelConfig(), tmp_path / "full")
+        assert not trl_utils._use_triton(torch.device("cpu"))
+    run_sft(synthetic_kept, tiny_model_dir, cfg, ModelConfig(), tmp_path / "compact")
+    assert trl_utils._use_triton(torch.device("cpu")), "the CPU fused LM head still scores every position"
+    history = {k: [h for h in json.loads((tmp_path / k / "log_history.json").read_text()) if "loss" in h]
+               for k in ("full", "compact")}
+    assert len(history["full"]) == 3
+    for a, b in zip(history["full"], history["compact"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+    full, compact = (load_file(tmp_path / k / "model" / "model.safetensors") for k in ("full", "compact"))
+    assert all(torch.allclose(full[k], compact[k], rtol=1e-4, atol=1e-6) for k in full)
+
+
 def test_lora_adapters_are_merged_into_the_saved_model(tiny_model_dir, synthetic_kept, tmp_path):
     from safetensors.torch import load_file
 

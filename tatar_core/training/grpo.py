@@ -340,6 +340,7 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
     from tatar_core.method.rewards import RewardStats, make_reward_funcs
 
     launch.apply_threads(cfg.launch)
+    launch.score_label_positions_only()
     t0 = time.time()
     state = launch.distributed_state()
     plan = batch_plan(cfg, state.num_processes)

@@ -131,6 +131,7 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     from tatar_core.models.loading import check_master_weights, image_dataset
 
     launch.apply_threads(cfg.launch)
+    launch.score_label_positions_only()
     t0 = time.time()
     rows, counts = build_sft_rows(kept, cfg)
     train = image_dataset(rows, ("prompt", "completion"))
