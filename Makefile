@@ -53,7 +53,7 @@ plan: install
 	$(BIN)/tatar plan $(CONFIG)
 
 test: install
-	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The training environment (requirements-gpu.txt: CUDA torch, DeepSpeed, vLLM, no Prefect) for sft/grpo.launch.python.
 gpu-env:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
+from filelock import FileLock
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,6 +32,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["OMP_NUM_THREADS"] = os.environ.get("TATAR_TEST_THREADS", "1")
 if "torch" in sys.modules:
     sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+# Test files that take minutes run first: `make test` hands whole files to 2 processes (pytest-xdist --dist loadfile
+# --no-loadscope-reorder keeps this order), and a long file started last keeps one process busy while the other idles.
+LONG_FILES_FIRST = ("test_e2e_prefect.py", "test_learning.py", "test_train_kill.py", "test_realvocab.py",
+                    "test_gpu_check_script.py", "test_stage_keys.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the other files keep their order
+
 
 N_SYNTHETIC = 32
 
@@ -137,16 +151,33 @@ SFT_FIXTURE_CFG = dict(learning_rate=3e-3, max_steps=120, per_device_train_batch
                        thought_dropout_iaa=0.0, seed=0)
 
 
+def built_once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder `build` fills once for the whole test run: under pytest-xdist the first worker that asks builds it
+    (holding a file lock in the run's shared temp folder), the others wait for it and reuse it. Read-only for tests."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-of-<user>/pytest-<n>/, shared by the workers' popen-gw<k>/ folders
+    out = root / name
+    with FileLock(str(out) + ".lock"):
+        if not (out / ".built").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            build(out)
+            (out / ".built").touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def sft_checkpoint(tiny_model_dir, synthetic_kept, tmp_path_factory) -> Path:
     from data_contracts.config.model import ModelConfig
     from data_contracts.config.training import SftConfig
     from tatar_core.training.sft import run_sft
 
-    out = tmp_path_factory.mktemp("sft_fixture")
-    result = run_sft(synthetic_kept, tiny_model_dir, SftConfig(**SFT_FIXTURE_CFG), ModelConfig(), out)
-    (out / "sft_result.json").write_text(json.dumps(result))  # read by tests/test_train_sft.py
-    return out / "model"
+    def build(out: Path) -> None:
+        result = run_sft(synthetic_kept, tiny_model_dir, SftConfig(**SFT_FIXTURE_CFG), ModelConfig(), out)
+        (out / "sft_result.json").write_text(json.dumps(result))  # read by tests/test_train_sft.py
+
+    return built_once_per_run(tmp_path_factory, "sft_fixture", build) / "model"
 
 
 # ---------------------------------------------------------------- the real Qwen2.5-VL vocabulary
