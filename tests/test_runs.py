@@ -69,3 +69,14 @@ def test_runs_lists_finished_failed_in_progress_and_killed_stages(tmp_path, caps
     assert any(" failed " in r and "DatasetError" in r and "not found" in r for r in new_rows if "samples" in r)
     assert any(" in progress " in r and "120/300 steps" in r for r in new_rows if r.lstrip().startswith("sft"))
     assert any(" failed " in r and "is gone" in r for r in new_rows if r.lstrip().startswith("grpo"))
+
+
+def test_benchmark_headline_gives_the_final_models_numbers_not_the_mean_over_baselines():
+    from tatar_core.pipeline.describe import headline
+
+    rows = [("grpo", "iqa", 0.68, 0.69), ("sft", "iqa", 0.60, 0.61), ("laplacian", "iqa", 0.21, 0.32),
+            ("random_forest", "iqa", 0.90, 0.91), ("grpo", "iaa", 0.38, 0.61), ("base", "iaa", None, None)]
+    m = StageManifest(stage="benchmark", key="k" * 16, code_version="c", outputs={}, row_counts={"predictions": 837},
+                      metrics={"benchmarks": [{"benchmark": f"demo-{t}", "task": t, "model": model, "srcc": s, "plcc": p}
+                                              for model, t, s, p in rows]})
+    assert headline(m) == "837 predictions; iqa SRCC 0.680 PLCC 0.690; iaa SRCC 0.380 PLCC 0.610"

@@ -76,8 +76,9 @@ def headline(m: StageManifest) -> str:
         return f"{mt.get('steps', rc.get('steps', 0))} steps, final reward {rewards or '–'}"
     if m.stage == "benchmark":
         by_task: dict[str, list[dict]] = {}
-        for b in mt.get("benchmarks", []):
-            by_task.setdefault(b.get("task", "?"), []).append(b)
+        for b in mt.get("benchmarks", []):  # the final model's; the compared models and baselines are in the report
+            if b.get("model", "grpo") == "grpo":
+                by_task.setdefault(b.get("task", "?"), []).append(b)
         parts = []
         for t, bs in sorted(by_task.items(), key=lambda kv: TASKS.index(kv[0]) if kv[0] in TASKS else len(TASKS)):
             mean = {k: [b[k] for b in bs if isinstance(b.get(k), (int, float)) and math.isfinite(b[k])]
