@@ -202,8 +202,16 @@ def test_worker_killed_during_rationales_resumes_without_duplicates(services, tm
     worker_pid = int((services.home / "worker-cpu.pid").read_text())
 
     deployment_run(services, "tatar-samples/samples", {"config": str(cfg_path)})  # single-stage deployments
-    deployment_run(services, "tatar-rationales/rationales", {"config": str(cfg_path)}, watch=False)
-    wait_for(lambda: list(shards.glob("*.parquet")) if shards.exists() else None, 300, "the first rationale shard")
+    running = deployment_run(services, "tatar-rationales/rationales", {"config": str(cfg_path)}, watch=False)
+
+    def first_shard():
+        if shards.exists() and list(shards.glob("*.parquet")):
+            return True
+        with prefect_api(services) as api:
+            state = flow_run(api, running).state
+        assert not (state and state.is_final()), f"the rationales run ended before a shard: {state.name} {state.message}"
+
+    wait_for(first_shard, 300, "the first rationale shard", interval=0.5)
     kill_tree(worker_pid)
     assert pipe.manifest("rationales") is None, "the stage finished before the kill: the test proves nothing"
     n_before = len(list(shards.glob("*.parquet")))

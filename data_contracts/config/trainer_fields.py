@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,9 +24,28 @@ def _module_path(module: str) -> Path:
     return base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
 
 
+_PARSE_LOCK = threading.Lock()
+PARSE_ATTEMPTS = 3
+
+
+@lru_cache(maxsize=None)
+def _parse(path: Path) -> ast.Module:
+    """`ast.parse` of a source file, one at a time and retried: on CPython 3.11 a parse that overlaps another thread's
+    (a flow-run process has several) can fail with a spurious `SystemError: AST constructor recursion depth mismatch`
+    (python/cpython#106905); the next parse starts from a clean count."""
+    source = path.read_text(encoding="utf-8")
+    with _PARSE_LOCK:
+        for attempt in range(1, PARSE_ATTEMPTS + 1):
+            try:
+                return ast.parse(source, filename=str(path))
+            except SystemError:
+                if attempt == PARSE_ATTEMPTS:
+                    raise
+
+
 def _class_fields(module: str, name: str) -> set[str]:
     path = _module_path(module)
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _parse(path)
     imports: dict[str, str] = {}
     for node in tree.body:
         if isinstance(node, ast.ImportFrom):
@@ -48,11 +68,10 @@ def _class_fields(module: str, name: str) -> set[str]:
 
 def _resolve(module: str, name: str) -> str:
     """The module that defines `name` when `module` re-exports it (e.g. `from transformers import TrainingArguments`)."""
-    path = _module_path(module)
-    if any(isinstance(n, ast.ClassDef) and n.name == name for n in ast.parse(path.read_text(encoding="utf-8")).body):
-        return module
     if module == "transformers":  # a lazy-import package: TrainingArguments lives in transformers.training_args
         return "transformers.training_args"
+    if any(isinstance(n, ast.ClassDef) and n.name == name for n in _parse(_module_path(module)).body):
+        return module
     raise LookupError(f"cannot locate class {name} re-exported by {module}")
 
 
