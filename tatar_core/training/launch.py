@@ -274,7 +274,7 @@ def score_label_positions_only() -> None:
     the batch (prompt and image tokens too) so that tile shapes stay fixed for graph compilers (Neuron). Eager CPU
     compiles nothing, and positions labelled -100 add exactly zero to the loss and its gradient, so scoring only the
     labelled ones gives the same loss and gradients (tests/test_train_sft.py) in less time: an embedded-model SFT
-    step 2.2x faster (scripts/bench_sft_loss.py). CUDA and other devices keep trl's choice. Idempotent; the original
+    step 2.3x faster (scripts/bench_sft_loss.py). CUDA and other devices keep trl's choice. Idempotent; the original
     test stays reachable as `trl.trainer.utils._use_triton.__wrapped__`; a no-op on trl versions without it.
     """
     import trl.trainer.utils as trl_utils
