@@ -7,8 +7,8 @@
 
 `--probe` asks how much of the held-out ranking the tower's features carry, apart from what the language model
 learns from them: ridge regression and a random forest on the token-mean features, fitted on the train split's IQA
-images, scored on another split, beside the same random forest on the numpy features of the random-forest baseline
-(`tatar_core.benchmark.baselines.image_features`); per distortion type, the forest's SRCC and the best single
+images, scored on another split, beside the random-forest baseline itself (`tatar_core.benchmark.baselines`: the same forest on its numpy
+features); per distortion type, the forest's SRCC and the best single
 feature's |SRCC| within the type (chosen on the scored images, so optimistic: with a random-init tower the best of
 the 53 features still reaches 0.4-0.9 on 15 images).
 """
@@ -80,12 +80,11 @@ def probe(samples_parquet, split: str = "test", seed: int = 0) -> dict:
     from pathlib import Path
 
     from scipy.stats import spearmanr
-    from sklearn.ensemble import RandomForestRegressor
     from sklearn.linear_model import RidgeCV
 
     from data_contracts.parquet_io import read_records
     from data_contracts.records import SampleRecord
-    from tatar_core.benchmark.baselines import image_features
+    from tatar_core.benchmark.baselines import image_features, make_forest
     from tatar_core.models.loading import load_model_and_processor
     from tatar_core.models.tiny import build_tiny_model
     from tatar_core.samples.images import load_rgb
@@ -106,8 +105,7 @@ def probe(samples_parquet, split: str = "test", seed: int = 0) -> dict:
     tr, ev = data["train"], data[split]
     pred = {}
     for feats, reg in (("tower", "ridge"), ("tower", "forest"), ("numpy", "forest")):
-        m = (RidgeCV(alphas=np.logspace(-3, 3, 13)) if reg == "ridge"
-             else RandomForestRegressor(300, min_samples_leaf=2, random_state=seed, n_jobs=1))
+        m = RidgeCV(alphas=np.logspace(-3, 3, 13)) if reg == "ridge" else make_forest(seed)
         pred[f"{reg} on {feats} features"] = m.fit(tr[feats], tr["y"]).predict(ev[feats])
     srcc = lambda a, b: float(spearmanr(a, b).statistic)  # noqa: E731
     types = {}

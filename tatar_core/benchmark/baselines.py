@@ -98,18 +98,23 @@ class LaplacianScorer(_Baseline):
         return laplacian_variance(img)
 
 
+def make_forest(seed: int = 0):
+    """The baseline's regressor (module docstring), unfitted."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=seed, n_jobs=1)
+
+
 class ForestScorer(_Baseline):
     """A random forest on `image_features`, fitted on labelled training images."""
 
     def __init__(self, train: Sequence[SampleRecord], seed: int = 0):
-        from sklearn.ensemble import RandomForestRegressor
-
         from tatar_core.samples.images import load_rgb
 
         if len(train) < 2:
             raise ValueError(f"random_forest baseline: needs labelled training images, got {len(train)}")
         x = np.stack([image_features(load_rgb(s.image_path)) for s in train])
-        self.model = RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=seed, n_jobs=1)
+        self.model = make_forest(seed)
         self.model.fit(x, np.array([s.score for s in train]))
 
     def score(self, images: Sequence[Image.Image], task: str = "iqa", on_batch=None) -> list[ScoreResult]:
@@ -121,4 +126,4 @@ class ForestScorer(_Baseline):
         return [ScoreResult(float(v), "strict", "", 0, float(v)) for v in pred]
 
 
-__all__ = ["BASELINES", "LaplacianScorer", "ForestScorer", "image_features", "laplacian_variance"]
+__all__ = ["BASELINES", "LaplacianScorer", "ForestScorer", "image_features", "laplacian_variance", "make_forest"]
