@@ -132,10 +132,27 @@ def test_benchmarks_from_samples_groups_test_split_by_source(tmp_path):
     groups = benchmarks_from_samples(rows)
     assert [(n, t, [s.sample_id for s in ss]) for n, t, ss in groups] == [
         ("demo-iaa", "iaa", ["demo-iaa/2"]), ("demo-iqa", "iqa", ["demo-iqa/0", "demo-iqa/3"])]
+    photo = dict(image_path="/x/p.png", task="iqa", score=50.0, split="train", source="demo-iqa")
+    rows += [SampleRecord(sample_id="photo", ref_id="china", meta='{"type": "gblur"}', **photo),
+             SampleRecord(sample_id="gen", ref_id="gen-deadleaves-000", meta='{"generated": "deadleaves"}', **photo)]
+    in_sample = benchmarks_from_samples(rows, "train_photos")  # the train photos' own rows, generated refs left out
+    assert [(n, [s.sample_id for s in ss]) for n, _, ss in in_sample] == [("demo-iqa-train-photos", ["demo-iqa/1", "photo"])]
     root = _kadid(tmp_path / "k")
     name, task, samples, _ = load_benchmark(DatasetSource(name="kadid", root=str(root), split="train", alias="kd"),
                                             progress=False)
     assert name == "kd" and samples == []  # refs 3 and 12 are both TATAR test refs: an explicit split is kept
+
+
+def test_report_says_in_sample_for_the_train_photos(tmp_path):
+    from tatar_core.benchmark.report import format_table, write_report
+
+    def metrics(bench):
+        return [MetricRecord(benchmark=bench, task="iqa", n=4, n_valid=4, n_skipped=0, srcc=0.5, plcc=0.5, model=m)
+                for m in ("grpo", "sft")]
+    assert "Held-out, every model" in format_table(metrics("demo-iqa"))
+    assert "In-sample, every model" in format_table(metrics("demo-iqa-train-photos"))
+    text = write_report(metrics("demo-iqa-train-photos"), [], tmp_path).read_text()
+    assert "## Does it learn? In-sample images" in text and "Held-out" not in text
 
 
 def test_report_puts_the_papers_table_beside_ours(tmp_path):

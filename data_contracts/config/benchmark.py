@@ -9,9 +9,10 @@ from data_contracts.config.samples import DatasetSource
 
 class BenchmarkConfig(Section):
     include_demo_test: bool = Field(True, description="score the samples stage's held-out split (`demo_split`)")
-    demo_split: Literal["test", "validation"] = Field(
-        "test", description="which held-out split of the samples stage to score: validation for choosing settings, "
-        "test for reporting"
+    demo_split: Literal["test", "validation", "train_photos"] = Field(
+        "test", description="which split of the samples stage to score: test for reporting, validation for "
+        "choosing settings, train_photos for the fit on the training photos' own versions (in-sample; generated "
+        "references left out)"
     )
     compare: list[Literal["base", "sft"]] = Field(
         [], description="also score these models on the same images: base = the model before SFT, sft = the SFT "

@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord
 from tatar_core.method.prompts import TASKS
 from tatar_core.samples.specs import DATASET_SPECS, PAPER_SOURCE, DatasetSpec, PaperNumbers, spec_for_benchmark
-from tatar_core.benchmark.run import summarize
+from tatar_core.benchmark.run import IN_SAMPLE_SUFFIX, summarize
 
 
 def paper_row(benchmark: str) -> Optional[PaperNumbers]:
@@ -91,9 +91,14 @@ def format_table(metrics: Sequence[MetricRecord]) -> str:
                      _f(s["plcc_logistic"]), "", ""))
     text = _text_table(head, rows)
     if any(m.model != FINAL_MODEL for m in metrics):
-        text += "\n\nHeld-out, every model and baseline on the same images:\n" + _text_table(
+        text += f"\n\n{_scope(metrics)}, every model and baseline on the same images:\n" + _text_table(
             LEARNING_HEAD, _learning_rows(metrics))
     return text
+
+
+def _scope(metrics: Sequence[MetricRecord]) -> str:
+    """ "Held-out", or "In-sample" when a benchmark is a training set (benchmark.demo_split: train_photos)."""
+    return "In-sample" if any(m.benchmark.endswith(IN_SAMPLE_SUFFIX) for m in metrics) else "Held-out"
 
 
 def _text_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -107,10 +112,10 @@ def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def learning_section(metrics: Sequence[MetricRecord], groups: Sequence[GroupMetricRecord]) -> list[str]:
-    """Markdown: what each stage adds on held-out images, beside the baselines; per type / manipulation."""
+    """Markdown: what each stage adds on the scored images, beside the baselines; per type / manipulation."""
     if not any(m.model != FINAL_MODEL for m in metrics) and not groups:
         return []
-    lines = ["", "## Does it learn? Held-out images, every model and baseline", "",
+    lines = ["", f"## Does it learn? {_scope(metrics)} images, every model and baseline", "",
              "The same images scored by the model before SFT, after SFT and after GRPO, and by two classical IQA "
              "baselines measured in this run (the random forest is fitted on the train split's IQA images). "
              "pair acc = within-reference pairwise accuracy (versions of the same content ordered correctly; "

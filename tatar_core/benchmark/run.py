@@ -2,7 +2,7 @@
 per benchmark can call `run_benchmark`).
 
     load_benchmark(src)                       -> (name, task, samples, skipped-at-load)
-    benchmarks_from_samples(samples)          -> [(name, task, samples)] per source of the test split
+    benchmarks_from_samples(samples, split)   -> [(name, task, samples)] per source of a split (default test)
     benchmark_subset(name, task, samples, max_items)         -> the samples to score
     score_benchmark(name, task, samples, scorer, max_items)  -> [PredictionRecord]
     run_benchmark(name, task, samples, scorer, ...)         -> BenchmarkOutcome(predictions, skipped, metrics)
@@ -46,23 +46,42 @@ def load_benchmark(src: DatasetSource, progress: bool = True) -> tuple[str, str,
     return src.alias or src.name, spec.task or src.task, result.samples, result.skipped
 
 
+TRAIN_PHOTOS = "train_photos"
+IN_SAMPLE_SUFFIX = "-train-photos"  # benchmark-name suffix of the in-sample TRAIN_PHOTOS sets
+
+
 def benchmarks_from_samples(samples: Sequence[SampleRecord], split: str = "test"
                             ) -> list[tuple[str, str, list[SampleRecord]]]:
-    """(name, task, samples) per (source, task) of a samples table's `split` rows, e.g. demo-iqa / demo-iaa."""
+    """(name, task, samples) per (source, task) of a samples table's `split` rows, e.g. demo-iqa / demo-iaa.
+
+    split "train_photos": the train split's rows that are not generated references (no "generated" key in their
+    meta), i.e. the training photos' own versions: an in-sample fit, named e.g. demo-iqa-train-photos.
+    """
     groups: dict[tuple[str, str], list[SampleRecord]] = {}
     for s in samples:
-        if s.split == split:
-            groups.setdefault((s.source, s.task), []).append(s)
-    return [(src, task, rows) for (src, task), rows in sorted(groups.items())]
+        if split == TRAIN_PHOTOS:
+            if s.split != "train" or "generated" in _meta(s):
+                continue
+        elif s.split != split:
+            continue
+        groups.setdefault((s.source, s.task), []).append(s)
+    suffix = IN_SAMPLE_SUFFIX if split == TRAIN_PHOTOS else ""
+    return [(src + suffix, task, rows) for (src, task), rows in sorted(groups.items())]
+
+
+def _meta(s: SampleRecord) -> dict:
+    """The sample's provenance dict, {} when absent or unreadable."""
+    try:
+        meta = json.loads(s.meta) if s.meta else {}
+    except json.JSONDecodeError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def sample_group(s: SampleRecord) -> str:
     """The sample's distortion type (IQA) or manipulation (IAA) from its provenance, "" when unknown."""
-    try:
-        meta = json.loads(s.meta) if s.meta else {}
-    except json.JSONDecodeError:
-        return ""
-    return str(meta.get("type") or meta.get("manipulation") or "") if isinstance(meta, dict) else ""
+    meta = _meta(s)
+    return str(meta.get("type") or meta.get("manipulation") or "")
 
 
 def benchmark_subset(name: str, task: str, samples: Sequence[SampleRecord], max_items: Optional[int] = None

@@ -27,7 +27,8 @@ def external_inputs(cfg: PipelineConfig, stage: str) -> str:
     if stage == "sft":
         return f"base model {cfg.model.path}"
     if stage == "benchmark":
-        names = (["demo test split"] if cfg.benchmark.include_demo_test else []) + [d.name for d in cfg.benchmark.datasets]
+        demo = [f"demo {cfg.benchmark.demo_split} split"] if cfg.benchmark.include_demo_test else []
+        names = demo + [d.name for d in cfg.benchmark.datasets]
         return "benchmarks: " + ", ".join(names)
     return ""
 
