@@ -8,7 +8,7 @@ from data_contracts.config.samples import DatasetSource
 
 
 class BenchmarkConfig(Section):
-    include_demo_test: bool = Field(True, description="score the samples stage's held-out split (`demo_split`)")
+    include_demo_test: bool = Field(True, description="score the samples stage's split `demo_split`")
     demo_split: Literal["test", "validation", "train_photos"] = Field(
         "test", description="which split of the samples stage to score: test for reporting, validation for "
         "choosing settings, train_photos for the fit on the training photos' own versions (in-sample; generated "

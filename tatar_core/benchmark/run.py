@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from data_contracts.config.samples import DatasetSource
 from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord, SampleRecord, SkippedRecord
+from tatar_core.samples.demo import GENERATED_META_KEY
 from tatar_core.samples.specs import get_spec
 from tatar_core.samples.readers import load_dataset, select_subset
 from tatar_core.samples.images import ImageLoadError, load_rgb
@@ -54,13 +55,13 @@ def benchmarks_from_samples(samples: Sequence[SampleRecord], split: str = "test"
                             ) -> list[tuple[str, str, list[SampleRecord]]]:
     """(name, task, samples) per (source, task) of a samples table's `split` rows, e.g. demo-iqa / demo-iaa.
 
-    split "train_photos": the train split's rows that are not generated references (no "generated" key in their
-    meta), i.e. the training photos' own versions: an in-sample fit, named e.g. demo-iqa-train-photos.
+    split "train_photos": the train split's rows that are not generated references (no GENERATED_META_KEY in
+    their meta), i.e. the training photos' own versions: an in-sample fit, named e.g. demo-iqa-train-photos.
     """
     groups: dict[tuple[str, str], list[SampleRecord]] = {}
     for s in samples:
         if split == TRAIN_PHOTOS:
-            if s.split != "train" or "generated" in _meta(s):
+            if s.split != "train" or GENERATED_META_KEY in _meta(s):
                 continue
         elif s.split != split:
             continue

@@ -371,6 +371,7 @@ def demo_photos(cfg: DemoDataConfig) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------ generated references
 GENERATED_KINDS = ("dead_leaves", "pink_noise", "photo_crop")
+GENERATED_META_KEY = "generated"  # in a generated reference's rows' meta: its kind (e.g. "deadleaves")
 
 
 def dead_leaves(rng: np.random.Generator, size: int = 128) -> np.ndarray:
@@ -523,5 +524,5 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
             add("iaa", name, split, f"demo-iaa/{name}/{m}", f"{m}.png", img, man.score,
                 {"kind": "iaa", "manipulation": m, "ref": name})
     for name, base in generated_references(cfg, train_squares):
-        add_iqa(name, "train", base, {"generated": name.split("-")[1]})
+        add_iqa(name, "train", base, {GENERATED_META_KEY: name.split("-")[1]})
     return records
