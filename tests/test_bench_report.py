@@ -136,7 +136,8 @@ def test_benchmarks_from_samples_groups_test_split_by_source(tmp_path):
     rows += [SampleRecord(sample_id="photo", ref_id="china", meta='{"type": "gblur"}', **photo),
              SampleRecord(sample_id="gen", ref_id="gen-deadleaves-000", meta='{"generated": "deadleaves"}', **photo)]
     in_sample = benchmarks_from_samples(rows, "train_photos")  # the train photos' own rows, generated refs left out
-    assert [(n, [s.sample_id for s in ss]) for n, _, ss in in_sample] == [("demo-iqa-train-photos", ["demo-iqa/1", "photo"])]
+    assert [(n, [s.sample_id for s in ss]) for n, _, ss in in_sample] == [
+        ("demo-iqa-train-photos", ["demo-iqa/1", "photo"])]
     root = _kadid(tmp_path / "k")
     name, task, samples, _ = load_benchmark(DatasetSource(name="kadid", root=str(root), split="train", alias="kd"),
                                             progress=False)

@@ -80,3 +80,15 @@ def test_benchmark_headline_gives_the_final_models_numbers_not_the_mean_over_bas
                       metrics={"benchmarks": [{"benchmark": f"demo-{t}", "task": t, "model": model, "srcc": s, "plcc": p}
                                               for model, t, s, p in rows]})
     assert headline(m) == "837 predictions; iqa SRCC 0.680 PLCC 0.690; iaa SRCC 0.380 PLCC 0.610"
+
+
+def test_benchmark_headline_names_a_split_other_than_test():
+    from tatar_core.pipeline.describe import headline
+
+    def manifest(split):
+        return StageManifest(stage="benchmark", key="k" * 16, code_version="c", outputs={},
+                             row_counts={"predictions": 4}, config={"benchmark": {"demo_split": split}},
+                             metrics={"benchmarks": [{"benchmark": "demo-iqa", "task": "iqa", "srcc": 0.5,
+                                                      "plcc": 0.5}]})
+    assert headline(manifest("test")) == "4 predictions; iqa SRCC 0.500 PLCC 0.500"
+    assert headline(manifest("train_photos")) == "4 predictions; demo train_photos split: iqa SRCC 0.500 PLCC 0.500"

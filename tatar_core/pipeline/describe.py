@@ -86,7 +86,10 @@ def headline(m: StageManifest) -> str:
                     for k in ("srcc", "plcc")}
             parts.append(f"{t} SRCC {_num(sum(mean['srcc']) / len(mean['srcc']) if mean['srcc'] else None)} "
                          f"PLCC {_num(sum(mean['plcc']) / len(mean['plcc']) if mean['plcc'] else None)}")
-        return f"{rc.get('predictions', 0)} predictions; " + ("; ".join(parts) or "no metrics")
+        bc = m.config.get("benchmark") or {}
+        split = bc.get("demo_split", "test") if bc.get("include_demo_test", True) else "test"
+        where = "" if split == "test" else f"demo {split} split: "  # validation / in-sample numbers, not the test's
+        return f"{rc.get('predictions', 0)} predictions; {where}" + ("; ".join(parts) or "no metrics")
     return _counts(rc, limit=6)
 
 
