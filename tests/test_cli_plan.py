@@ -18,10 +18,16 @@ def test_plan_paper_profile_prints_stages_keys_launch_and_missing_paths():
     for stage in STAGES:
         assert f"{stage}  [" in out and keys[stage][:16] in out
     assert out.count("accelerate launch") == 2 and "--deepspeed_config_file configs/zero3.json" in out
-    assert "effective batch 128" in out and "16 prompts x G=8" in out
+    assert "effective batch 128" in out and "16 prompts x G=8" in out and "score-token loss" not in out
     assert "model.path: /models/Qwen2.5-VL-7B-Instruct" in out
     assert "samples.datasets[0].root: /data/koniq10k" in out
     assert _tatar("plan", "configs/paper.yaml", "--strict").returncode == 1
+
+
+def test_plan_names_the_sft_score_token_loss_when_it_is_on():
+    p = _tatar("plan", "configs/paper.yaml", "--set", "sft.score_loss_weight=0.5", "--set", "sft.score_label_sigma=3")
+    assert p.returncode == 0, p.stderr
+    assert "score-token loss w 0.5, soft label sigma 3 points" in p.stdout
 
 
 def test_plan_does_not_import_torch():

@@ -155,9 +155,20 @@ class SftConfig(TrainerSection):
     iqa_fraction: float = Field(0.5, ge=0, le=1, description="share of IQA rows in the interleaved mix")
     thought_dropout_iqa: float = Field(0.5, ge=0, le=1, description="P(IQA target's rationale -> empty think)")
     thought_dropout_iaa: float = Field(0.0, ge=0, le=1)
+    score_loss_weight: float = Field(
+        0.0, ge=0, description="w in L = L_trl + w * L_score, L_score the cross-entropy of the answer's leading "
+        "score token against a Gaussian soft label (tatar_core.training.score_loss); 0 = the paper's loss alone",
+    )
+    score_label_sigma: float = Field(0.0, ge=0, description="sigma of that soft label in score points (0 = one-hot)")
     lora: LoraSection = LoraSection()
     seed: int = 42
     launch: LaunchConfig = LaunchConfig()
+
+    @model_validator(mode="after")
+    def _sigma_needs_weight(self):
+        if self.score_label_sigma > 0 and self.score_loss_weight <= 0:
+            raise ValueError("score_label_sigma shapes the score-loss term: it needs score_loss_weight > 0")
+        return self
 
 
 class GrpoConfig(TrainerSection):

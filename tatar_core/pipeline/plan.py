@@ -59,8 +59,10 @@ def _batch(cfg: PipelineConfig, stage: str) -> list[str]:
     n = c.launch.num_processes
     if stage == "sft":
         eff = c.per_device_train_batch_size * c.gradient_accumulation_steps * n
+        score = (f"; score-token loss w {c.score_loss_weight:g}, soft label sigma {c.score_label_sigma:g} points"
+                 if c.score_loss_weight > 0 else "")
         return [f"{c.per_device_train_batch_size} per device x {c.gradient_accumulation_steps} accumulation x {n} "
-                f"process(es) = effective batch {eff}; lr {c.learning_rate}"]
+                f"process(es) = effective batch {eff}; lr {c.learning_rate}{score}"]
     from tatar_core.training.grpo import batch_plan
 
     C = c.prompts_per_step * c.num_generations

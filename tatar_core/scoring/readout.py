@@ -107,22 +107,23 @@ def digit_vocab(tokenizer) -> dict[int, str]:
     return out
 
 
-def expected_score(pieces: Sequence[str], greedy: float, digit_scores: DigitScores) -> float:
-    """The module docstring's E[score] for the decoded tokens `pieces` whose answer parsed to `greedy`; the greedy
-    value where the digits can't be located."""
+def answer_digits(pieces: Sequence[str]) -> Optional[tuple[float, list[tuple[int, int, str]]]]:
+    """The answer number in the decoded tokens `pieces` (the first plain number after the last `<answer>`): its value
+    and, for each pure-digit token k inside it, (k, e, piece) with 10^e the place value of the piece's last digit
+    ("73.42" as "73" "." "42": (0, 0, "73"), (2, -2, "42")). None when there is no such number (or it has a sign or
+    an exponent)."""
     joined = "".join(pieces)
     start = joined.rfind(ANSWER_OPEN)
     m = _NUM_RE.search(joined, start + len(ANSWER_OPEN) if start >= 0 else 0)
     if m is None or "e" in m.group(0).lower() or m.group(0).startswith("-"):
-        return greedy
+        return None
     try:
-        if not math.isclose(float(m.group(0)), greedy, abs_tol=1e-9):
-            return greedy
+        value = float(m.group(0))
     except ValueError:
-        return greedy
+        return None
     num, a = m.group(0).lstrip("+"), m.start() + (1 if m.group(0).startswith("+") else 0)
     dp = num.index(".") if "." in num else len(num)
-    value, pos = greedy, 0
+    digits, pos = [], 0
     for k, piece in enumerate(pieces):
         s, e = pos, pos + len(piece)
         pos = e
@@ -131,14 +132,25 @@ def expected_score(pieces: Sequence[str], greedy: float, digit_scores: DigitScor
         i, j = s - a, e - a  # digits num[i:j]
         if i < 0 or j > len(num):
             continue
+        last = j - 1
+        digits.append((k, (dp - 1 - last) if last < dp else -(last - dp), piece))
+    return value, digits
+
+
+def expected_score(pieces: Sequence[str], greedy: float, digit_scores: DigitScores) -> float:
+    """The module docstring's E[score] for the decoded tokens `pieces` whose answer parsed to `greedy`; the greedy
+    value where the digits can't be located."""
+    found = answer_digits(pieces)
+    if found is None or not math.isclose(found[0], greedy, abs_tol=1e-9):
+        return greedy
+    value = greedy
+    for k, exp, piece in found[1]:
         cands = [(v, x) for v, x in digit_scores(k, len(piece)) if math.isfinite(x)]
         if not cands:
             continue
         top = max(x for _, x in cands)
         weights = [math.exp(x - top) for _, x in cands]
         mean = sum(w * v for w, (v, _) in zip(weights, cands)) / sum(weights)
-        last = j - 1
-        exp = (dp - 1 - last) if last < dp else -(last - dp)
         value += (10.0 ** exp) * (mean - float(piece))
     return value
 
@@ -162,4 +174,4 @@ def read_result(tokenizer, ids: Sequence[int], stops: StopTokens,
     return ScoreResult(score, status, completion, count_words(completion), greedy)
 
 
-__all__ = ["ScoreResult", "StopTokens", "stop_tokens", "digit_vocab", "expected_score", "read_result", "DigitScores"]
+__all__ = ["ScoreResult", "StopTokens", "stop_tokens", "digit_vocab", "answer_digits", "expected_score", "read_result", "DigitScores"]

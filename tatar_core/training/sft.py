@@ -8,6 +8,8 @@ Rows: {"images": [PIL], "prompt": prompt_messages(task), "completion": completio
 - Task mix: datasets.interleave_datasets([iqa, iaa], probabilities=[f, 1−f], stopping_strategy="all_exhausted",
   seed) with f = cfg.iqa_fraction, so the smaller task is oversampled; one task absent (or f ∈ {0, 1}) -> only the
   other task.
+- Optional score-token loss (`score_loss_weight` > 0): L = L_trl + w · L_score, a Gaussian soft label on the answer's
+  leading score token (`tatar_core.training.score_loss`); off by default (the paper's loss).
 - Checkpoints: out_dir/"checkpoints"/checkpoint-N every `save_steps` (trainer_args, default 100); a rerun resumes from the last complete one.
   Final model + processor: out_dir/"model" (with `lora.enabled`: the adapter in out_dir/"adapter", merged into
   the base for out_dir/"model").
@@ -140,8 +142,15 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
     model, processor = launch.load_for_training(model_path, resume, model_cfg, lora=cfg.lora.enabled)
     peft_config = lora.peft_config(cfg.lora) if cfg.lora.enabled else None
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor,
-                         peft_config=peft_config, callbacks=[ReportCallback("sft", log, progress)])
+    kwargs = dict(model=model, args=args, train_dataset=train, processing_class=processor, peft_config=peft_config,
+                  callbacks=[ReportCallback("sft", log, progress)])
+    if cfg.score_loss_weight > 0:
+        from tatar_core.training.score_loss import ScoreLossSFTTrainer
+
+        trainer = ScoreLossSFTTrainer(**kwargs, score_loss_weight=cfg.score_loss_weight,
+                                      score_label_sigma=cfg.score_label_sigma)
+    else:
+        trainer = SFTTrainer(**kwargs)
     quiet_printer(trainer)
     output = launch.train_from_checkpoint(trainer, resume, lora=cfg.lora.enabled)
     final_dir = out_dir / "model"
