@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from data_contracts.config.training import SftConfig
-from tatar_core.scoring.readout import answer_digits
+from tatar_core.method.digits import answer_digits
 from tatar_core.training.score_loss import soft_label
 
 

@@ -22,15 +22,13 @@ No torch and no pydantic here (the GPU check imports the scorer without them).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Callable, Literal, Optional, Sequence
 
-from tatar_core.method.parsing import NUMBER, count_words, parse_answer
-from tatar_core.method.prompts import ANSWER_CLOSE, ANSWER_OPEN
+from tatar_core.method.digits import answer_digits, digit_vocab
+from tatar_core.method.parsing import count_words, parse_answer
+from tatar_core.method.prompts import ANSWER_CLOSE
 from tatar_core.method.scales import clamp_100
-
-_NUM_RE = re.compile(NUMBER)
 
 # (position k in the trimmed ids, digit-token length) -> [(digit value, score)] for the digit tokens the engine scored
 DigitScores = Callable[[int, int], list[tuple[float, float]]]
@@ -95,46 +93,6 @@ def close_sequences(tokenizer, close: Sequence[int]) -> tuple[tuple[int, ...], .
     ends = sorted(i for t, i in tokenizer.get_vocab().items()
                   if t.startswith(last) and i not in tokenizer.all_special_ids)
     return tuple(tuple(close[:-1]) + (i,) for i in ends)
-
-
-def digit_vocab(tokenizer) -> dict[int, str]:
-    """token id -> text for every token that decodes to ASCII digits only ("7", "42", ...)."""
-    out = {}
-    for i in range(len(tokenizer)):
-        t = tokenizer.decode([i])
-        if t and t.isascii() and t.isdigit():
-            out[i] = t
-    return out
-
-
-def answer_digits(pieces: Sequence[str]) -> Optional[tuple[float, list[tuple[int, int, str]]]]:
-    """The answer number in the decoded tokens `pieces` (the first plain number after the last `<answer>`): its value
-    and, for each pure-digit token k inside it, (k, e, piece) with 10^e the place value of the piece's last digit
-    ("73.42" as "73" "." "42": (0, 0, "73"), (2, -2, "42")). None when there is no such number (or it has a sign or
-    an exponent)."""
-    joined = "".join(pieces)
-    start = joined.rfind(ANSWER_OPEN)
-    m = _NUM_RE.search(joined, start + len(ANSWER_OPEN) if start >= 0 else 0)
-    if m is None or "e" in m.group(0).lower() or m.group(0).startswith("-"):
-        return None
-    try:
-        value = float(m.group(0))
-    except ValueError:
-        return None
-    num, a = m.group(0).lstrip("+"), m.start() + (1 if m.group(0).startswith("+") else 0)
-    dp = num.index(".") if "." in num else len(num)
-    digits, pos = [], 0
-    for k, piece in enumerate(pieces):
-        s, e = pos, pos + len(piece)
-        pos = e
-        if e <= a or s >= a + len(num) or not (piece.isascii() and piece.isdigit()):
-            continue
-        i, j = s - a, e - a  # digits num[i:j]
-        if i < 0 or j > len(num):
-            continue
-        last = j - 1
-        digits.append((k, (dp - 1 - last) if last < dp else -(last - dp), piece))
-    return value, digits
 
 
 def expected_score(pieces: Sequence[str], greedy: float, digit_scores: DigitScores) -> float:

@@ -4,7 +4,7 @@ CVPR 2025).
 
 Plain cross-entropy treats the score tokens as unordered classes: "83" is as wrong as "20" when the label is "84",
 and the answer's number is one or two of the ≈ 25 completion tokens a row contributes. For each completion, with d
-the answer's leading digit token (`readout.answer_digits`; "84" in "84.50" with the embedded tokenizer, place value
+the answer's leading digit token (`tatar_core.method.digits.answer_digits`; "84" in "84.50" with the embedded tokenizer, place value
 10^e = 1), predicted at position j, and c over the digit tokens of d's length (values v_c):
 
     q_c = exp(−((v_c − v_d)·10^e)² / (2σ²)) / Σ_c' exp(…)      (σ in score points; σ = 0: q = one-hot on d)
@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 from trl import SFTTrainer
 
-from tatar_core.scoring.readout import answer_digits, digit_vocab
+from tatar_core.method.digits import answer_digits, digit_vocab
 
 
 def soft_label(values: torch.Tensor, d: float, exp: int, sigma: float) -> torch.Tensor:
