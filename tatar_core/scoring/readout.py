@@ -132,4 +132,4 @@ def read_result(tokenizer, ids: Sequence[int], stops: StopTokens,
     return ScoreResult(score, status, completion, count_words(completion), greedy)
 
 
-__all__ = ["ScoreResult", "StopTokens", "stop_tokens", "digit_vocab", "answer_digits", "expected_score", "read_result", "DigitScores"]
+__all__ = ["ScoreResult", "StopTokens", "stop_tokens", "digit_vocab", "expected_score", "read_result", "DigitScores"]

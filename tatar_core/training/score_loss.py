@@ -3,9 +3,9 @@
 CVPR 2025).
 
 Plain cross-entropy treats the score tokens as unordered classes: "83" is as wrong as "20" when the label is "84",
-and the answer's number is one or two of the ≈ 25 completion tokens a row contributes. For each completion, with d
-the answer's leading digit token (`tatar_core.method.digits.answer_digits`; "84" in "84.50" with the embedded tokenizer, place value
-10^e = 1), predicted at position j, and c over the digit tokens of d's length (values v_c):
+and the answer's number is one or two of the ≈ 25 completion tokens a row contributes. For each completion, with
+d the answer's leading digit token (`tatar_core.method.digits.answer_digits`; "84" in "84.50" with the embedded
+tokenizer, place value 10^e = 1), predicted at position j, and c over the digit tokens of d's length (values v_c):
 
     q_c = exp(−((v_c − v_d)·10^e)² / (2σ²)) / Σ_c' exp(…)      (σ in score points; σ = 0: q = one-hot on d)
     L_score = mean over the batch's completions of −Σ_c q_c · log p_j(c)   (p_j: softmax over the whole vocabulary)
