@@ -64,10 +64,10 @@ def test_split_by_photo_never_shares_a_reference(tmp_path):
         refs[r.split].add(r.ref_id)
     assert not (refs["train"] & refs["test"]) and not (refs["train"] & refs["validation"])
     assert not (refs["validation"] & refs["test"])
-    # the documented rule: the last 3 photos are test, the one before them validation
-    assert refs["test"] == {p.name for p in PHOTOS[-3:]} and refs["validation"] == {PHOTOS[-4].name}
+    # the documented rule: the last 3 photos are test, the 3 before them validation, the rest train
+    assert refs["test"] == {p.name for p in PHOTOS[-3:]} and refs["validation"] == {p.name for p in PHOTOS[-6:-3]}
     photos = {p.name for p in PHOTOS}
-    assert refs["train"] & photos == {p.name for p in PHOTOS[:-4]}
+    assert refs["train"] & photos == {p.name for p in PHOTOS[:-6]} == {"astronaut", "coffee", "rocket", "china"}
     generated = refs["train"] - photos
     assert len(generated) == 6 and all(g.startswith("gen-") for g in generated)  # train only, never held out
     assert {g.split("-")[1] for g in generated} == {"deadleaves", "pinknoise", "photocrop"}

@@ -16,7 +16,7 @@ class DemoDataConfig(Section):
     iaa_manipulations: Optional[list[str]] = Field(None, description="aesthetic manipulations (None = all)")
     test_refs: int = Field(3, ge=1, description="the last N of the (max_refs-truncated) photo list form the test split")
     validation_refs: int = Field(
-        1, ge=0, description="the N photos before the test photos form the validation split (for choosing settings)"
+        3, ge=0, description="the N photos before the test photos form the validation split (for choosing settings)"
     )
     generated_refs: int = Field(
         24, ge=0, description="generated training references (dead leaves, 1/f noise, crops of train photos), "

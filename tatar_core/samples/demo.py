@@ -5,18 +5,20 @@ and identical records. Everything is PIL / numpy / scipy; noise uses a numpy RNG
 (cfg.seed, photo, type, level) through a stable hash.
 
 Photos (`PHOTOS`, in this order; licences as stated by the shipping packages):
-  astronaut, coffee, rocket, motorcycle (left view of `stereo_motorcycle`, Middlebury, research use),
-  chelsea (scikit-image `skimage.data`, public domain / CC0 per its docstrings);
-  china, flower (scikit-learn `load_sample_image`, CC-BY-2.0: china.jpg by danielbuechele,
-  https://www.flickr.com/photos/danielbuechele/6061409035 ; flower.jpg by vultilion,
-  https://www.flickr.com/photos/vultilion/6056698931 ; see sklearn/datasets/images/README.txt);
+  astronaut, coffee, rocket (scikit-image `skimage.data`, public domain / CC0 per its docstrings);
+  china (scikit-learn `load_sample_image`, CC-BY-2.0, china.jpg by danielbuechele,
+  https://www.flickr.com/photos/danielbuechele/6061409035 ; see sklearn/datasets/images/README.txt);
+  ihc (`skimage.data.immunohistochemistry`, a stained-tissue micrograph, no known copyright), retina
+  (`skimage.data.retina`, a fundus photograph, CC0);
+  flower (scikit-learn, CC-BY-2.0, flower.jpg by vultilion, https://www.flickr.com/photos/vultilion/6056698931);
+  motorcycle (left view of `skimage.data.stereo_motorcycle`, Middlebury, research use), chelsea (skimage, CC0),
   grace_hopper (matplotlib sample data `grace_hopper.jpg`).
 Each is centre-cropped to a square and Lanczos-resized to `cfg.image_size`.
 
 Split (by photo, never by distorted copy): after `cfg.max_refs` truncation of the list above, the LAST
 `cfg.test_refs` photos are the test split (by default motorcycle, chelsea and grace_hopper), the
-`cfg.validation_refs` photos before them the validation split (flower: for choosing settings, never trained on),
-the rest train.
+`cfg.validation_refs` photos before them the validation split (by default ihc, retina and flower: for choosing
+settings, never trained on), the rest train (astronaut, coffee, rocket, china).
 
 Generated training references (`cfg.generated_refs`, train split only, IQA only): dead-leaves images (discs and
 rectangles with radii ∝ r⁻³, the classic scale-invariant model of natural-image statistics), 1/f ("pink") colour
@@ -91,6 +93,8 @@ PHOTOS: tuple[Photo, ...] = (
     Photo("coffee", _skimage("coffee"), "skimage.data.coffee (CC0, Rachel Michetti)"),
     Photo("rocket", _skimage("rocket"), "skimage.data.rocket (public domain, SpaceX)"),
     Photo("china", _sklearn("china.jpg"), "sklearn china.jpg (CC-BY-2.0, danielbuechele, Flickr)"),
+    Photo("ihc", _skimage("immunohistochemistry"), "skimage.data.immunohistochemistry (no known copyright, CMMI)"),
+    Photo("retina", _skimage("retina"), "skimage.data.retina (CC0, M. Haggstrom, Wikimedia Commons)"),
     Photo("flower", _sklearn("flower.jpg"), "sklearn flower.jpg (CC-BY-2.0, vultilion, Flickr)"),
     Photo("motorcycle", _skimage("motorcycle"), "skimage.data.stereo_motorcycle left (Middlebury, research)"),
     Photo("chelsea", _skimage("chelsea"), "skimage.data.chelsea (CC0, Stefan van der Walt)"),
