@@ -51,7 +51,8 @@ def test_records_store_run_relative_paths(tmp_path):
 def test_a_moved_run_folder_still_works(tmp_path):
     """samples + rationales in one place; the run folder moved; filtered (which checks that every image exists) and
     a launch spec written there and moved again still find every image."""
-    small = {"samples.demo.max_refs": 3, "samples.demo.test_refs": 1, "samples.demo.iqa_levels": [3],
+    small = {"samples.demo.max_refs": 3, "samples.demo.test_refs": 1, "samples.demo.validation_refs": 1,
+             "samples.demo.iqa_levels": [3],
              "samples.demo.iqa_types": ["gblur", "awgn"]}
     first = Pipeline(load_config("configs/demo.yaml", {**small, "run_dir": str(tmp_path / "a")}), log=lambda _: None)
     first.run_all(["samples", "rationales"])
