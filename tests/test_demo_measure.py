@@ -27,7 +27,8 @@ MONOTONE = [
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    recs = build_demo_samples(DemoDataConfig(max_refs=3, test_refs=1, validation_refs=1, generated_refs=0), tmp_path_factory.mktemp("demo"))
+    cfg = DemoDataConfig(max_refs=3, test_refs=1, validation_refs=1, generated_refs=0)
+    recs = build_demo_samples(cfg, tmp_path_factory.mktemp("demo"))
     return {r.sample_id: measure_image(r.image_path) for r in recs}, sorted({r.ref_id for r in recs})
 
 
