@@ -191,17 +191,17 @@ def realvocab_model_dir(tmp_path_factory) -> Path:
     return resolve_model(ModelConfig(path=EMBEDDED_REALVOCAB_MODEL), tmp_path_factory.mktemp("realvocab_cache"))
 
 
-REALVOCAB_SFT_CFG = dict(learning_rate=2e-2, max_steps=16, per_device_train_batch_size=1, gradient_accumulation_steps=1,
+REALVOCAB_SFT_CFG = dict(learning_rate=1e-2, max_steps=32, per_device_train_batch_size=1, gradient_accumulation_steps=1,
                          thought_dropout_iqa=1.0, iqa_fraction=1.0, seed=0,
                          trainer_args={"logging_steps": 2, "save_steps": 1000, "lr_scheduler_type": "constant"})
 
 
 @pytest.fixture(scope="session")
 def realvocab_sft_checkpoint(synthetic_kept, tmp_path_factory) -> Path:
-    """`run_sft` of the real-vocabulary model on one IQA row with an empty thought, 16 steps (loss 12 -> ~1.3):
-    a model that writes tag-like text such as `</answer>` but not yet well-formed answers (measured: ~40 steps at
-    this size to get the format; every step pays for the 152k-row output layer). The scorer and GRPO tests check
-    properties that hold whatever the model writes."""
+    """`run_sft` of the real-vocabulary model on one IQA row with an empty thought, 32 steps at lr 1e-2: a model
+    that writes tag-like text such as `</answer>` but not yet well-formed answers (every step pays for the 152k-row
+    output layer). The scorer and GRPO tests check properties that hold whatever the model writes. (16 steps at
+    lr 2e-2 wrote `</answer>` on one CPU and only "000…" on another, an AMD EPYC: too close to the edge.)"""
     from data_contracts.config.model import ModelConfig
     from data_contracts.config.training import SftConfig
     from tatar_core.models import qwen_vocab
@@ -215,5 +215,5 @@ def realvocab_sft_checkpoint(synthetic_kept, tmp_path_factory) -> Path:
     rows = [next(k for k in synthetic_kept if k.task == "iqa")]
     out = tmp_path_factory.mktemp("realvocab_sft")
     result = run_sft(rows, base, SftConfig(**REALVOCAB_SFT_CFG), ModelConfig(freeze_vision=False), out)
-    (out / "sft_result.json").write_text(json.dumps(result))
+    (out / "sft_result.json").write_text(json.dumps({**result, "max_steps": REALVOCAB_SFT_CFG["max_steps"]}))
     return out / "model"

@@ -91,7 +91,7 @@ def test_sft_on_the_real_vocabulary(realvocab_sft_checkpoint):
     from tatar_core.models.draft_corpus import read_corpus
 
     result = json.loads((realvocab_sft_checkpoint.parent / "sft_result.json").read_text())
-    assert result["steps"] == 16 and result["last_logged_loss"] < 0.5 * result["first_logged_loss"]
+    assert result["steps"] == result["max_steps"] and result["last_logged_loss"] < 0.5 * result["first_logged_loss"]
     assert set(read_corpus(realvocab_sft_checkpoint)) == {"iqa"}
 
 
@@ -102,10 +102,14 @@ def scorer(realvocab_sft_checkpoint):
     return Scorer(realvocab_sft_checkpoint, batch_size=8, max_new_tokens=48)
 
 
-def test_scorer_stops_after_the_multi_token_answer_close(realvocab_sft_checkpoint, scorer):
+def test_scorer_stops_after_the_multi_token_answer_close(realvocab_sft_checkpoint, scorer, synthetic_kept):
     """`</answer>` is 3 tokens and its ">" merges with what follows: the scorer stops on every such form and cuts
-    after the tag; a batch of 8 = one image at a time = plain HF `generate` cut after `</answer>`."""
+    after the tag; a batch of 8 = one image at a time = plain HF `generate` cut after `</answer>`. The fixture's
+    own training image comes first: whether a few steps write `</answer>` for the noise images depends on the CPU's
+    floating-point order (measured: yes on one machine, no on another); for the image it was trained on it does.
+    """
     from tatar_core.models.loading import build_inputs, load_model_and_processor
+    from tatar_core.samples.images import load_rgb
     from tatar_core.scoring.scorer import Scorer
 
     tok = scorer.tokenizer
@@ -113,7 +117,8 @@ def test_scorer_stops_after_the_multi_token_answer_close(realvocab_sft_checkpoin
     assert len(close) == 3 and scorer.stops.answer_close_id is None and close in scorer.stop_seqs
     merged = tok.convert_tokens_to_ids(">Ċ")  # "</answer>\n" ends in one token ">\n"
     assert close[:2] + [merged] in scorer.stop_seqs and all(s[:2] == close[:2] for s in scorer.stop_seqs)
-    images = _images(6, seed=5)
+    trained = next(k for k in synthetic_kept if k.task == "iqa")  # the fixture's one training row
+    images = [load_rgb(trained.image_path)] + _images(5, seed=5)
     model, processor = load_model_and_processor(realvocab_sft_checkpoint)
     single = Scorer(realvocab_sft_checkpoint, batch_size=1, max_new_tokens=48, draft_tokens=0)
     closed = 0
