@@ -191,17 +191,18 @@ def realvocab_model_dir(tmp_path_factory) -> Path:
     return resolve_model(ModelConfig(path=EMBEDDED_REALVOCAB_MODEL), tmp_path_factory.mktemp("realvocab_cache"))
 
 
-REALVOCAB_SFT_CFG = dict(learning_rate=1e-2, max_steps=32, per_device_train_batch_size=1, gradient_accumulation_steps=1,
+REALVOCAB_SFT_CFG = dict(learning_rate=3e-3, max_steps=48, per_device_train_batch_size=1, gradient_accumulation_steps=1,
                          thought_dropout_iqa=1.0, iqa_fraction=1.0, seed=0,
                          trainer_args={"logging_steps": 2, "save_steps": 1000, "lr_scheduler_type": "constant"})
 
 
 @pytest.fixture(scope="session")
 def realvocab_sft_checkpoint(synthetic_kept, tmp_path_factory) -> Path:
-    """`run_sft` of the real-vocabulary model on one IQA row with an empty thought, 32 steps at lr 1e-2: a model
-    that writes tag-like text such as `</answer>` but not yet well-formed answers (every step pays for the 152k-row
-    output layer). The scorer and GRPO tests check properties that hold whatever the model writes. (16 steps at
-    lr 2e-2 wrote `</answer>` on one CPU and only "000…" on another, an AMD EPYC: too close to the edge.)"""
+    """`run_sft` of the real-vocabulary model on one IQA row with an empty thought, 48 steps at lr 3e-3 (loss 11.7 ->
+    0.01, smoothly): a model that writes tag-like text such as `</answer>` but not yet well-formed answers (every
+    step pays for the 152k-row output layer). The scorer and GRPO tests check properties that hold whatever the
+    model writes. (Higher rates diverged by CPU: 16 steps at lr 2e-2 wrote only "000…" on an AMD EPYC, 32 at 1e-2
+    only "5.000…" and newlines on an Intel Xeon.)"""
     from data_contracts.config.model import ModelConfig
     from data_contracts.config.training import SftConfig
     from tatar_core.models import qwen_vocab
