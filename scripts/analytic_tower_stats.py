@@ -6,11 +6,13 @@
     python scripts/analytic_tower_stats.py --probe runs/demo/samples/<key>/samples.parquet [--split test]
 
 `--probe` asks how much of the held-out ranking the tower's features carry, apart from what the language model
-learns from them: ridge regression and a random forest on the token-mean features, fitted on the train split's IQA
-images, scored on another split, beside the random-forest baseline itself (`tatar_core.benchmark.baselines`: the
-same forest on its numpy features); per distortion type, the forest's SRCC and the best single tower feature's |SRCC|
-within the type (chosen on the scored images, so optimistic: with a random-init tower the best of the 53 features
-still reaches 0.4-0.9 on 15 images).
+learns from them: ridge regression, a one-hidden-layer MLP (256 ReLU units, the width of the language side's MLP)
+on standardised inputs, and a random forest on the token-mean features, fitted on the train split's IQA images, scored
+on another split, beside the random-forest baseline itself (`tatar_core.benchmark.baselines`: the same forest on its
+numpy features) and the same MLP on those numpy features;
+per distortion type, each regressor's SRCC and the best single tower feature's |SRCC| within the type (chosen on the
+scored images, so optimistic: with a random-init tower the best of the 53 features still reaches 0.4-0.9 on 15
+images).
 """
 from __future__ import annotations
 
@@ -77,10 +79,15 @@ def probe(samples_parquet, split: str = "test", seed: int = 0) -> dict:
     n_eval)} for the IQA rows of `samples_parquet` (a samples stage output; image paths relative to its run folder)."""
     import json
     import tempfile
+    import warnings
     from pathlib import Path
 
     from scipy.stats import spearmanr
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import RidgeCV
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from data_contracts.parquet_io import read_records
     from data_contracts.records import SampleRecord
@@ -104,9 +111,13 @@ def probe(samples_parquet, split: str = "test", seed: int = 0) -> dict:
                           type=np.array([json.loads(s.meta or "{}").get("type", "pristine") for s in part]))
     tr, ev = data["train"], data[split]
     pred = {}
-    for feats, reg in (("tower", "ridge"), ("tower", "forest"), ("numpy", "forest")):
-        m = RidgeCV(alphas=np.logspace(-3, 3, 13)) if reg == "ridge" else make_forest(seed)
-        pred[f"{reg} on {feats} features"] = m.fit(tr[feats], tr["y"]).predict(ev[feats])
+    regressors = {"ridge": lambda: RidgeCV(alphas=np.logspace(-3, 3, 13)), "forest": lambda: make_forest(seed),
+                  "mlp": lambda: make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(256,), max_iter=300,
+                                                                              random_state=seed))}
+    for feats, reg in (("tower", "ridge"), ("tower", "mlp"), ("tower", "forest"), ("numpy", "mlp"), ("numpy", "forest")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # the MLP stops at 300 epochs, converged or not
+            pred[f"{reg} on {feats} features"] = regressors[reg]().fit(tr[feats], tr["y"]).predict(ev[feats])
     srcc = lambda a, b: float(spearmanr(a, b).statistic)  # noqa: E731
     types = {}
     for t in sorted(set(ev["type"]) - {"pristine"}):
