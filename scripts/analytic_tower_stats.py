@@ -7,12 +7,11 @@
 
 `--probe` asks how much of the held-out ranking the tower's features carry, apart from what the language model
 learns from them: ridge regression, a one-hidden-layer MLP (256 ReLU units, the width of the language side's MLP)
-on standardised inputs, and a random forest on the token-mean features, fitted on the train split's IQA images, scored
-on another split, beside the random-forest baseline itself (`tatar_core.benchmark.baselines`: the same forest on its
-numpy features) and the same MLP on those numpy features;
-per distortion type, each regressor's SRCC and the best single tower feature's |SRCC| within the type (chosen on the
-scored images, so optimistic: with a random-init tower the best of the 53 features still reaches 0.4-0.9 on 15
-images).
+on standardised inputs, and a random forest on the token-mean features, fitted on the train split's IQA images,
+scored on another split, beside the random-forest baseline itself (`tatar_core.benchmark.baselines`: the same forest
+on its numpy features) and the same MLP on those numpy features; per distortion type, each regressor's SRCC and the
+best single tower feature's |SRCC| within the type (chosen on the scored images, so optimistic: with a random-init
+tower the best of the 53 features still reaches 0.4-0.9 on 15 images).
 """
 from __future__ import annotations
 
