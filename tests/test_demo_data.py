@@ -74,6 +74,19 @@ def test_split_by_photo_never_shares_a_reference(tmp_path):
     assert all(r.task == "iqa" for r in recs if r.ref_id in generated)
 
 
+def test_generated_kinds_are_cycled_in_the_configured_order(tmp_path):
+    cfg = DemoDataConfig(image_size=32, iqa_levels=[2], iaa_manipulations=[], iqa_types=["gblur"], generated_refs=5,
+                         generated_kinds=["pink_noise", "photo_crop"])
+    refs = sorted({r.ref_id for r in build_demo_samples(cfg, tmp_path) if r.ref_id.startswith("gen-")},
+                  key=lambda r: r[-3:])
+    assert refs == ["gen-pinknoise-000", "gen-photocrop-001", "gen-pinknoise-002", "gen-photocrop-003",
+                    "gen-pinknoise-004"]
+    with pytest.raises(ValueError, match="generated_kinds"):
+        DemoDataConfig(generated_kinds=["fractal"])
+    with pytest.raises(ValueError, match="generated_kinds"):
+        DemoDataConfig(generated_kinds=[])
+
+
 def test_iqa_labels_monotonic_in_level_and_below_pristine():
     for t, mos in IQA_MOS_1_5.items():
         scores = [iqa_score(t, lv) for lv in range(0, 6)]

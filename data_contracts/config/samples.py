@@ -22,6 +22,11 @@ class DemoDataConfig(Section):
         24, ge=0, description="generated training references (dead leaves, 1/f noise, crops of train photos), "
         "distorted with the same types, levels and labels; train split only",
     )
+    generated_kinds: list[Literal["dead_leaves", "pink_noise", "photo_crop"]] = Field(
+        ["dead_leaves", "pink_noise", "photo_crop"], min_length=1,
+        description="the generated references cycle through these kinds in order (repeat a kind to weight it): "
+        "dead leaves, 1/f noise, crops of the train photos",
+    )
     max_refs: Optional[int] = Field(None, ge=1, description="use only the first N reference photos (tiny runs)")
     seed: int = Field(0, description="seeds the noise of the awgn/impulse distortions and the IAA blotch position")
 

@@ -20,10 +20,10 @@ Split (by photo, never by distorted copy): after `cfg.max_refs` truncation of th
 `cfg.validation_refs` photos before them the validation split (by default ihc, retina and flower: for choosing
 settings, never trained on), the rest train (astronaut, coffee, rocket, china).
 
-Generated training references (`cfg.generated_refs`, train split only, IQA only): dead-leaves images (discs and
-rectangles with radii ∝ r⁻³, the classic scale-invariant model of natural-image statistics), 1/f ("pink") colour
-noise with a grating, and random crops (8–100 % of the side, never upscaled) of the TRAIN photos with flips and a
-gain jitter. Each is distorted with the same types and levels and labelled from the same table, so the model sees
+Generated training references (`cfg.generated_refs`, train split only, IQA only), cycling through
+`cfg.generated_kinds` (default one of each in turn): dead-leaves images (discs and rectangles with radii ∝ r⁻³, the
+classic scale-invariant model of natural-image statistics), 1/f ("pink") colour noise with a grating, and random
+crops (8–100 % of the side, never upscaled) of the TRAIN photos with flips and a gain jitter. Each is distorted with the same types and levels and labelled from the same table, so the model sees
 the distortions on many contents and cannot learn the labels by memorising a handful of photos.
 
 IQA (source "demo-iqa", sample_id "demo-iqa/<photo>/<type>/<level>"): KADID-style distortion types × levels
@@ -374,7 +374,6 @@ def demo_photos(cfg: DemoDataConfig) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------ generated references
-GENERATED_KINDS = ("dead_leaves", "pink_noise", "photo_crop")
 GENERATED_META_KEY = "generated"  # in a generated reference's rows' meta: its kind (e.g. "deadleaves")
 
 
@@ -460,10 +459,11 @@ _GENERATORS = {"dead_leaves": _dead_leaves, "pink_noise": _pink_noise, "photo_cr
 
 
 def generated_references(cfg: DemoDataConfig, train_squares: list[Image.Image]) -> list[tuple[str, Image.Image]]:
-    """[(ref name, image)]: `cfg.generated_refs` references cycling through GENERATED_KINDS, seeded per index."""
+    """[(ref name, image)]: `cfg.generated_refs` references cycling through `cfg.generated_kinds`, seeded per
+    index."""
     out = []
     for i in range(cfg.generated_refs):
-        kind = GENERATED_KINDS[i % len(GENERATED_KINDS)]
+        kind = cfg.generated_kinds[i % len(cfg.generated_kinds)]
         if kind == "photo_crop" and not train_squares:
             kind = "dead_leaves"
         img = _GENERATORS[kind](cfg.image_size, _rng(cfg.seed, "generated", i), train_squares)
