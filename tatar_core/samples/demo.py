@@ -23,8 +23,9 @@ settings, never trained on), the rest train (astronaut, coffee, rocket, china).
 Generated training references (`cfg.generated_refs`, train split only, IQA only), cycling through
 `cfg.generated_kinds` (default one of each in turn): dead-leaves images (discs and rectangles with radii ∝ r⁻³, the
 classic scale-invariant model of natural-image statistics), 1/f ("pink") colour noise with a grating, and random
-crops (8–100 % of the side, never upscaled) of the TRAIN photos with flips and a gain jitter. Each is distorted with the same types and levels and labelled from the same table, so the model sees
-the distortions on many contents and cannot learn the labels by memorising a handful of photos.
+crops (8–100 % of the side, never upscaled) of the TRAIN photos with flips and a gain jitter. Each is distorted
+with the same types and levels and labelled from the same table, so the model sees the distortions on many contents
+and cannot learn the labels by memorising a handful of photos.
 
 IQA (source "demo-iqa", sample_id "demo-iqa/<photo>/<type>/<level>"): KADID-style distortion types × levels
 1–5 (`IQA_DISTORTIONS`: KADID-style parameters (Lin et al., KADID-10k, QoMEX 2019), in pixels of the output image, so spatial types are
@@ -41,13 +42,13 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, get_args
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 from scipy import ndimage
 
-from data_contracts.config.samples import DemoDataConfig
+from data_contracts.config.samples import DemoDataConfig, GeneratedKind
 from data_contracts.records import SampleRecord
 from tatar_core.method.scales import SCALE_1_5
 
@@ -456,6 +457,7 @@ def _photo_crop(size: int, rng: np.random.Generator, photos) -> Image.Image:
 
 
 _GENERATORS = {"dead_leaves": _dead_leaves, "pink_noise": _pink_noise, "photo_crop": _photo_crop}
+assert set(_GENERATORS) == set(get_args(GeneratedKind))
 
 
 def generated_references(cfg: DemoDataConfig, train_squares: list[Image.Image]) -> list[tuple[str, Image.Image]]:
