@@ -357,6 +357,62 @@ def test_table_csv_and_parquet_with_split_column_and_direction(tmp_path):
         load_dataset(DatasetSource(name="table", root=str(root), label_file="labels.csv", task="iqa", scale=(0, 10)))
 
 
+def test_table_type_and_ref_columns_give_groups_and_references(tmp_path):
+    """A table's optional 'type' column is each row's group (the report's per-type metrics) and 'ref' its reference
+    photo; without them the group is empty and the reference is the image's file stem."""
+    from tatar_core.benchmark.run import sample_group
+
+    root = tmp_path / "mine"
+    for n in ("a/gblur_1.png", "a/pristine_0.png", "b/gblur_1.png"):
+        img(root / n)
+    (root / "labels.csv").write_text("image,score,type,ref\na/gblur_1.png,90.25,gblur,a\na/pristine_0.png,95,pristine,a\n"
+                                     "b/gblur_1.png,90.25,gblur,b\n")
+    res = load_dataset(DatasetSource(name="table", root=str(root), label_file="labels.csv", task="iqa", split="all",
+                                     scale=(0, 100)), progress=False)
+    got = {(Path(s.image_path).parent.name, Path(s.image_path).name): s for s in res.samples}
+    assert [sample_group(got[k]) for k in sorted(got)] == ["gblur", "pristine", "gblur"]
+    assert [got[k].ref_id for k in sorted(got)] == ["table:a", "table:a", "table:b"]
+    (root / "plain.csv").write_text("image,score\na/gblur_1.png,90.25\n")
+    plain = load_dataset(DatasetSource(name="table", root=str(root), label_file="plain.csv", task="iqa", split="all",
+                                       scale=(0, 100)), progress=False).samples[0]
+    assert sample_group(plain) == "" and plain.ref_id == "table:gblur_1"
+
+
+def test_photo_iqa_set_script_writes_a_table_the_loader_reads(tmp_path):
+    """scripts/photo_iqa_set.py: every photo gives the pristine image + 10 types x 5 levels with the demo's labels,
+    and the labels.csv it writes loads as a `table` benchmark with one group per type."""
+    import importlib.util
+
+    import skimage.data
+
+    from tatar_core.benchmark.run import sample_group
+    from tatar_core.samples.demo import IQA_DISTORTIONS, LEVELS, iqa_score
+
+    spec = importlib.util.spec_from_file_location(
+        "photo_iqa_set", Path(__file__).resolve().parents[1] / "scripts" / "photo_iqa_set.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(skimage.data.coffee()).save(photos / "coffee.png")
+    Image.fromarray(skimage.data.rocket()).save(photos / "rocket.jpg")
+    assert mod.main([str(photos), "--out", str(tmp_path / "set"), "--size", "64"]) == 0
+    res = load_dataset(DatasetSource(name="table", root=str(tmp_path / "set"), label_file="labels.csv", task="iqa",
+                                     split="all", scale=(0, 100)), progress=False)
+    assert not res.skipped and len(res.samples) == 2 * (1 + len(IQA_DISTORTIONS) * len(LEVELS))
+    assert {sample_group(s) for s in res.samples} == set(IQA_DISTORTIONS) | {"pristine"}
+    for s in res.samples:
+        t, lv = Path(s.image_path).stem.rsplit("_", 1)
+        assert s.score == pytest.approx(iqa_score(t, int(lv))) and s.ref_id == f"table:{Path(s.image_path).parent.name}"
+        with Image.open(s.image_path) as im:
+            assert im.size == (64, 64)
+    (tmp_path / "empty").mkdir()
+    for bad in ("empty", "missing"):  # a usage error naming the folder, nothing written
+        with pytest.raises(SystemExit):
+            mod.main([str(tmp_path / bad), "--out", str(tmp_path / "x")])
+    assert not (tmp_path / "x").exists()
+
+
 def test_max_items_is_a_fixed_subset(tmp_path):
     root = tmp_path / "kadid"
     (root / "images").mkdir(parents=True)

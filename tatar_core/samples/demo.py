@@ -320,6 +320,32 @@ IAA_MANIPULATIONS: dict[str, Manipulation] = {
 # ------------------------------------------------------------------------------------------- building
 
 
+@dataclass(frozen=True)
+class IqaVersion:
+    type: str  # a key of IQA_DISTORTIONS, or "pristine" (level 0)
+    level: int
+    param: Optional[float]
+    image: Image.Image
+    score: float  # 0–100, `iqa_score(type, level)`
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.type}_{self.level}.png"
+
+
+def iqa_versions(base: Image.Image, name: str, seed: int, types=None, levels=LEVELS,
+                 reference: bool = True) -> list[IqaVersion]:
+    """The labelled IQA versions of one reference image: the image itself (level 0, when `reference`), then every
+    type of `types` (default all of IQA_DISTORTIONS) at every level, noise seeded from (seed, name, type, level)."""
+    out = [IqaVersion("pristine", 0, None, base, iqa_score("pristine", 0))] if reference else []
+    for t in (IQA_DISTORTIONS if types is None else types):
+        d = IQA_DISTORTIONS[t]
+        for lv in levels:
+            p = d.params[lv - 1]
+            out.append(IqaVersion(t, lv, p, d.apply(base, p, _rng(seed, name, t, lv)), iqa_score(t, lv)))
+    return out
+
+
 def _stable_int(*parts: object) -> int:
     h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(h[:8], "little")
@@ -329,7 +355,8 @@ def _rng(seed: int, *parts: object) -> np.random.Generator:
     return np.random.default_rng(_stable_int(seed, *parts))
 
 
-def _square(a: np.ndarray) -> Image.Image:
+def centre_square(a: np.ndarray) -> Image.Image:
+    """The largest centred square of an RGB(A) uint8 array, as an RGB image."""
     img = Image.fromarray(np.ascontiguousarray(a[..., :3]).astype(np.uint8), "RGB")
     w, h = img.size
     s = min(w, h)
@@ -507,20 +534,14 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
             on_progress(len(records), total)
 
     def add_iqa(name: str, split: str, base: Image.Image, extra: dict) -> None:
-        if cfg.iqa_reference:
-            add("iqa", name, split, f"demo-iqa/{name}/pristine/0", "pristine_0.png", base, iqa_score("pristine", 0),
-                {"kind": "iqa", "type": "pristine", "level": 0, "ref": name, **extra})
-        for t in types:
-            d = IQA_DISTORTIONS[t]
-            for lv in levels:
-                p = d.params[lv - 1]
-                img = d.apply(base, p, _rng(cfg.seed, name, t, lv))
-                add("iqa", name, split, f"demo-iqa/{name}/{t}/{lv}", f"{t}_{lv}.png", img, iqa_score(t, lv),
-                    {"kind": "iqa", "type": t, "level": lv, "param": p, "ref": name, **extra})
+        for v in iqa_versions(base, name, cfg.seed, types, levels, cfg.iqa_reference):
+            meta = {"kind": "iqa", "type": v.type, "level": v.level, **({"param": v.param} if v.level else {})}
+            add("iqa", name, split, f"demo-iqa/{name}/{v.type}/{v.level}", v.file_name, v.image, v.score,
+                {**meta, "ref": name, **extra})
 
     train_squares = []
     for name, split in plan:
-        square = _square(by_name[name].load())
+        square = centre_square(by_name[name].load())
         if split == "train":
             train_squares.append(square)
         add_iqa(name, split, square.resize((size, size), Image.Resampling.LANCZOS), {})

@@ -44,6 +44,7 @@ class RawRow:
     where: str  # "file:line" for messages
     split: Optional[str] = None  # "train" | "test" | "validation" | None (no split information)
     attributes: str = ""
+    group: str = ""  # distortion type (IQA) or manipulation (IAA): the report's per-group metrics
 
 
 @dataclass(frozen=True)
@@ -380,7 +381,8 @@ def _read_table(ctx: _Ctx) -> ParsedLabels:
             bad.append(ctx.bad(where, f"unparsable label row (split={r.get('split')!r}, expected train/test)", name,
                                split))
             continue
-        out.append(RawRow(name, v, _stem(name), where, split))
+        ref = (r.get("ref") or "").strip() or _stem(name)
+        out.append(RawRow(name, v, ref, where, split, group=(r.get("type") or "").strip()))
     return ParsedLabels(out, bad)
 
 
@@ -646,7 +648,8 @@ def load_dataset(src: DatasetSource, check_images: bool = True, progress: bool =
         if reason is not None:
             skipped.append(SkippedRecord(benchmark=display, item=str(path), reason=reason, split=split))
             continue
-        meta = {"native": r.native, "scale": [scale.low, scale.high, scale.higher_is_better], "row": r.where}
+        meta = {"native": r.native, "scale": [scale.low, scale.high, scale.higher_is_better], "row": r.where,
+                **({"type": r.group} if r.group else {})}
         samples.append(SampleRecord(
             sample_id=sid, image_path=str(path), task=task, score=scale.to_100(r.native), split=split,
             source=display, ref_id=f"{display}:{r.ref_id}", attributes=r.attributes, meta=json.dumps(meta),

@@ -135,7 +135,8 @@ DATASET_SPECS: dict[str, DatasetSpec] = {
             "list",
         ),
         DatasetSpec(
-            "table", None, "CSV/TSV/Parquet with image and score columns (optional 'split' column)", None,
+            "table", None, "CSV/TSV/Parquet with image and score columns (optional 'split', 'type' (per-type "
+            "metrics) and 'ref' (reference photo) columns)", None,
             "declared by the source: scale=[low, high] (+ higher_is_better) and task are required",
             (), ("",),
             "a 'split' column (train/test) if present, else the file is the split",
