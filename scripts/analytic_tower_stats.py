@@ -1,5 +1,5 @@
 """Measure the analytic vision tower's fixed statistics (`LOG_RANGES`, `ZSTATS` in
-`tatar_core/models/analytic_tower.py`) on unlabelled generated images, and print its feature table.
+`tatar_core/demo/tower.py`) on unlabelled generated images, and print its feature table.
 
     python scripts/analytic_tower_stats.py --features
     python scripts/analytic_tower_stats.py --measure-stats [--write]
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import tatar_core.models.analytic_tower as at
-from tatar_core.models.analytic_tower import (FEATURE_NAMES, FEATURES, install_analytic_tower, tower_features,
+import tatar_core.demo.tower as at
+from tatar_core.demo.tower import (FEATURE_NAMES, FEATURES, install_analytic_tower, tower_features,
                                               tower_quantities)
 
 
@@ -27,7 +27,7 @@ def stats_images(n: int = 600, seed: int = 12345, size: int = 128):
     with a random demo distortion type at a random level (no labels are used)."""
     from PIL import Image
 
-    from tatar_core.samples.demo import IQA_DISTORTIONS, dead_leaves, pink_noise
+    from tatar_core.demo.data import IQA_DISTORTIONS, dead_leaves, pink_noise
 
     rng = np.random.default_rng(seed)
     types = sorted(IQA_DISTORTIONS)
@@ -49,7 +49,7 @@ def measure_stats(n: int = 600) -> tuple[dict, dict]:
     from pathlib import Path
 
     from tatar_core.models.loading import load_model_and_processor
-    from tatar_core.models.tiny import build_tiny_model
+    from tatar_core.demo.tiny import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         model, proc = load_model_and_processor(build_tiny_model(Path(tmp) / "m", seed=0, analytic_tower=False))
@@ -92,8 +92,8 @@ def probe(samples_parquet, split: str = "test", seed: int = 0) -> dict:
     from data_contracts.records import SampleRecord
     from tatar_core.benchmark.baselines import image_features, make_forest
     from tatar_core.models.loading import load_model_and_processor
-    from tatar_core.models.tiny import build_tiny_model
-    from tatar_core.samples.images import load_rgb
+    from tatar_core.demo.tiny import build_tiny_model
+    from tatar_core.images import load_rgb
 
     path = Path(samples_parquet)
     rows = [s for s in read_records(path, SampleRecord, run_root=path.parents[2]) if s.task == "iqa"]

@@ -43,7 +43,7 @@ def reference_loop(model, processor, paths: list[str], tasks: list[str], batch: 
     `StopTokens`) every row also stops at `</answer>` like ours (then cut after it, as ours is)."""
     from tatar_core.method.prompts import ANSWER_CLOSE
     from tatar_core.models.loading import generate
-    from tatar_core.samples.images import load_rgb
+    from tatar_core.images import load_rgb
 
     processor.tokenizer.padding_side = "left"
     kw = {}
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
 
     from data_contracts.config.samples import DemoDataConfig
     from tatar_core.samples.readers import select_subset
-    from tatar_core.samples.demo import build_demo_samples
+    from tatar_core.demo.data import build_demo_samples
     from tatar_core.models.draft_corpus import read_corpus
     from tatar_core.models.loading import load_model_and_processor
     from tatar_core.method.parsing import parse_answer

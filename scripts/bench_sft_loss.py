@@ -48,8 +48,8 @@ def run(tmp: Path, args, modes) -> None:
     from data_contracts.config.training import SftConfig
     from data_contracts.records import KeptRecord
     from tatar_core.method.prompts import make_target
-    from tatar_core.models.tiny import build_tiny_model
-    from tatar_core.samples.demo import build_demo_samples
+    from tatar_core.demo.tiny import build_tiny_model
+    from tatar_core.demo.data import build_demo_samples
     from tatar_core.training.sft import run_sft
 
     samples = build_demo_samples(DemoDataConfig(iaa_manipulations=[], generated_refs=4), tmp / "samples")

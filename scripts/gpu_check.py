@@ -3,7 +3,7 @@
     python scripts/gpu_check.py [--shape 7b|3b|tiny] [--steps 3] [--images 32] [--out summary.json]
 
 Nothing is downloaded: the model is built with random weights in the chosen shape and Qwen2.5-VL-7B-Instruct's
-real tokenizer (tatar_core.models.qwen_vocab), saved once to a work folder (bf16) and loaded from there by every
+real tokenizer (tatar_core.demo.qwen_vocab), saved once to a work folder (bf16) and loaded from there by every
 phase, the way the pipeline loads a checkpoint:
 
 - sft_full / sft_lora: trl SFTTrainer, fp32 master weights + bf16 autocast (`model.train_dtype` float32,
@@ -60,7 +60,7 @@ def model_config(shape: str, tokenizer):
     """Qwen2_5_VLConfig of `shape` with the real vocabulary (152,064 rows) and the tokenizer's special ids."""
     from transformers import Qwen2_5_VLConfig
 
-    from tatar_core.models import qwen_vocab, tiny
+    from tatar_core.demo import qwen_vocab, tiny
 
     if shape == "tiny":
         return tiny.build_model_config(tokenizer, qwen_vocab.CONFIG_VOCAB_SIZE)
@@ -79,7 +79,7 @@ def model_config(shape: str, tokenizer):
 
 
 def pixels(shape: str) -> tuple[int, int]:
-    from tatar_core.models import tiny
+    from tatar_core.demo import tiny
 
     return (tiny.DEFAULT_MIN_PIXELS, tiny.DEFAULT_MAX_PIXELS) if shape == "tiny" else REAL_PIXELS
 
@@ -89,7 +89,7 @@ def build_model_folder(shape: str, out: Path, device: str) -> dict:
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
-    from tatar_core.models import qwen_vocab, tiny
+    from tatar_core.demo import qwen_vocab, tiny
 
     tok = qwen_vocab.build_tokenizer()
     cfg = model_config(shape, tok)

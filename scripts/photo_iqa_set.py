@@ -1,6 +1,6 @@
 """Build a labelled IQA set from your own photos, distorted exactly like the demo set: each photo is centre-cropped
 to a square, resized to `--size` px, and written with the demo's 10 distortion types x 5 levels
-(`tatar_core.samples.demo.IQA_DISTORTIONS`, labels `iqa_score`: KADID-style, 0-100) plus the photo itself, and a
+(`tatar_core.demo.data.IQA_DISTORTIONS`, labels `iqa_score`: KADID-style, 0-100) plus the photo itself, and a
 `labels.csv` (image, score, type, level, ref) that the benchmark stage reads as a `table` dataset, so the model and
 the baselines are scored on the same images with per-type metrics:
 
@@ -25,8 +25,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tatar_core.samples.demo import centre_square, iqa_versions  # noqa: E402
-from tatar_core.samples.images import load_rgb  # noqa: E402
+from tatar_core.demo.data import centre_square, iqa_versions  # noqa: E402
+from tatar_core.images import load_rgb  # noqa: E402
 from tatar_core.samples.readers import iter_image_files  # noqa: E402
 
 

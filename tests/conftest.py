@@ -205,8 +205,8 @@ def realvocab_sft_checkpoint(synthetic_kept, tmp_path_factory) -> Path:
     only "5.000…" and newlines on an Intel Xeon.)"""
     from data_contracts.config.model import ModelConfig
     from data_contracts.config.training import SftConfig
-    from tatar_core.models import qwen_vocab
-    from tatar_core.models.tiny import build_tiny_model
+    from tatar_core.demo import qwen_vocab
+    from tatar_core.demo.tiny import build_tiny_model
     from tatar_core.training.sft import run_sft
 
     # The random-init tower, trained (measured: behind the frozen analytic tower the tests' noise images sit far

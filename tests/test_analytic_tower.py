@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from scipy.stats import spearmanr
 
-from tatar_core.models import analytic_tower as at
+from tatar_core.demo import tower as at
 
 # feature -> [(distortion, direction)]: direction +1 = rises with the level, -1 = falls.
 EXPECT = {
@@ -63,7 +63,7 @@ def tower():
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from tatar_core.models.tiny import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, MERGE, PATCH, TEMPORAL, TEXT_CONFIG, \
+    from tatar_core.demo.tiny import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, MERGE, PATCH, TEMPORAL, TEXT_CONFIG, \
         VISION_CONFIG
 
     cfg = Qwen2_5_VLConfig(text_config=dict(TEXT_CONFIG, vocab_size=3100), vision_config=dict(VISION_CONFIG),
@@ -84,7 +84,7 @@ def ladder(tower):
     """{type: feature matrix [6 levels (0 = pristine), n_features]} on the astronaut."""
     import skimage.data
 
-    from tatar_core.samples.demo import IQA_DISTORTIONS, _rng
+    from tatar_core.demo.data import IQA_DISTORTIONS, _rng
 
     model, proc, _ = tower
     a = skimage.data.astronaut()
@@ -158,7 +158,7 @@ def test_probe_script_reads_quality_from_the_tower_features(tmp_path):
     from data_contracts.config.samples import DemoDataConfig
     from data_contracts.parquet_io import write_records
     from data_contracts.records import SampleRecord
-    from tatar_core.samples.demo import IQA_DISTORTIONS, build_demo_samples
+    from tatar_core.demo.data import IQA_DISTORTIONS, build_demo_samples
 
     spec = importlib.util.spec_from_file_location(
         "tower_stats", Path(__file__).resolve().parents[1] / "scripts" / "analytic_tower_stats.py")

@@ -386,7 +386,7 @@ def test_photo_iqa_set_script_writes_a_table_the_loader_reads(tmp_path):
     import skimage.data
 
     from tatar_core.benchmark.run import sample_group
-    from tatar_core.samples.demo import IQA_DISTORTIONS, LEVELS, iqa_score
+    from tatar_core.demo.data import IQA_DISTORTIONS, LEVELS, iqa_score
 
     spec = importlib.util.spec_from_file_location(
         "photo_iqa_set", Path(__file__).resolve().parents[1] / "scripts" / "photo_iqa_set.py")

@@ -9,7 +9,7 @@ from PIL import Image
 from data_contracts.config.samples import DemoDataConfig
 from data_contracts.parquet_io import read_records, write_records
 from data_contracts.records import SampleRecord
-from tatar_core.samples.demo import (IAA_MANIPULATIONS, IQA_DISTORTIONS, IQA_MOS_1_5, PHOTOS, build_demo_samples,
+from tatar_core.demo.data import (IAA_MANIPULATIONS, IQA_DISTORTIONS, IQA_MOS_1_5, PHOTOS, build_demo_samples,
                                   iqa_score)
 
 SMALL = dict(image_size=48, max_refs=3, test_refs=1, validation_refs=0, generated_refs=0,

@@ -1,4 +1,4 @@
-"""tatar_core.samples.images: loading (clear errors), downscaling, data URLs."""
+"""tatar_core.images: loading (clear errors), downscaling, data URLs."""
 import base64
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tatar_core.samples.images import ImageLoadError, as_rgb, load_rgb, resize_max_side, to_data_url
+from tatar_core.images import ImageLoadError, as_rgb, load_rgb, resize_max_side, to_data_url
 
 
 def test_load_rgb_missing_and_corrupt_name_the_file(tmp_path):

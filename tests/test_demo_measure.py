@@ -1,4 +1,4 @@
-"""tatar_core.rationales.measure: each measurement moves the right way under the distortion it should detect."""
+"""tatar_core.demo.measure: each measurement moves the right way under the distortion it should detect."""
 import math
 from dataclasses import fields
 
@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from data_contracts.config.samples import DemoDataConfig
-from tatar_core.samples.demo import build_demo_samples
-from tatar_core.rationales.measure import Measurements, measure_image
+from tatar_core.demo.data import build_demo_samples
+from tatar_core.demo.measure import Measurements, measure_image
 
 # (distortion, field, direction): the field must move strictly monotonically from pristine through levels 1..5
 MONOTONE = [

@@ -10,8 +10,9 @@ from tatar_core.code_version import PROJECT_ROOT, _imported
 # lower rank = lower layer; a package may import its own modules and packages of a strictly lower rank
 RANKS = {
     "data_contracts": -1,
-    "tatar_core": 0,  # modules at the top of tatar_core (code_version) import nothing of the project
+    "tatar_core": 0,  # modules at the top of tatar_core (code_version, images, processor) import nothing of the project
     "method": 1,
+    "demo": 1.5,  # demo-only: the demo set, the embedded model and its tower, the offline teacher
     "samples": 2,
     "llm": 3, "models": 3,
     "rationales": 4,

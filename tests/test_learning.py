@@ -29,7 +29,7 @@ MIN_MARGIN_OVER_CONTROL = 0.3
 
 @pytest.fixture(scope="module")
 def demo_iqa(tmp_path_factory):
-    from tatar_core.samples.demo import build_demo_samples
+    from tatar_core.demo.data import build_demo_samples
 
     cfg = DemoDataConfig(iaa_manipulations=[], generated_refs=30)
     samples = build_demo_samples(cfg, tmp_path_factory.mktemp("demo_iqa"))
@@ -38,7 +38,7 @@ def demo_iqa(tmp_path_factory):
 
 def _sft(tmp_path, samples, analytic: bool, seed: int = 0):
     from tatar_core.method.prompts import make_target
-    from tatar_core.models.tiny import build_tiny_model
+    from tatar_core.demo.tiny import build_tiny_model
     from tatar_core.training.sft import run_sft
 
     base = build_tiny_model(tmp_path / "base", seed=seed, analytic_tower=analytic)

@@ -11,7 +11,7 @@ from data_contracts.config.model import EMBEDDED_MODEL, ModelConfig
 from tatar_core.models.loading import (
     build_inputs, embedded_model_dir, load_model_and_processor, load_processor, resolve_model,
 )
-from tatar_core.models.processor import ImageOnlyQwen2_5_VLProcessor
+from tatar_core.processor import ImageOnlyQwen2_5_VLProcessor
 from tatar_core.method.prompts import make_target
 
 
@@ -20,7 +20,7 @@ def _img(size=128, colour=(120, 60, 30)):
 
 
 def test_same_seed_gives_identical_weights_and_files(tiny_model_dir, tmp_path):
-    from tatar_core.models.tiny import build_tiny_model
+    from tatar_core.demo.tiny import build_tiny_model
 
     again = build_tiny_model(tmp_path / "again", seed=0)
     for name in ("model.safetensors", "tokenizer.json", "config.json", "processor_config.json"):
@@ -28,7 +28,7 @@ def test_same_seed_gives_identical_weights_and_files(tiny_model_dir, tmp_path):
 
 
 def test_other_seed_gives_other_weights(tiny_model_dir, tmp_path):
-    from tatar_core.models.tiny import build_tiny_model
+    from tatar_core.demo.tiny import build_tiny_model
 
     other = build_tiny_model(tmp_path / "seed1", seed=1)
     assert (other / "model.safetensors").read_bytes() != (tiny_model_dir / "model.safetensors").read_bytes()
@@ -37,7 +37,7 @@ def test_other_seed_gives_other_weights(tiny_model_dir, tmp_path):
 
 def test_bpe_training_is_deterministic(tiny_model_dir):
     """A fresh (uncached) BPE training reproduces the saved tokenizer's vocabulary and merges."""
-    from tatar_core.models.tiny import train_bpe
+    from tatar_core.demo.tiny import train_bpe
 
     fresh = json.loads(train_bpe())
     saved = json.loads((tiny_model_dir / "tokenizer.json").read_text())

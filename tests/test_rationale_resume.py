@@ -153,7 +153,7 @@ def test_teacher_returning_wrong_record_is_a_failure(tmp_path):
 def test_offline_teacher_through_runner_and_filter(synthetic_samples, tmp_path):
     from data_contracts.config.rationales import FilterConfig, TeacherConfig
     from tatar_core.filtered.stage import filter_rationales
-    from tatar_core.rationales.offline_teacher import OfflineTeacher
+    from tatar_core.demo.teacher import OfflineTeacher
     from tatar_core.rationales.openai_teacher import make_teacher
 
     teacher = make_teacher(TeacherConfig())

@@ -109,7 +109,7 @@ def test_scorer_stops_after_the_multi_token_answer_close(realvocab_sft_checkpoin
     floating-point order (measured: yes on one machine, no on another); for the image it was trained on it does.
     """
     from tatar_core.models.loading import build_inputs, load_model_and_processor
-    from tatar_core.samples.images import load_rgb
+    from tatar_core.images import load_rgb
     from tatar_core.scoring.scorer import Scorer
 
     tok = scorer.tokenizer

@@ -86,7 +86,7 @@ def test_code_versions_follow_the_imports(tmp_path):
     _edit(root, "tatar_core/cli/inspect_parquet.py")
     assert _keys_in(root) == after
     # the embedded model's builder: a new model folder, and every stage that trains or scores it reruns
-    _edit(root, "tatar_core/models/tiny.py")
+    _edit(root, "tatar_core/demo/tiny.py")
     built = _keys_in(root)
     assert built["model"] != after["model"] and built["model"].startswith("tiny-qwen2.5-vl-seed0-")
     assert [s for s in STAGES if built["keys"][s] != after["keys"][s]] == ["sft", "grpo", "benchmark"]

@@ -9,14 +9,14 @@ from hypothesis import given, settings, strategies as st
 
 from data_contracts.config.rationales import RuleConfig, TeacherConfig
 from data_contracts.config.samples import DemoDataConfig
-from tatar_core.samples.demo import build_demo_samples
+from tatar_core.demo.data import build_demo_samples
 from tatar_core.filtered.rules import rule_reasons
 from tatar_core.method.aspects import covered_aspects
-from tatar_core.rationales.measure import Measurements, measure_image
+from tatar_core.demo.measure import Measurements, measure_image
 from tatar_core.method.parsing import count_words, parse_strict
 from tatar_core.method.prompts import make_target
 from tatar_core.method.scales import format_score
-from tatar_core.rationales.offline_teacher import (OfflineTeacher, attributes_rationale, iaa_rationale, iqa_rationale,
+from tatar_core.demo.teacher import (OfflineTeacher, attributes_rationale, iaa_rationale, iqa_rationale,
                                         technical_factors)
 
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_contracts.config.samples import DatasetSource
-from tatar_core.samples.images import ImageLoadError, load_rgb
+from tatar_core.images import ImageLoadError, load_rgb
 from tatar_core.samples.readers import load_dataset
 from user_images import write_user_images
 

@@ -5,7 +5,7 @@ from pydantic import Field
 
 from data_contracts.config.base import Section
 
-GeneratedKind = Literal["dead_leaves", "pink_noise", "photo_crop"]  # tatar_core.samples.demo has one generator each
+GeneratedKind = Literal["dead_leaves", "pink_noise", "photo_crop"]  # tatar_core.demo.data has one generator each
 
 
 class DemoDataConfig(Section):

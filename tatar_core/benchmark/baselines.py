@@ -33,7 +33,7 @@ from PIL import Image
 from scipy import ndimage
 
 from data_contracts.records import SampleRecord
-from tatar_core.samples.images import as_rgb
+from tatar_core.images import as_rgb
 from tatar_core.scoring.scorer import ScoreResult
 
 BASELINES = ("laplacian", "random_forest")
@@ -109,7 +109,7 @@ class ForestScorer(_Baseline):
     """A random forest on `image_features`, fitted on labelled training images."""
 
     def __init__(self, train: Sequence[SampleRecord], seed: int = 0):
-        from tatar_core.samples.images import load_rgb
+        from tatar_core.images import load_rgb
 
         if len(train) < 2:
             raise ValueError(f"random_forest baseline: needs labelled training images, got {len(train)}")

@@ -18,10 +18,10 @@ from typing import Callable, Optional, Sequence
 
 from data_contracts.config.samples import DatasetSource
 from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord, SampleRecord, SkippedRecord
-from tatar_core.samples.demo import GENERATED_META_KEY
+from tatar_core.demo.data import GENERATED_META_KEY
 from tatar_core.samples.specs import get_spec
 from tatar_core.samples.readers import load_dataset, select_subset
-from tatar_core.samples.images import ImageLoadError, load_rgb
+from tatar_core.images import ImageLoadError, load_rgb
 from tatar_core.benchmark.metrics import compute_metrics, group_metrics
 from tatar_core.progress import progress_bar
 

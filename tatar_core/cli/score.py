@@ -4,7 +4,7 @@ Scores image files (folders are searched recursively for image extensions) on 0â
 writes a CSV with one row per file, in order: path,task,score,parse,n_words,error (score empty when the answer does
 not parse; parse "unreadable" and the reason in `error` when the file does not decode: missing, not an image,
 truncated, over the decompression-bomb limit). Every mode is scored as RGB with its EXIF orientation applied
-(`tatar_core.samples.images.load_rgb`).
+(`tatar_core.images.load_rgb`).
 --model defaults to the environment variable TATAR_MODEL, then to the newest finished GRPO checkpoint under
 ./runs (e.g. the one `make demo` trained). --readout defaults to the readout the model was benchmarked with
 (read from the run's benchmark manifest), else greedy. --engine vllm scores with vLLM's offline engine in a scoring
@@ -151,7 +151,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ScoreCliError as e:
         print(f"tatar score: error: {e}", file=sys.stderr)
         return 2
-    from tatar_core.samples.images import ImageLoadError, load_rgb
+    from tatar_core.images import ImageLoadError, load_rgb
     from tatar_core.scoring.scorer import Scorer
 
     readout = args.readout

@@ -177,7 +177,7 @@ def judge_messages(rec: RationaleRecord, sample: Optional[SampleRecord], covered
         text = JUDGE_IAA_USER.format(notes=notes or "(none)", covered=", ".join(covered) or "(none)", **fields)
     user: list[dict] = [{"type": "text", "text": text}]
     if cfg.send_image:
-        from tatar_core.samples.images import to_data_url
+        from tatar_core.images import to_data_url
 
         path = sample.image_path if sample is not None else rec.image_path
         user.insert(0, {"type": "image_url", "image_url": {"url": to_data_url(path, cfg.endpoint.image_max_side)}})

@@ -1,1 +1,1 @@
-"""Model folders: loading, the image-only Qwen2.5-VL processor, the embedded tiny model, the draft corpus."""
+"""Model folders: loading (local checkpoints and the embedded models of `tatar_core.demo`), LoRA, the draft corpus."""

@@ -1,7 +1,7 @@
 """Model folders: resolve (an embedded tiny model or a local path), load (model + processor), build inputs.
 
 Nothing is ever fetched: every load is `local_files_only=True`. Importing this module registers the
-image-only Qwen2.5-VL processor (`tatar_core.models.processor`) with `AutoProcessor`. It imports the configs
+image-only Qwen2.5-VL processor (`tatar_core.processor`) with `AutoProcessor`. It imports the configs
 (pydantic) only inside functions, so the scorer and `scripts/gpu_check.py` run without them.
 """
 from __future__ import annotations
@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from transformers import AutoProcessor, ProcessorMixin, Qwen2_5_VLConfig
 
-from tatar_core.samples.images import as_rgb
+from tatar_core.images import as_rgb
 from tatar_core.code_version import files_version, import_closure
 from tatar_core.method.prompts import completion_message, prompt_messages
-from tatar_core.models.processor import ImageOnlyQwen2_5_VLProcessor, register_processor
+from tatar_core.processor import ImageOnlyQwen2_5_VLProcessor, register_processor
 
 if TYPE_CHECKING:
     from data_contracts.config.model import ModelConfig
 
 _DTYPES = ("float32", "bfloat16", "float16")
 # embedded model tokenizer -> the modules that build it (their import closure keys the model folder)
-BUILDER_MODULES = {"tiny": ("tatar_core.models.tiny",),
-                   "qwen2.5-vl": ("tatar_core.models.tiny", "tatar_core.models.qwen_vocab")}
+BUILDER_MODULES = {"tiny": ("tatar_core.demo.tiny",),
+                   "qwen2.5-vl": ("tatar_core.demo.tiny", "tatar_core.demo.qwen_vocab")}
 
 
 def embedded_model_dir(cache_dir: Path, seed: int, name: str = "embedded:tiny-qwen2.5-vl") -> Path:
@@ -49,12 +49,12 @@ def embedded_model_dir(cache_dir: Path, seed: int, name: str = "embedded:tiny-qw
 
 
 def build_embedded(name: str, out_dir: Path, seed: int) -> Path:
-    """Build the embedded model `name` into `out_dir` (see tatar_core.models.tiny and .qwen_vocab)."""
+    """Build the embedded model `name` into `out_dir` (see tatar_core.demo.tiny and .qwen_vocab)."""
     from data_contracts.config.model import EMBEDDED_MODELS
-    from tatar_core.models.tiny import build_tiny_model
+    from tatar_core.demo.tiny import build_tiny_model
 
     if EMBEDDED_MODELS[name] == "qwen2.5-vl":
-        from tatar_core.models import qwen_vocab
+        from tatar_core.demo import qwen_vocab
 
         return build_tiny_model(out_dir, seed=seed, tokenizer=qwen_vocab.build_tokenizer(),
                                 vocab_size=qwen_vocab.CONFIG_VOCAB_SIZE)

@@ -1,1 +1,2 @@
-"""Stage 1: teacher rationales (offline teacher or an OpenAI-compatible endpoint), resumable shards."""
+"""Stage 1: teacher rationales (an OpenAI-compatible endpoint, or the offline teacher of `tatar_core.demo`),
+resumable shards."""

@@ -38,7 +38,7 @@ def limits_for(style: str, cfg: TeacherConfig) -> TextLimits:
 
 
 def _image_part(path: str, max_side: int) -> dict:
-    from tatar_core.samples.images import to_data_url
+    from tatar_core.images import to_data_url
 
     return {"type": "image_url", "image_url": {"url": to_data_url(path, max_side)}}
 
@@ -103,7 +103,7 @@ class OpenAITeacher:
 def make_teacher(cfg: TeacherConfig, secret_resolver: Optional[SecretResolver] = None):
     """The teacher `cfg.kind` names: the built-in OfflineTeacher or an OpenAITeacher."""
     if cfg.kind == "offline":
-        from tatar_core.rationales.offline_teacher import OfflineTeacher
+        from tatar_core.demo.teacher import OfflineTeacher
 
         return OfflineTeacher(cfg)
     if cfg.kind == "openai":

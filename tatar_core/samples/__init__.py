@@ -1,1 +1,1 @@
-"""Samples: the dataset spec table, native-format readers, the built-in demo set, image I/O; the samples stage."""
+"""Samples: the dataset spec table, native-format readers; the samples stage (the demo set is in `tatar_core.demo`)."""

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from data_contracts.config.samples import DatasetSource
 from data_contracts.records import SampleRecord, SkippedRecord
-from tatar_core.samples.images import ImageLoadError, load_rgb
+from tatar_core.images import ImageLoadError, load_rgb
 from tatar_core.samples.specs import (
     HASH_TEST_FRACTION, IMAGE_EXTENSIONS, KADID_TEST_REFS, DatasetError, DatasetSpec, declared_scale, get_spec,
 )

@@ -26,7 +26,7 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     sc = cfg.samples
     skipped: list[SkippedRecord] = []
     if sc.source == "demo":
-        from tatar_core.samples.demo import build_demo_samples
+        from tatar_core.demo.data import build_demo_samples
 
         samples = build_demo_samples(sc.demo, out_dir,
                                      on_progress=lambda done, total: ctx.progress("samples", done, total, unit="images"))

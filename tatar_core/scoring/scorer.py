@@ -112,7 +112,7 @@ class Scorer:
 
         progress: a bar on stderr (tqdm on a terminal, a plain line every 10 s otherwise); on_batch(n) is called
         after each batch of n images."""
-        from tatar_core.samples.images import as_rgb
+        from tatar_core.images import as_rgb
 
         if task not in ("iqa", "iaa"):
             raise ValueError(f"task must be 'iqa' or 'iaa', got {task!r}")

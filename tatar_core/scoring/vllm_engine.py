@@ -112,7 +112,7 @@ class VllmScorer:
 
     def score(self, images: Sequence[Any], task: str = "iqa", progress: bool = False) -> list[ScoreResult]:
         from tatar_core.models.loading import chat_texts
-        from tatar_core.samples.images import as_rgb
+        from tatar_core.images import as_rgb
 
         if task not in ("iqa", "iaa"):
             raise ValueError(f"task must be 'iqa' or 'iaa', got {task!r}")

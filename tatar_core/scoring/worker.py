@@ -113,7 +113,7 @@ def score_spec(spec: dict[str, Any], log: Callable[[str], None] = print,
                on_progress: Optional[Callable[[int], None]] = None) -> tuple[list[ScoredRecord], dict]:
     """Score every item of a (read) spec with every model: (rows in spec order, info); `on_progress(n)` after each
     chunk of n (image, model) pairs."""
-    from tatar_core.samples.images import ImageLoadError, load_rgb
+    from tatar_core.images import ImageLoadError, load_rgb
 
     items, sc = spec["items"], spec["scorer"]
     rows: list[ScoredRecord] = []

@@ -5,7 +5,7 @@
 - weights: `Qwen2_5_VLForConditionalGeneration` (text: hidden 128, 2 layers, 4 heads / 2 KV heads, head_dim 32,
   mrope_section [4, 6, 6]; vision: depth 2, hidden 64, patch 14, spatial merge 2, temporal patch 2, window 112),
   1.34 M parameters. The language side is random-init from `torch.manual_seed(seed)`; the vision tower gets the
-  hand-set weights of `tatar_core.models.analytic_tower` (fixed image-quality features: a stand-in for the
+  hand-set weights of `tatar_core.demo.tower` (fixed image-quality features: a stand-in for the
   pretrained tower a real backbone brings; a random-init tower does not learn low-level statistics on a CPU in
   minutes). Same seed -> byte-identical `model.safetensors`. Hidden 128 (not 64): measured on 32 synthetic rows, 120 SFT
   steps at lr 3e-3 reach loss 0.12 and 32/32 well-formed answers, where hidden 64 stalls at 0.5 with broken numbers.
@@ -207,7 +207,7 @@ def build_processor(tokenizer, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels:
     """Image-only Qwen2.5-VL processor (PIL image processor, no video processor -> no torchvision)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from tatar_core.models.processor import ImageOnlyQwen2_5_VLProcessor
+    from tatar_core.processor import ImageOnlyQwen2_5_VLProcessor
 
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
@@ -246,7 +246,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: i
     """Build the tiny model + tokenizer + processor into `out_dir` (created). Same seed -> identical weights.
 
     `tokenizer` (default `build_tokenizer()`) and `vocab_size` (embedding rows, default len(tokenizer)) give a
-    variant with another vocabulary (e.g. tatar_core.models.qwen_vocab, Qwen2.5-VL's own). `analytic_tower=False`
+    variant with another vocabulary (e.g. tatar_core.demo.qwen_vocab, Qwen2.5-VL's own). `analytic_tower=False`
     keeps the random-init vision tower (the control of the learning test)."""
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
@@ -259,7 +259,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: i
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
     if analytic_tower:
-        from tatar_core.models.analytic_tower import install_analytic_tower
+        from tatar_core.demo.tower import install_analytic_tower
 
         install_analytic_tower(model, seed)
     model.generation_config = GenerationConfig(
@@ -270,7 +270,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: i
     processor = build_processor(tokenizer)
     processor.save_pretrained(out_dir)
     (out_dir / "tatar_tiny_model.json").write_text(
-        json.dumps({"builder": "tatar_core.models.tiny", "seed": seed, "vocab_size": len(tokenizer),
+        json.dumps({"builder": "tatar_core.demo.tiny", "seed": seed, "vocab_size": len(tokenizer),
                     "vision_tower": "analytic" if analytic_tower else "random"}, indent=1)
     )
     return out_dir

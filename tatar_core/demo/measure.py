@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from tatar_core.samples.images import ImageLike, as_rgb
+from tatar_core.images import ImageLike, as_rgb
 
 _IMM = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)  # Immerkær noise mask, ‖·‖₂ = 6
 

@@ -12,7 +12,7 @@ warmth) choose the claims; the score band chooses their tone and the verdict. Wi
 `TeacherConfig.same_style=True` (ablation): IQA samples get the IAA-style narrative too.
 
 No number ever appears in a rationale. Wording varies deterministically by sample_id (several templates per slot).
-The ramp thresholds were calibrated on the demo set (tatar_core.samples.demo) at 128 px.
+The ramp thresholds were calibrated on the demo set (tatar_core.demo.data) at 128 px.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 from data_contracts.config.rationales import TeacherConfig
 from data_contracts.records import RationaleRecord, SampleRecord
 from tatar_core.method.aspects import covered_aspects
-from tatar_core.rationales.measure import Measurements, measure_image
+from tatar_core.demo.measure import Measurements, measure_image
 from tatar_core.method.parsing import count_words
 from tatar_core.method.prompts import make_target
 
