@@ -1,5 +1,5 @@
-"""Measure the analytic vision tower's fixed statistics (`LOG_RANGES`, `ZSTATS` in
-`tatar_core/demo/tower.py`) on unlabelled generated images, and print its feature table.
+"""Measure the analytic vision tower's fixed statistics (`LOG_RANGES`, `ZSTATS`, kept in
+`tatar_core/demo/tower_stats.json`) on unlabelled generated images, and print its feature table.
 
     python scripts/analytic_tower_stats.py --features
     python scripts/analytic_tower_stats.py --measure-stats [--write]
@@ -22,18 +22,22 @@ from tatar_core.demo.tower import (FEATURE_NAMES, FEATURES, install_analytic_tow
                                               tower_quantities)
 
 
-def stats_images(n: int = 600, seed: int = 12345, size: int = 128):
-    """Unlabelled generated images for the statistics: dead leaves and 1/f textures, half of them distorted
+def stats_images(n: int = 600, seed: int = 12345, long_side: tuple[int, int] = (128, 640)):
+    """Unlabelled generated images for the statistics: dead leaves and 1/f textures at sizes drawn as the demo's
+    train references are (long side log-uniform in `long_side`, aspect 1:1, 4:3 or 3:4), half of them distorted
     with a random demo distortion type at a random level (no labels are used)."""
     from PIL import Image
 
-    from tatar_core.demo.data import IQA_DISTORTIONS, dead_leaves, pink_noise
+    from data_contracts.config.samples import DemoDataConfig
+    from tatar_core.demo.data import IQA_DISTORTIONS, dead_leaves, draw_size, pink_noise
 
     rng = np.random.default_rng(seed)
+    cfg = DemoDataConfig(train_long_side=long_side)
     types = sorted(IQA_DISTORTIONS)
     out = []
     for i in range(n):
-        a = dead_leaves(rng, size) if i % 2 == 0 else pink_noise(rng, size)
+        w, h = draw_size(cfg, rng)
+        a = dead_leaves(rng, w, h) if i % 2 == 0 else pink_noise(rng, w, h)
         img = Image.fromarray(a, "RGB")
         if rng.random() < 0.5:
             d = IQA_DISTORTIONS[types[int(rng.integers(len(types)))]]
@@ -143,12 +147,9 @@ def _print_probe(res: dict, split: str) -> None:
 
 
 def _format_constants(ranges: dict, zstats: dict) -> str:
-    lines = ["LOG_RANGES.update({"]
-    lines += [f"    {k!r}: {v!r}," for k, v in ranges.items()]
-    lines += ["})", "ZSTATS.update({"]
-    lines += [f"    {k!r}: {v!r}," for k, v in zstats.items()]
-    lines.append("})")
-    return "\n".join(lines)
+    import json
+
+    return json.dumps({"log_ranges": ranges, "zstats": zstats}, indent=1)
 
 
 if __name__ == "__main__":
@@ -156,12 +157,14 @@ if __name__ == "__main__":
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--measure-stats", action="store_true", help="print LOG_RANGES / ZSTATS measured on generated images")
-    ap.add_argument("--write", action="store_true", help="also write them between the MEASURED CONSTANTS markers")
+    ap.add_argument("--write", action="store_true", help="also write them to tatar_core/demo/tower_stats.json")
     ap.add_argument("-n", type=int, default=600)
     ap.add_argument("--features", action="store_true", help="print the FEATURES table")
     ap.add_argument("--probe", metavar="SAMPLES_PARQUET", help="fit ridge / random forest on the tower's features")
     ap.add_argument("--split", default="test", help="the split --probe scores (default test)")
     a = ap.parse_args()
+    import json
+
     if a.probe:
         _print_probe(probe(a.probe, a.split), a.split)
     if a.features:
@@ -171,11 +174,5 @@ if __name__ == "__main__":
         text = _format_constants(*measure_stats(a.n))
         print(text)
         if a.write:
-            import re
-            from pathlib import Path
-
-            path = Path(at.__file__)
-            src = path.read_text()
-            src = re.sub(r"(# BEGIN MEASURED CONSTANTS\n).*?(# END MEASURED CONSTANTS)",
-                         lambda m: m.group(1) + text + "\n" + m.group(2), src, flags=re.S)
-            path.write_text(src)
+            at.save_stats(*json.loads(text).values())
+            print(f"wrote {at.STATS_FILE}")

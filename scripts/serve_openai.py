@@ -215,9 +215,11 @@ def _unwrap_processor_for_stop_strings() -> None:
 def serve_model(model_dir: str, host: str, port: int, extra: list[str]) -> int:
     """Register the processor, then run the transformers CLI in this process."""
     sys.path.insert(0, str(REPO))
+    from tatar_core.demo.view import register_view_processor
     from tatar_core.processor import register_processor
 
     register_processor()
+    register_view_processor()
     _unwrap_processor_for_stop_strings()
     from transformers.cli.transformers import main as transformers_main
 

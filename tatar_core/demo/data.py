@@ -405,16 +405,19 @@ def demo_photos(cfg: DemoDataConfig) -> list[tuple[str, str]]:
 GENERATED_META_KEY = "generated"  # in a generated reference's rows' meta: its kind (e.g. "deadleaves")
 
 
-def dead_leaves(rng: np.random.Generator, size: int = 128) -> np.ndarray:
-    """Dead-leaves image (uint8 HxWx3): 400-1200 discs / rectangles, radii r^-3 on 2..60 px, drawn at 2x and
-    box-downsampled; random palette saturation and exposure (gamma 0.6-1.6)."""
-    S = 2 * size
+def dead_leaves(rng: np.random.Generator, size: int = 128, height: Optional[int] = None) -> np.ndarray:
+    """Dead-leaves image (uint8 H×W×3, W = size, H = height or size): discs / rectangles with radii ∝ r⁻³ on
+    2..60·L/128 px (L the long side; 400–1200 shapes per 128² px of the long side's square, at most 9,600), drawn at
+    2× and box-downsampled; random palette saturation and exposure (gamma 0.6–1.6)."""
+    width, height = size, height or size
+    L = max(width, height)
+    S = 2 * L
     img = np.zeros((S, S, 3))
     img[:] = rng.uniform(0, 255, 3)
     yy, xx = np.mgrid[0:S, 0:S]
     sat = rng.uniform(0.0, 1.0)
-    n = int(rng.integers(400, 1201))
-    rmin, rmax = 4.0, 120.0
+    n = min(9600, int(rng.integers(400, 1201) * (L / 128) ** 2)) if L > 128 else int(rng.integers(400, 1201))
+    rmin, rmax = 4.0, 120.0 * max(1.0, L / 128)
     u = rng.random(n)
     radii = (rmin ** -2 - u * (rmin ** -2 - rmax ** -2)) ** -0.5
     for r in radii:
@@ -432,13 +435,17 @@ def dead_leaves(rng: np.random.Generator, size: int = 128) -> np.ndarray:
             a = rng.uniform(0.3, 1.0)
             ya0, ya1 = int(max(0, cy - a * r)), int(min(S, cy + a * r + 1))
             img[ya0:ya1, x0:x1] = col
-    img = img.reshape(size, 2, size, 2, 3).mean((1, 3))
+    img = img.reshape(L, 2, L, 2, 3).mean((1, 3))
     img = 255.0 * (img / 255.0) ** rng.uniform(0.6, 1.6)
-    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+    y0, x0 = (L - height) // 2, (L - width) // 2
+    return np.clip(np.round(img[y0:y0 + height, x0:x0 + width]), 0, 255).astype(np.uint8)
 
 
-def pink_noise(rng: np.random.Generator, size: int = 128) -> np.ndarray:
-    """1/f^a colour texture (uint8 HxWx3), a in 0.8-1.8, correlated channels, 0-3 gratings, random mean / std."""
+def pink_noise(rng: np.random.Generator, size: int = 128, height: Optional[int] = None) -> np.ndarray:
+    """1/f^a colour texture (uint8 H×W×3, W = size, H = height or size), a in 0.8-1.8, correlated channels, 0-3
+    gratings, random mean / std."""
+    width, height = size, height or size
+    size = max(width, height)
     f = np.fft.fftfreq(size)
     fr = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
     fr[0, 0] = 1.0
@@ -457,27 +464,34 @@ def pink_noise(rng: np.random.Generator, size: int = 128) -> np.ndarray:
         th, fq = rng.uniform(0, np.pi), rng.uniform(0.02, 0.25)
         g = np.sin(2 * np.pi * fq * (np.cos(th) * xx + np.sin(th) * yy) + rng.uniform(0, 6.3))
         img += rng.uniform(0.2, 1.0) * g[..., None] * rng.uniform(0.5, 1.0, 3)
+    img = img[:height, :width]
     img = (img - img.mean()) / (img.std() + 1e-9)
     img = rng.uniform(50, 200) + rng.uniform(15, 65) * img
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
-def _dead_leaves(size: int, rng: np.random.Generator, photos) -> Image.Image:
-    return Image.fromarray(dead_leaves(rng, size), "RGB")
+def _dead_leaves(width: int, height: int, rng: np.random.Generator, photos) -> Image.Image:
+    return Image.fromarray(dead_leaves(rng, width, height), "RGB")
 
 
-def _pink_noise(size: int, rng: np.random.Generator, photos) -> Image.Image:
-    return Image.fromarray(pink_noise(rng, size), "RGB")
+def _pink_noise(width: int, height: int, rng: np.random.Generator, photos) -> Image.Image:
+    return Image.fromarray(pink_noise(rng, width, height), "RGB")
 
 
-def _photo_crop(size: int, rng: np.random.Generator, photos) -> Image.Image:
-    """A random square crop (8–100 % of the side, at least `size` px: never upscaled) of a train photo, flipped at
+def _photo_crop(width: int, height: int, rng: np.random.Generator, photos) -> Image.Image:
+    """A random crop with the aspect width:height of a train photo (8–100 % of the largest such crop, never smaller
+    than width×height: never upscaled; the target shrinks to fit a smaller photo), resized to the target, flipped at
     random, with a gain jitter of ±15 %."""
-    square = photos[int(rng.integers(len(photos)))]
-    s = square.width
-    side = int(round(s * rng.uniform(max(0.08, size / s), 1.0)))
-    x0, y0 = (int(rng.integers(0, s - side + 1)) for _ in range(2))
-    img = square.crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.Resampling.LANCZOS)
+    photo = photos[int(rng.integers(len(photos)))]
+    W, H = photo.size
+    fit = min(W / width, H / height)
+    if fit < 1:   # the photo is smaller than the target: shrink the target
+        width, height = max(8, int(width * fit)), max(8, int(height * fit))
+        fit = min(W / width, H / height)
+    k = rng.uniform(max(0.08, 1 / fit), 1.0) * fit
+    cw, ch = min(W, int(round(width * k))), min(H, int(round(height * k)))
+    x0, y0 = int(rng.integers(0, W - cw + 1)), int(rng.integers(0, H - ch + 1))
+    img = photo.crop((x0, y0, x0 + cw, y0 + ch)).resize((width, height), Image.Resampling.LANCZOS)
     if rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return _u8(_f(img) * rng.uniform(0.85, 1.15))
@@ -487,17 +501,52 @@ _GENERATORS = {"dead_leaves": _dead_leaves, "pink_noise": _pink_noise, "photo_cr
 assert set(_GENERATORS) == set(get_args(GeneratedKind))
 
 
-def generated_references(cfg: DemoDataConfig, train_squares: list[Image.Image]) -> list[tuple[str, Image.Image]]:
+def fit(img: Image.Image, width: int, height: int) -> Image.Image:
+    """The largest centred crop of `img` with the aspect width:height, Lanczos-resized to width×height."""
+    W, H = img.size
+    k = min(W / width, H / height)
+    cw, ch = min(W, int(round(width * k))), min(H, int(round(height * k)))
+    x0, y0 = (W - cw) // 2, (H - ch) // 2
+    return img.crop((x0, y0, x0 + cw, y0 + ch)).resize((width, height), Image.Resampling.LANCZOS)
+
+
+def draw_size(cfg: DemoDataConfig, rng: np.random.Generator, limit: Optional[tuple[int, int]] = None
+              ) -> tuple[int, int]:
+    """(width, height) of a train reference: long side log-uniform in `cfg.train_long_side` (multiples of 8),
+    aspect from `cfg.train_aspects`; with `limit` (a photo's size) scaled down to fit it (never upscaled)."""
+    if cfg.train_long_side is None:
+        return cfg.image_size, cfg.image_size
+    lo, hi = cfg.train_long_side
+    long = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    aw, ah = cfg.train_aspects[int(rng.integers(len(cfg.train_aspects)))]
+    w, h = (long, long * ah / aw) if aw >= ah else (long * aw / ah, long)
+    if limit is not None:
+        k = min(1.0, limit[0] / w, limit[1] / h)
+        w, h = w * k, h * k
+    return max(16, int(w) // 8 * 8), max(16, int(h) // 8 * 8)
+
+
+def generated_references(cfg: DemoDataConfig, train_photos: list[Image.Image]) -> list[tuple[str, Image.Image]]:
     """[(ref name, image)]: `cfg.generated_refs` references cycling through `cfg.generated_kinds`, seeded per
-    index."""
+    index, each at its own drawn size (`draw_size`; image_size squares when `train_long_side` is not set)."""
     out = []
     for i in range(cfg.generated_refs):
         kind = cfg.generated_kinds[i % len(cfg.generated_kinds)]
-        if kind == "photo_crop" and not train_squares:
+        if kind == "photo_crop" and not train_photos:
             kind = "dead_leaves"
-        img = _GENERATORS[kind](cfg.image_size, _rng(cfg.seed, "generated", i), train_squares)
-        out.append((f"gen-{kind.replace('_', '')}-{i:03d}", img))
+        rng = _rng(cfg.seed, "generated", i)
+        w, h = draw_size(cfg, _rng(cfg.seed, "generated-size", i))
+        out.append((f"gen-{kind.replace('_', '')}-{i:03d}", _GENERATORS[kind](w, h, rng, train_photos)))
     return out
+
+
+def eval_sizes(cfg: DemoDataConfig) -> list[tuple[int, int]]:
+    """The (width, height) sizes held-out photos are distorted at; the first gives the `demo-iqa` benchmark."""
+    return [tuple(s) for s in cfg.eval_sizes] if cfg.eval_sizes else [(cfg.image_size, cfg.image_size)]
+
+
+def size_tag(width: int, height: int) -> str:
+    return f"{width}x{height}"
 
 
 def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
@@ -521,35 +570,51 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
 
     records: list[SampleRecord] = []
     per_ref = (1 if cfg.iqa_reference else 0) + len(types) * len(levels)
-    total = (per_ref + len(manips)) * len(plan) + per_ref * cfg.generated_refs
+    sizes = eval_sizes(cfg)
+    n_held = sum(1 for _, split in plan if split != "train")
+    total = (per_ref * len(sizes) + len(manips)) * n_held + (per_ref * cfg.train_photo_views + len(manips)) * (
+        len(plan) - n_held) + per_ref * cfg.generated_refs
 
     def add(task: str, name: str, split: str, sample_id: str, rel: str, img: Image.Image, score: float,
-            meta: dict) -> None:
+            meta: dict, source: str = "", ref: str = "") -> None:
         path = img_dir / task / name / rel
         _save_png(img, path)
         records.append(SampleRecord(
             sample_id=sample_id, image_path=str(path), task=task, score=score, split=split,
-            source=f"demo-{task}", ref_id=name, meta=json.dumps(meta, sort_keys=True)))
+            source=source or f"demo-{task}", ref_id=ref or name, meta=json.dumps(meta, sort_keys=True)))
         if on_progress is not None:
             on_progress(len(records), total)
 
-    def add_iqa(name: str, split: str, base: Image.Image, extra: dict) -> None:
-        for v in iqa_versions(base, name, cfg.seed, types, levels, cfg.iqa_reference):
+    def add_iqa(name: str, split: str, base: Image.Image, extra: dict, tag: str = "", source: str = "",
+                ref: str = "") -> None:
+        """The versions of `base`; `tag` (e.g. "512x384") names a size variant: its own folder, ids and noise."""
+        key = f"{name}@{tag}" if tag else name
+        for v in iqa_versions(base, key, cfg.seed, types, levels, cfg.iqa_reference):
             meta = {"kind": "iqa", "type": v.type, "level": v.level, **({"param": v.param} if v.level else {})}
-            add("iqa", name, split, f"demo-iqa/{name}/{v.type}/{v.level}", v.file_name, v.image, v.score,
-                {**meta, "ref": name, **extra})
+            add("iqa", name, split, f"demo-iqa/{key}/{v.type}/{v.level}",
+                f"{tag}/{v.file_name}" if tag else v.file_name, v.image, v.score,
+                {**meta, "ref": ref or name, "size": size_tag(*base.size), **extra}, source, ref)
 
-    train_squares = []
+    train_photos = []
     for name, split in plan:
-        square = centre_square(by_name[name].load())
+        photo = centre_square(by_name[name].load()) if cfg.train_long_side is None and cfg.eval_sizes is None \
+            else Image.fromarray(np.ascontiguousarray(by_name[name].load()[..., :3]).astype(np.uint8), "RGB")
+        square = centre_square(np.asarray(photo))
         if split == "train":
-            train_squares.append(square)
-        add_iqa(name, split, square.resize((size, size), Image.Resampling.LANCZOS), {})
+            train_photos.append(photo)
+            for k in range(cfg.train_photo_views):
+                w, h = draw_size(cfg, _rng(cfg.seed, "photo-size", name, k), limit=photo.size)
+                view = f"{name}-v{k}" if k else name
+                add_iqa(view, split, fit(photo, w, h), {}, ref=name)
+        else:
+            for i, (w, h) in enumerate(sizes):
+                tag = "" if i == 0 else size_tag(w, h)
+                add_iqa(name, split, fit(photo, w, h), {}, tag, f"demo-iqa-{tag}" if tag else "")
         for m in manips:
             man = IAA_MANIPULATIONS[m]
             img = man.apply(square, size, name, _rng(cfg.seed, name, m))
             add("iaa", name, split, f"demo-iaa/{name}/{m}", f"{m}.png", img, man.score,
                 {"kind": "iaa", "manipulation": m, "ref": name})
-    for name, base in generated_references(cfg, train_squares):
+    for name, base in generated_references(cfg, train_photos):
         add_iqa(name, "train", base, {GENERATED_META_KEY: name.split("-")[1]})
     return records

@@ -15,8 +15,9 @@
   `</think>`, `<answer>`, `</answer>` are added (non-special, so decoding with skip_special_tokens keeps them).
   eos `<|im_end|>`, pad `<|endoftext|>`, left padding, the Qwen2-VL chat template (trl's copy). The tokenizer
   does not depend on the seed; a ~130-word IAA answer is ~175 tokens.
-- processor: `ImageOnlyQwen2_5_VLProcessor` (no video processor, hence no torchvision) with the PIL Qwen2-VL image
-  processor; 112×112 pixels max -> 16 image tokens per image.
+- processor: `ImageOnlyQwen2_5_VLProcessor` (no video processor, hence no torchvision) with
+  `tatar_core.demo.view.QualityViewImageProcessor`: at `max_pixels` 112×112, 16 tokens of native-resolution
+  fragments and up to 16 of the downscaled whole image, whatever the image size.
 """
 from __future__ import annotations
 
@@ -204,12 +205,12 @@ def build_tokenizer():
 
 
 def build_processor(tokenizer, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """Image-only Qwen2.5-VL processor (PIL image processor, no video processor -> no torchvision)."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
+    """Image-only Qwen2.5-VL processor (no video processor -> no torchvision) whose image processor gives the tower
+    a native-resolution quality view beside a downscaled global view (`tatar_core.demo.view`)."""
+    from tatar_core.demo.view import QualityViewImageProcessor
     from tatar_core.processor import ImageOnlyQwen2_5_VLProcessor
 
-    image_processor = Qwen2VLImageProcessorPil(
+    image_processor = QualityViewImageProcessor(
         patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
         size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
     )

@@ -22,9 +22,11 @@ What the transformers modules compute, and how each is used (all verified agains
                   silu(a)*X - silu(-a)*X = a*X                    (squares a^2, products)
                   silu(k x)/k ~ relu(x)                            (ramps, clipped ramps, triangles)
                   (silu(k x) + silu(-k x))/k = x tanh(k x/2) ~ |x| (absolute values)
-  block 1       attention with q = k = 0: uniform weights over all patches of the image (block 1 is a
-                full-attention block; the window of block 0 also spans the whole 8x8 grid at 112 px), so it
-                adds image-level means of chosen per-patch quantities to every token ("G." features).
+  block 1       attention with logits q.k / 4 = -GATE * view_k (q a constant on head 0's lowest-frequency rotary
+                pair, k the view dim there, so the 2-D rope rotates them by < 0.02 rad): uniform weights over the
+                quality-view patches of the image, none on the global view (block 1 is a full-attention block), so
+                it adds native-resolution image-level means of chosen per-patch quantities to every token
+                ("G." features).
                 MLP: 2 units turn the global mean of Y^2 into the variance of patch-mean luminance.
   merger        ln_q (RMSNorm, weight BIG/8) -> Linear(256, 256) -> GELU -> Linear(256, 128). Input = the 4 tokens
                 of a 2x2 group concatenated (TL, TR, BL, BR). L1 forms 2x2 means of the per-patch quantities,
@@ -36,22 +38,29 @@ What the transformers modules compute, and how each is used (all verified agains
 Per-patch quantities (Y = 0.299 R + 0.587 G + 0.114 B on 0..255):
   energies E = mean over m random orthonormal projections w_k of (w_k . r / s)^2, where r is the vector of a
   filter's responses inside the patch (E[E] = mean(r^2)/s^2): lap (4-neighbour Laplacian, s 20), dxi / dyi
-  (horizontal / vertical neighbour differences off the 7-px grid, s 10), dxb / dyb (differences across the 7-px
-  grid line between local columns / rows 6 and 7, s 10), mdx / mdy (differences of 3x3 box means 2 px apart,
+  (horizontal / vertical neighbour differences off the 8-px grid, s 10), dxb / dyb (differences across the 7-px
+  grid line between local columns / rows 7 and 8, s 10), mdx / mdy (differences of 3x3 box means 2 px apart,
   s 6), lowac (Gaussian sigma 2 smoothed Y minus the patch mean, s 8), chr (per-pixel R - G and (R + G)/2 - B, s 30).
-  The 7-px grid: the demo distorts at 128 px and the processor resizes to 112 px, so JPEG's 8-px blocks (and
-  8-px pixelation) become 7-px blocks whose edges fall between local pixels 6|7 (and on patch borders).
+  The 8-px grid: the processor (`tatar_core.demo.view`) cuts each quality-view patch at native resolution with its
+  origin on a multiple of 8 px, so JPEG's 8-px block borders (and 8-px pixelation) fall between local pixels 7|8.
+  view: 1 on the global view's patches (the processor's marker: +delta / -delta on the two temporal copies), 0 on
+  the quality view's; block 1 averages the "G." features over quality-view patches only, and the merger writes the
+  view as a feature, so the language model can tell the two token kinds apart.
   zint / zbnd: mean over 4 single neighbour differences d of max(0, 1 - |d|) (near-equal pixels), off / on the grid.
   sat = max(R, G, B) - min(R, G, B) of the patch-mean colour (/255); dark fractions d20/d50/d90 = clip ramps
   1 for mean Y <= t - 10, 0 for >= t (t = 20, 50, 90), bri = same for mean Y >= 230.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
+
+from tatar_core.demo.view import MARKER
 
 PATCH, TEMPORAL, MERGE, HIDDEN, INTER, OUT = 14, 2, 2, 64, 128, 128
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # Qwen2-VL image processor image_mean (OPENAI_CLIP_MEAN)
@@ -62,10 +71,12 @@ NORM_W = BIG / 8.0   # RMSNorm weight that undoes it: rms(h) = sqrt(BIG^2 / 64) 
 LIN_SHIFT = 8.0      # GELU(x + 8) = x + 8 to < 3e-6 for |x| <= 3
 N_KNOTS = 9
 CONST_OUT = 4.0      # value on the constant output direction
+GRID_COL = 7         # the 8-px grid line lies between local columns / rows 7 and 8 of a quality-view patch
+GATE = 50.0          # block 1: attention logit -GATE on global-view keys (weight e^-50 against quality patches)
 
 # ----------------------------------------------------------------------------- residual layout (64 dims)
 # projection groups: (name, number of projections m, scale s)
-GROUPS = (("lap", 6, 20.0), ("dxi", 4, 10.0), ("dxb", 3, 10.0), ("dyi", 4, 10.0), ("dyb", 3, 10.0),
+GROUPS = (("lap", 5, 20.0), ("dxi", 4, 10.0), ("dxb", 3, 10.0), ("dyi", 4, 10.0), ("dyb", 3, 10.0),
           ("mdx", 3, 6.0), ("mdy", 3, 6.0), ("lowac", 4, 8.0), ("crg", 3, 30.0), ("cyb", 3, 30.0))
 D_RGB = (0, 1, 2)
 _d = 3
@@ -73,10 +84,11 @@ D_GROUP: dict[str, list[int]] = {}
 for _name, _m, _s in GROUPS:
     D_GROUP[_name] = list(range(_d, _d + _m))
     _d += _m
-assert _d == 39
+assert _d == 38
+D_VIEW = 38  # 1 on the global view's patches, 0 on the quality view's (tatar_core.demo.view marker)
 # single luminance differences (i0, j0, i1, j1): Y[i0, j0] - Y[i1, j1]
-DIFFS_INT = ((3, 2, 3, 3), (10, 9, 10, 10), (2, 3, 3, 3), (9, 10, 10, 10))    # off the 7-px grid
-DIFFS_BND = ((3, 6, 3, 7), (10, 6, 10, 7), (6, 3, 7, 3), (6, 10, 7, 10))      # across it
+DIFFS_INT = ((3, 2, 3, 3), (10, 9, 10, 10), (2, 3, 3, 3), (9, 10, 10, 10))    # off the 8-px grid
+DIFFS_BND = ((3, 7, 3, 8), (10, 7, 10, 8), (7, 3, 8, 3), (7, 10, 8, 10))      # across it
 D_DIFF = list(range(39, 47))
 D_ZINT, D_ZBND, D_SAT, D_D20, D_D50, D_D90, D_BRI, D_YSQ = range(47, 55)
 D_CONST = 63
@@ -90,10 +102,10 @@ HINGES = (("d20", D_D20, 20.0, -1), ("d50", D_D50, 50.0, -1), ("d90", D_D90, 90.
 # token). log(.) is the bounded piecewise-linear natural log over LOG_RANGES[quantity] (flat outside).
 _ENERGY_DOC = {
     "lap": ("4-neighbour Laplacian energy, (r/20)^2", "gblur, jp2k, awgn, impulse"),
-    "dxi": ("horizontal neighbour-difference energy off the 7-px grid, (r/10)^2", "motion, gblur, awgn"),
-    "dxb": ("horizontal difference energy across the 7-px grid line, (r/10)^2", "jpeg, pixelate"),
-    "dyi": ("vertical neighbour-difference energy off the 7-px grid, (r/10)^2", "motion (reference), gblur"),
-    "dyb": ("vertical difference energy across the 7-px grid line, (r/10)^2", "jpeg, pixelate"),
+    "dxi": ("horizontal neighbour-difference energy off the 8-px grid, (r/10)^2", "motion, gblur, awgn"),
+    "dxb": ("horizontal difference energy across the 8-px grid line, (r/10)^2", "jpeg, pixelate"),
+    "dyi": ("vertical neighbour-difference energy off the 8-px grid, (r/10)^2", "motion (reference), gblur"),
+    "dyb": ("vertical difference energy across the 8-px grid line, (r/10)^2", "jpeg, pixelate"),
     "mdx": ("horizontal difference of 3x3 means 2 px apart, energy (r/6)^2", "motion (strong), gblur"),
     "mdy": ("vertical difference of 3x3 means 2 px apart, energy (r/6)^2", "motion (reference)"),
     "lowac": ("energy of Gaussian(sigma 2)-smoothed Y minus patch mean, (r/8)^2", "contrast; content scale"),
@@ -107,6 +119,8 @@ def _feature_specs() -> list[tuple[str, str, str, str, tuple]]:
     for scope in ("L", "G"):
         p = scope + "."
         if scope == "L":
+            specs.append(("L.view", "1 on the global view's tokens, 0 on the quality view's", "0-1",
+                          "which view a token shows", ("lin", "L.view")))
             for c in "RGB":
                 specs.append((p + c, f"mean {c} / 255", "0-1", "darken, colour cast", ("lin", p + c)))
         specs.append((p + "logY", "log(mean Y / 255)", "nats", "darken, exposure", ("log", p + "Y")))
@@ -151,105 +165,28 @@ FEATURE_NAMES = tuple(s[0] for s in FEATURE_SPECS)
 FEATURES = tuple({"name": n, "formula": f, "units": u, "targets": t} for n, f, u, t, _ in FEATURE_SPECS)
 
 # ------------------------------------------------------------- constants measured by `--measure-stats`
-# LOG_RANGES[q] = (lo, hi): the log's knots span lo..hi geometrically (0.5 / 99.5 % quantiles of the quantity
-# over tokens of unlabelled generated images, see `scripts/analytic_tower_stats.py`). ZSTATS[name] = (mean, std) of each feature.
-LOG_RANGES: dict[str, tuple[float, float]] = {}
-ZSTATS: dict[str, tuple[float, float]] = {}
-# BEGIN MEASURED CONSTANTS
-LOG_RANGES.update({
-    'L.R': (0.02581, 0.8924),
-    'L.G': (0.03062, 0.8929),
-    'L.B': (0.02638, 0.8801),
-    'L.Y': (0.02962, 0.8791),
-    'L.lap': (0.003491, 34.91),
-    'L.dxi': (0.002883, 28.83),
-    'L.dxb': (0.004874, 48.74),
-    'L.dyi': (0.003298, 32.98),
-    'L.dyb': (0.005957, 59.57),
-    'L.mdx': (0.02332, 102.2),
-    'L.mdy': (0.02009, 89.26),
-    'L.lowac': (0.0271, 51.38),
-    'L.chr': (0.0008366, 8.366),
-    'L.zint': (0.0001, 1.0),
-    'L.zbnd': (0.0001, 0.9372),
-    'L.sat': (0.0001, 0.3542),
-    'L.d20': (0.0001, 0.9789),
-    'L.d50': (0.0001001, 1.001),
-    'L.d90': (0.0001007, 1.007),
-    'L.bri': (0.0001, 0.3689),
-    'G.lap': (0.003019, 30.19),
-    'G.dxi': (0.001871, 18.71),
-    'G.dxb': (0.008017, 22.74),
-    'G.dyi': (0.002297, 22.97),
-    'G.dyb': (0.005682, 28.4),
-    'G.mdx': (0.09317, 51.76),
-    'G.mdy': (0.05881, 44.69),
-    'G.lowac': (0.1033, 24.8),
-    'G.chr': (0.0006158, 6.158),
-    'G.zint': (0.00751, 1.0),
-    'G.zbnd': (0.003994, 0.6594),
-    'G.sat': (0.0001, 0.236),
-    'G.Y': (0.05381, 0.7685),
-    'G.var': (0.0002725, 0.05797),
-    'G.d50': (0.0001, 0.9717),
-    'G.bri': (0.0001, 0.1549),
-})
-ZSTATS.update({
-    'L.R': (0.4686, 0.17859),
-    'L.G': (0.47085, 0.17729),
-    'L.B': (0.46905, 0.17791),
-    'L.logY': (-0.85585, 0.49526),
-    'L.lap': (0.83708, 1.902),
-    'L.dxi': (0.81284, 1.8089),
-    'L.dxb': (0.63241, 1.858),
-    'L.dyi': (0.88429, 1.8263),
-    'L.dyb': (0.90765, 1.8488),
-    'L.mdx': (2.1594, 1.5085),
-    'L.mdy': (1.9899, 1.506),
-    'L.lowac': (1.592, 1.3646),
-    'L.chr': (-1.3033, 2.086),
-    'L.zint': (0.20649, 0.23334),
-    'L.zbnd': (0.18189, 0.20254),
-    'L.sat': (0.075966, 0.070534),
-    'L.d20': (0.015968, 0.1008),
-    'L.d50': (0.069203, 0.20209),
-    'L.d90': (0.2465, 0.34809),
-    'L.bri': (0.0056991, 0.047394),
-    'L.blk_h': (-0.18043, 1.474),
-    'L.blk_v': (0.023362, 1.4679),
-    'L.aniso': (-0.071447, 0.76398),
-    'L.aniso_mid': (0.16953, 0.77171),
-    'L.sharp': (-0.7549, 1.4406),
-    'L.fine_mid': (-1.1528, 1.1344),
-    'L.chr_rel': (0.40844, 2.224),
-    'L.weber': (3.3037, 1.5314),
-    'G.logY': (-0.82012, 0.39039),
-    'G.lap': (0.95448, 1.8381),
-    'G.dxi': (0.92998, 1.7289),
-    'G.dxb': (0.95522, 1.6312),
-    'G.dyi': (1.0026, 1.7613),
-    'G.dyb': (1.2286, 1.6278),
-    'G.mdx': (2.3042, 1.3814),
-    'G.mdy': (2.1279, 1.3873),
-    'G.lowac': (1.7584, 1.1902),
-    'G.chr': (-1.116, 1.955),
-    'G.zint': (0.20649, 0.19469),
-    'G.zbnd': (0.18189, 0.16064),
-    'G.sat': (0.075966, 0.057645),
-    'G.d50': (0.069203, 0.15421),
-    'G.bri': (0.0056991, 0.020872),
-    'G.logvar': (-4.4472, 0.95802),
-    'G.weber_var': (-2.807, 1.1112),
-    'G.blk_h': (0.025235, 1.1285),
-    'G.blk_v': (0.22607, 1.1248),
-    'G.aniso': (-0.072576, 0.5207),
-    'G.aniso_mid': (0.17636, 0.38049),
-    'G.sharp': (-0.80393, 1.3193),
-    'G.fine_mid': (-1.1734, 0.996),
-    'G.chr_rel': (0.52423, 2.0518),
-    'G.weber': (3.3986, 1.3132),
-})
-# END MEASURED CONSTANTS
+# LOG_RANGES[q] = (lo, hi): the log's knots span lo..hi geometrically (0.5 / 99.5 % quantiles of the quantity over
+# tokens of unlabelled generated images); ZSTATS[name] = (mean, std) of each feature over the same tokens. Both live
+# in STATS_FILE, written by `python scripts/analytic_tower_stats.py --measure-stats --write`.
+STATS_FILE = Path(__file__).with_name("tower_stats.json")
+
+
+def load_stats(path: Path = STATS_FILE) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """(LOG_RANGES, ZSTATS) from the measured-statistics file."""
+    data = json.loads(Path(path).read_text())
+    return ({k: tuple(v) for k, v in data["log_ranges"].items()}, {k: tuple(v) for k, v in data["zstats"].items()})
+
+
+def save_stats(ranges: dict, zstats: dict, path: Path = STATS_FILE) -> None:
+    """Write (LOG_RANGES, ZSTATS) to the statistics file, one quantity / feature per line."""
+    def block(d):
+        return ",\n".join(f"  {json.dumps(k)}: {json.dumps(list(v))}" for k, v in d.items())
+
+    Path(path).write_text('{\n "about": "measured by scripts/analytic_tower_stats.py --measure-stats",\n'
+                          f' "log_ranges": {{\n{block(ranges)}\n }},\n "zstats": {{\n{block(zstats)}\n }}\n}}\n')
+
+
+LOG_RANGES, ZSTATS = load_stats()
 
 
 # ------------------------------------------------------------------------------------------- filters
@@ -275,7 +212,7 @@ def _filters() -> dict[str, np.ndarray]:
         for j in range(P - 1):
             k = np.zeros((P, P))
             k[i, j], k[i, j + 1] = 1, -1
-            dx["b" if j == 6 else "i"].append(k)
+            dx["b" if j == GRID_COL else "i"].append(k)
     for t in "ib":
         out["dx" + t] = _luma(np.array(dx[t]))
         out["dy" + t] = _luma(np.array(dx[t]).transpose(0, 2, 1))
@@ -384,6 +321,7 @@ def _quantities() -> dict[str, dict[int, float]]:
     for c, d in zip("RGB", D_RGB):
         q["L." + c] = {d: 1.0}
     q["L.Y"] = {d: w for d, w in zip(D_RGB, LUMA)}
+    q["L.view"] = {D_VIEW: 1.0}
     for name, m, s in GROUPS:
         if name not in ("crg", "cyb"):
             q["L." + name] = {d: 1.0 for d in D_GROUP[name]}
@@ -475,6 +413,8 @@ def _build(seed: int, ranges: dict, zstats: dict, names: Sequence[str]) -> dict[
         kern[d] = _diff_kernel(*dd)
     conv = kern * (255.0 * std)[None, :, None, None] / TEMPORAL
     conv = np.repeat(conv[:, :, None], TEMPORAL, axis=2)           # (64, 3, 2, 14, 14)
+    conv[D_VIEW, :, 0], conv[D_VIEW, :, 1] = 1.0, -1.0               # view = sum over copies of (+d) - (-d) = 1
+    conv[D_VIEW] /= 2 * MARKER * 3 * PATCH * PATCH
     offset = np.einsum("dcij,c->d", kern, 255.0 * mean)            # v = 255 (x std + mean)
     W = {"patch_embed.proj.weight": conv}
     # ---- block 0: attention = constant offsets + BIG; MLP = squares, triangles, abs, ramps
@@ -518,7 +458,10 @@ def _build(seed: int, ranges: dict, zstats: dict, names: Sequence[str]) -> dict[
         pW[D_GLOBAL[g], j] = 1.0
     qkv = np.zeros((3 * HIDDEN, HIDDEN))
     qkv[2 * HIDDEN:] = vW
-    W["blocks.1.attn.qkv.weight"] = qkv
+    qkv_b = np.zeros(3 * HIDDEN)
+    qkv_b[3] = 1.0                                     # q: head 0, dim 3 (rotary pair 3|11: h * 0.001 rad)
+    qkv[HIDDEN + 3, D_VIEW] = -4.0 * GATE              # k: -4 GATE view; logit q.k / sqrt(16) = -GATE view
+    W["blocks.1.attn.qkv.weight"], W["blocks.1.attn.qkv.bias"] = qkv, qkv_b
     W["blocks.1.attn.proj.weight"] = pW
     U1 = _Units(INTER, HIDDEN)
     gy = {D_GLOBAL["Y"]: 1.0}
@@ -563,7 +506,8 @@ def install_analytic_tower(model, seed: int, names: Optional[Sequence[str]] = No
 
 # ---------------------------------------------------------------------------------------------- readout
 def _run_tower(model, processor, images, capture: str):
-    """Run the visual tower on `images`; returns (captured per-token tensor, tokens per image)."""
+    """Run the visual tower on `images`; returns (captured per-token tensor, tokens per image, is-global per token:
+    the processor's marker, `tatar_core.demo.view`)."""
     vis = _vision(model)
     mod = vis.merger.mlp[1] if capture == "gelu" else vis.merger.ln_q
     got = []
@@ -575,26 +519,31 @@ def _run_tower(model, processor, images, capture: str):
     finally:
         hook.remove()
     counts = (px["image_grid_thw"].prod(-1) // MERGE ** 2).tolist()
+    rows = px["pixel_values"].double().reshape(-1, MERGE ** 2, 3, TEMPORAL, PATCH * PATCH)
+    is_global = (rows[:, :, :, 0] - rows[:, :, :, 1]).abs().amax(dim=(1, 2, 3)) > 1e-3
     x = got[0].double()
     if capture != "gelu":
         x = x.reshape(-1, 4 * HIDDEN)
-    return x, counts
+    return x, counts, is_global.numpy()
 
 
 def tower_features(model, processor, images, pool: bool = True, batch: int = 64,
                    names: Optional[Sequence[str]] = None) -> np.ndarray:
     """The named, z-scored features (FEATURE_NAMES order unless the tower was installed with `names`), read
-    from the merger's GELU layer before the random-direction projection: [n_images, n_features] (token mean) or,
-    with pool=False, [n_tokens_total, n_features]."""
+    from the merger's GELU layer before the random-direction projection: with pool=True [n_images, 2 n_features],
+    the mean over the image's quality-view tokens, then over its global-view tokens (0 where it has none); with
+    pool=False [n_tokens_total, n_features]."""
     names = list(names or getattr(_vision(model), "_analytic_names", FEATURE_NAMES))
     _, _, M, m0 = _readout(LOG_RANGES, ZSTATS, names)
     out = []
     images = list(images)
     for i in range(0, len(images), batch):
-        g, counts = _run_tower(model, processor, images[i:i + batch], "gelu")
+        g, counts, glob = _run_tower(model, processor, images[i:i + batch], "gelu")
         z = g.numpy() @ M.T + m0
         if pool:
-            z = np.stack([c.mean(0) for c in np.split(z, np.cumsum(counts)[:-1])])
+            parts = zip(np.split(z, np.cumsum(counts)[:-1]), np.split(glob, np.cumsum(counts)[:-1]))
+            z = np.stack([np.concatenate([c[~v].mean(0), c[v].mean(0) if v.any() else np.zeros(len(names))])
+                          for c, v in parts])
         out.append(z)
     return np.concatenate(out)
 
@@ -610,7 +559,7 @@ def tower_quantities(model, processor, images, batch: int = 64) -> dict[str, np.
     rows = []
     images = list(images)
     for i in range(0, len(images), batch):
-        x, _ = _run_tower(model, processor, images[i:i + batch], "lnq")
+        x, _, _ = _run_tower(model, processor, images[i:i + batch], "lnq")
         rows.append(x.numpy() @ R.T)
     x = np.concatenate(rows)
     return {q: x[:, i] for i, q in enumerate(quant)}

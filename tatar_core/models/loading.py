@@ -17,6 +17,7 @@ from transformers import AutoProcessor, ProcessorMixin, Qwen2_5_VLConfig
 from tatar_core.images import as_rgb
 from tatar_core.code_version import files_version, import_closure
 from tatar_core.method.prompts import completion_message, prompt_messages
+from tatar_core.demo.view import register_view_processor
 from tatar_core.processor import ImageOnlyQwen2_5_VLProcessor, register_processor
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ def set_pixel_range(processor: ProcessorMixin, min_pixels: int, max_pixels: int)
 def load_processor(path: Path | str, model_cfg: Optional["ModelConfig"] = None) -> ProcessorMixin:
     """The multimodal processor of a local model folder; raises if only a tokenizer would load."""
     register_processor()
+    register_view_processor()  # the embedded models' image processor, by its saved name
     path = Path(path)
     from transformers import AutoConfig
 
