@@ -1,6 +1,6 @@
 """Entry point of a launched training job: `accelerate launch … -m tatar_core.training.entry {sft|grpo} SPEC`.
 
-Reads the spec written by tatar_core.launch.write_spec and runs the stage in every process (the trainers
+Reads the spec written by tatar_core.training.launch.write_spec and runs the stage in every process (the trainers
 coordinate through accelerate); the main process writes out_dir/launch/result.json and reports its log lines and
 progress as event lines on stdout (`tatar_core.progress.EventEmitter`), which the parent hands to its stage context.
 """

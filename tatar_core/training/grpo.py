@@ -1,4 +1,4 @@
-"""Stage 2: GRPO from the SFT checkpoint (trl.GRPOTrainer) with the TATAR rewards of tatar_core.rewards.
+"""Stage 3: GRPO from the SFT checkpoint (trl.GRPOTrainer) with the TATAR rewards of tatar_core.method.rewards.
 
 Step composition (what one optimizer step holds, over all processes):
 

@@ -1,4 +1,4 @@
-"""Stage 1: supervised fine-tuning on the kept teacher rationales (trl.SFTTrainer, completion-only loss).
+"""Stage 2: supervised fine-tuning on the kept teacher rationales (trl.SFTTrainer, completion-only loss).
 
 Rows: {"images": [PIL], "prompt": prompt_messages(task), "completion": completion_message(target)}.
 
