@@ -44,22 +44,25 @@ def run_path_fields(model: type[BaseModel]) -> list[str]:
 def write_records(records: Sequence[BaseModel | dict], path: Path | str, model: type[R],
                   run_root: Path | str | None = None) -> Path:
     """Validate `records` against `model` and write them atomically (unique temp file, fsync, rename); with
-    `run_root`, `RunPath` fields inside it are written relative to it."""
+    `run_root`, `RunPath` fields inside it are written relative to it. A model that allows extra fields writes them
+    as columns after its own (the same ones in every row)."""
     path = Path(path)
     rows = [r.model_dump() if isinstance(r, BaseModel) else r for r in records]
     valid = validate_rows(rows, model, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields = list(model.model_fields)
-    data = {f: [getattr(v, f) for v in valid] for f in fields}
+    extras = _extra_columns(valid, path)
+    data = {f: [getattr(v, f) for v in valid] for f in [*model.model_fields, *extras]}
     if run_root is not None:
         for f in run_path_fields(model):
             data[f] = [stored_path(p, run_root) for p in data[f]]
-    df = pl.DataFrame(data, schema=_polars_schema(model)) if valid else pl.DataFrame(schema=_polars_schema(model))
+    schema = _polars_schema(model) | extras
+    df = pl.DataFrame(data, schema=schema) if valid else pl.DataFrame(schema=schema)
     return atomic_write(path, df.write_parquet)
 
 
 def read_frame(path: Path | str, model: type[R]) -> pl.DataFrame:
-    """Read a Parquet file, check that it has every column of `model`, and validate every row."""
+    """Read a Parquet file, check that it has every column of `model` (and no other, unless the model allows extra
+    fields), and validate every row."""
     path = Path(path)
     if not path.exists():
         raise SchemaError(f"{path}: file not found (expected {model.__name__} rows)")
@@ -71,7 +74,7 @@ def read_frame(path: Path | str, model: type[R]) -> pl.DataFrame:
     if missing:
         raise SchemaError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} (schema {model.__name__})")
     extra = [c for c in df.columns if c not in model.model_fields]
-    if extra:
+    if extra and model.model_config.get("extra") != "allow":  # a record with extra columns validates them itself
         raise SchemaError(f"{path}: unexpected column(s) {', '.join(repr(c) for c in extra)} (schema {model.__name__})")
     validate_rows(df.iter_rows(named=True), model, path)
     return df
@@ -88,6 +91,16 @@ def read_records(path: Path | str, model: type[R], run_root: Path | str | None =
 
 
 _PL_TYPES = {str: pl.Utf8, float: pl.Float64, int: pl.Int64, bool: pl.Boolean}
+
+
+def _extra_columns(rows: Sequence[BaseModel], path: Path) -> dict[str, pl.DataType]:
+    """The extra columns of records whose model allows them (e.g. TrainLogRecord's reward_<name>): every row must
+    have the same ones; their type is that of the first row's values."""
+    names = list((rows[0].model_extra or {}) if rows else {})
+    for i, r in enumerate(rows):
+        if list(r.model_extra or {}) != names:
+            raise SchemaError(f"{path}: row {i} has the extra columns {list(r.model_extra or {})}, row 0 has {names}")
+    return {k: _PL_TYPES[type(rows[0].model_extra[k])] for k in names}
 
 
 def _polars_schema(model: type[BaseModel]) -> dict[str, pl.DataType]:

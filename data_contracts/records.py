@@ -4,9 +4,10 @@ Scores are always on 0–100, higher is better. `task` is "iqa" (quality) or "ia
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Task = Literal["iqa", "iaa"]
 Split = Literal["train", "validation", "test"]
@@ -152,15 +153,35 @@ class GroupMetricRecord(Record):
     pair_acc: float = float("nan")
 
 
+REWARD_COLUMN = re.compile(r"reward_[A-Za-z_][A-Za-z0-9_]*")
+
+
 class TrainLogRecord(Record):
-    """Per logging step and task: reward components, completion length, parse rate (`train_log.parquet`)."""
+    """Per GRPO logging step and task: the mean weighted value of every reward, their sum, completion length and
+    parse rate (`train_log.parquet`).
+
+    Besides the fixed columns, one float column `reward_<name>` per reward registered in
+    tatar_core.method.rewards.REWARDS (by default reward_score, reward_rank, reward_format): the mean over the
+    step's completions of that task of weight × reward; reward_total is their sum.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, float]
 
     step: int
     task: Task
     n: int
     reward_total: float
-    reward_score: float
-    reward_rank: float
-    reward_format: float
     words: float
     parse_rate: float
+
+    @model_validator(mode="after")
+    def _reward_columns(self):
+        bad = [k for k in self.model_extra if not REWARD_COLUMN.fullmatch(k)]
+        if bad:
+            raise ValueError(f"unexpected column(s) {bad}: the extra columns are rewards, named reward_<name>")
+        return self
+
+    def rewards(self) -> dict[str, float]:
+        """{reward name: mean weighted value}, e.g. {"score": 0.41, "rank": 0.0, "format": 1.0}."""
+        return {k.removeprefix("reward_"): v for k, v in self.model_extra.items()}

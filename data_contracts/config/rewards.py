@@ -1,7 +1,7 @@
 """GRPO reward constants (formulas in tatar_core/method/rewards.py). Defaults are the reference code's numbers."""
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from data_contracts.config.base import Section
 
@@ -37,8 +37,12 @@ class RankRewardConfig(Section):
 
 
 class RewardWeights(Section):
-    """Per-task weights of the three rewards; the GRPO reward is the weighted sum."""
+    """One task's GRPO reward weights: reward name -> weight >= 0 (the GRPO reward is the weighted sum).
 
-    score: float = Field(1.0, ge=0)
-    rank: float = Field(1.0, ge=0)
-    format: float = Field(1.0, ge=0)
+    Any registered reward (tatar_core.method.rewards.REWARDS: score, rank, format and any added one) may be named;
+    a reward not named keeps its registered default weight. Unknown names fail before any work (`tatar plan`, the
+    GRPO stage). E.g. `grpo.rewards_iaa: {rank: 0}` = the IAA Gaussian-only probe.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    __pydantic_extra__: dict[str, Annotated[float, Field(ge=0)]]

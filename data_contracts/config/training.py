@@ -199,10 +199,18 @@ class GrpoConfig(TrainerSection):
     bf16: bool = False
     max_train_samples: Optional[int] = Field(None, description="use at most this many train samples")
     seed: int = 42
-    rewards_iqa: RewardWeights = RewardWeights(score=1.0, rank=0.0, format=1.0)
-    rewards_iaa: RewardWeights = RewardWeights(score=1.0, rank=1.0, format=1.0)
+    rewards_iqa: RewardWeights = Field(
+        RewardWeights(), description="IQA reward weights by reward name; unnamed rewards keep their registered "
+        "defaults (score 1, rank 0, format 1)",
+    )
+    rewards_iaa: RewardWeights = Field(
+        RewardWeights(), description="IAA reward weights by reward name; unnamed rewards keep their registered "
+        "defaults (score 1, rank 1, format 1)",
+    )
     ablation: Literal["none", "rank_only", "pointwise_iaa"] = Field(
-        "none", description="rank_only: rank reward for both tasks; pointwise_iaa: no rank reward for IAA"
+        "none", description="applied on top of the weights: rank_only = no score reward and the rank reward for both "
+        "tasks (paper Table 2; IQA rank weight = rewards_iqa.rank, or rewards_iaa.rank when that is 0); "
+        "pointwise_iaa = no rank reward for IAA"
     )
     score_reward: ScoreRewardConfig = ScoreRewardConfig()
     rank_reward: RankRewardConfig = RankRewardConfig()

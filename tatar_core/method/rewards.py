@@ -1,18 +1,24 @@
 """TATAR GRPO rewards: Gaussian score shaping, Thurstone-style ranking across images, format.
 
-The one place for the reward formulas (TATAR, arXiv 2603.19779, and its reference code; where the two disagree the choice is stated below). Every reward is a plain
-function with trl's reward signature: `f(prompts=..., completions=..., completion_ids=..., trainer_state=...,
-**columns)`, where the dataset columns `task` ("iqa" | "iaa"), `score` (ground truth on 0–100) and `sample_id`
-arrive as lists aligned with `completions`. Completions are str, or conversational
-`[{"role": "assistant", "content": str | [{"type": "text", "text": ...}, ...]}]`. All rewards lie in [0, 1].
+The one place for the reward formulas (TATAR, arXiv 2603.19779, and its reference code; where the two disagree
+the choice is stated below). Every reward is a plain function with trl's reward signature: `f(prompts=...,
+completions=..., completion_ids=..., trainer_state=..., **columns)`, where the dataset columns `task` ("iqa" |
+"iaa"), `score` (ground truth on 0–100) and `sample_id` arrive as lists aligned with `completions`. Completions
+are str, or conversational `[{"role": "assistant", "content": str | [{"type": "text", "text": ...}, ...]}]`.
+All rewards lie in [0, 1].
 
-`make_reward_funcs(cfg)` builds the three trl callables "score", "format", "rank" (in the order trl calls them) with the
-per-task weights and the ablation switch applied inside (give trl reward_weights of 1.0).
+The registry `REWARDS` lists every reward: a function and its default weight per task (`register_reward`, at
+the end of the formulas below). A new reward is one function plus one `register_reward(...)` line; its weights
+(`grpo.rewards_iqa.<name>`, `grpo.rewards_iaa.<name>`), trl's reward_funcs / reward_weights, the `reward_<name>`
+column of train_log.parquet, the log line and the reward curves follow from it. `make_reward_funcs(cfg)` builds the
+trl callables ("score", "format", "rank" by default, in the order trl calls them) with the per-task weights and the
+ablation switch applied inside (give trl `trl_reward_weights()`, 1.0 each).
 
 Collectives never hang on one process's error: the rank reward's all-gather (and the GRPO log callback's, through
 `gather_guarded`) carries an error flag with each process's data; each process computes its part inside a guard, and
 when any process reports an error every process raises the same `CollectiveError` at that gather. An error in the
-"score" or "format" callable is held until the "rank" call of the same step (the last one) gathers it.
+"score" or "format" callable (any non-collective one) is held until the "rank" call of the same step (the last one)
+gathers it.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import math
 import threading
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
@@ -30,7 +37,6 @@ from tatar_core.method.parsing import SCORE_PARSERS, count_words, parse_strict
 from tatar_core.method.prompts import TASKS
 from tatar_core.method.scales import clamp_100
 
-REWARD_NAMES = ("score", "rank", "format")
 Gather = Callable[[list], list]
 
 
@@ -319,33 +325,103 @@ def rank_reward(
     return rewards[offset : offset + n]
 
 
-# --------------------------------------------------------------------------------------------- weights + stats
-def effective_weights(cfg: GrpoConfig) -> dict[str, dict[str, float]]:
-    """Per task, the weight of each reward after the ablation switch (weight 0 = that reward is off):
+# --------------------------------------------------------------------------------------------- registry
+RESERVED_NAMES = ("total", "words", "parsed")  # train-log / stats columns that are not rewards
 
-      ablation        IQA score / rank / format             IAA score / rank / format
-      none            iqa.score / iqa.rank (0) / iqa.format  iaa.score / iaa.rank / iaa.format
-      rank_only       0 / (iqa.rank or iaa.rank) / iqa.format  0 / iaa.rank / iaa.format
-      pointwise_iaa   iqa.score / iqa.rank / iqa.format      iaa.score / 0 / iaa.format
+
+@dataclass(frozen=True)
+class Reward:
+    """One GRPO reward of the registry `REWARDS` (see `register_reward`)."""
+
+    name: str
+    fn: Callable[..., list[float]]
+    weights: dict[str, float]  # default weight per task, {"iqa": w, "iaa": w}; grpo.rewards_<task> overrides it
+    settings: Optional[str] = None  # the GrpoConfig field passed to `fn` as `cfg`, e.g. "score_reward"
+    collective: bool = False  # `fn` all-gathers across processes (see `make_reward_funcs`)
+
+
+REWARDS: dict[str, Reward] = {}
+
+
+def register_reward(name: str, fn: Callable[..., list[float]], *, settings: Optional[str] = None,
+                    collective: bool = False, **weights: float) -> Reward:
+    """Add a reward to the registry: `fn` with trl's reward signature (values in [0, 1]) and its default weight per
+    task as keywords, e.g. `register_reward("length", length_reward, iqa=0.0, iaa=0.5)`.
+
+    From the registry follow the config (grpo.rewards_iqa.<name> / grpo.rewards_iaa.<name> override the weights),
+    trl's reward_funcs and reward_weights, the `reward_<name>` columns of train_log.parquet, the log line and the
+    reward curves. `settings` names a GrpoConfig field handed to `fn` as `cfg`. A `collective` reward all-gathers
+    across processes: trl calls it after the others, and it also receives gather=, tasks= (the tasks whose weight
+    is > 0), stats= and errors= (errors held from the step's earlier rewards; it must send them with its gather,
+    as `rank_reward` does through `gather_guarded`).
+    """
+    if not name.isidentifier() or name in RESERVED_NAMES:
+        raise ValueError(f"reward name {name!r} must be a Python identifier and not one of {RESERVED_NAMES}")
+    if name in REWARDS:
+        raise ValueError(f"reward {name!r} is already registered")
+    if set(weights) != set(TASKS) or any(w < 0 for w in weights.values()):
+        raise ValueError(f"reward {name!r}: give a default weight >= 0 for each task {TASKS}, got {weights}")
+    REWARDS[name] = Reward(name, fn, {t: float(weights[t]) for t in TASKS}, settings, collective)
+    return REWARDS[name]
+
+
+# The TATAR rewards (paper Eq. for the score and rank rewards; the format reward of the reference code).
+register_reward("score", score_reward, iqa=1.0, iaa=1.0, settings="score_reward")
+register_reward("rank", rank_reward, iqa=0.0, iaa=1.0, settings="rank_reward", collective=True)
+register_reward("format", format_reward, iqa=1.0, iaa=1.0)
+
+
+def trl_order() -> list[Reward]:
+    """The registered rewards in the order trl calls them: registry order, the collective ones last (so that an
+    error of an earlier reward reaches a gather of the same step)."""
+    return [r for r in REWARDS.values() if not r.collective] + [r for r in REWARDS.values() if r.collective]
+
+
+def trl_reward_weights() -> list[float]:
+    """trl's `reward_weights`, one per callable of `make_reward_funcs`: 1.0 each, since trl's weights are per function
+    and the per-task weights are applied inside the callables (trl's total = Σ callables = the weighted sum)."""
+    return [1.0 for _ in trl_order()]
+
+
+# --------------------------------------------------------------------------------------------- weights + stats
+def check_weights(cfg: GrpoConfig) -> None:
+    """Raise ValueError when grpo.rewards_iqa / rewards_iaa name a reward that is not registered."""
+    for t in TASKS:
+        unknown = sorted(set(getattr(cfg, f"rewards_{t}").model_dump()) - set(REWARDS))
+        if unknown:
+            raise ValueError(f"grpo.rewards_{t}: unknown reward(s) {', '.join(map(repr, unknown))} (registered: "
+                             f"{', '.join(REWARDS)}; see tatar_core/method/rewards.py)")
+
+
+def effective_weights(cfg: GrpoConfig) -> dict[str, dict[str, float]]:
+    """Per task, the weight of every registered reward: grpo.rewards_<task>.<name> when set, else the registered
+    default (IQA: score 1, rank 0, format 1; IAA: score 1, rank 1, format 1), then the ablation switch
+    (weight 0 = that reward is off):
+
+      ablation        IQA score / rank                   IAA score / rank       (format and others unchanged)
+      none            as configured                      as configured
+      rank_only       0 / (IQA rank, or IAA rank if 0)   0 / IAA rank
+      pointwise_iaa   as configured                      IAA score / 0
 
     rank_only (paper Table 2's ablation) ranks IQA completions across IQA images, with the IQA rank weight when it
     is set (> 0), else the IAA one. A task with rank weight > 0 is ranked only against images of the same task.
     """
-    iqa, iaa = cfg.rewards_iqa, cfg.rewards_iaa
-    w = {"iqa": iqa.model_dump(), "iaa": iaa.model_dump()}
+    check_weights(cfg)
+    w = {t: {name: float(getattr(cfg, f"rewards_{t}").model_dump().get(name, r.weights[t]))
+             for name, r in REWARDS.items()} for t in TASKS}
     if cfg.ablation == "rank_only":
-        w["iqa"].update(score=0.0, rank=iqa.rank if iqa.rank > 0 else iaa.rank)
+        w["iqa"].update(score=0.0, rank=w["iqa"]["rank"] if w["iqa"]["rank"] > 0 else w["iaa"]["rank"])
         w["iaa"].update(score=0.0)
     elif cfg.ablation == "pointwise_iaa":
         w["iaa"].update(rank=0.0)
-    return {t: {k: float(v) for k, v in d.items()} for t, d in w.items()}
+    return w
 
 
 class RewardStats:
     """Per-task accumulator fed by the callables of `make_reward_funcs` (per process; thread-safe via a lock).
 
     Stores the WEIGHTED values each callable returned to trl (so reward_total = their sum = what GRPO optimizes),
-    plus the completion word counts and strict-parse success (fed by "format", called for every completion).
+    plus the completion word counts and strict-parse success (fed by the first callable trl calls).
     """
 
     def __init__(self):
@@ -358,7 +434,7 @@ class RewardStats:
             self.last_gather: dict[str, list[str]] = {}
 
     def add(self, name: str, tasks: Sequence[str], values: Sequence[float]) -> None:
-        """Record one callable's values (name in score/rank/format/words/parsed) aligned with tasks."""
+        """Record one callable's values (name = a registered reward, "words" or "parsed") aligned with tasks."""
         with self._lock:
             for t, v in zip(tasks, values):
                 self._values[t][name].append(float(v))
@@ -373,7 +449,8 @@ class RewardStats:
             }
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """{task: {n, reward_score, reward_rank, reward_format, reward_total, words, parse_rate}} (means since reset)."""
+        """{task: {n, reward_<name> for every registered reward, reward_total, words, parse_rate}} (means since
+        reset)."""
         def mean(x: list[float]) -> float:
             return float(np.mean(x)) if x else 0.0
 
@@ -383,8 +460,8 @@ class RewardStats:
                 vals = self._values.get(t)
                 if not vals:
                     continue
-                comp = {f"reward_{k}": mean(vals.get(k, [])) for k in REWARD_NAMES}
-                n = max(len(vals.get(k, [])) for k in (*REWARD_NAMES, "words"))
+                comp = {f"reward_{k}": mean(vals.get(k, [])) for k in REWARDS}
+                n = max(len(vals.get(k, [])) for k in (*REWARDS, "words"))
                 out[t] = {
                     "n": n,
                     **comp,
@@ -397,27 +474,20 @@ class RewardStats:
 
 # --------------------------------------------------------------------------------------------- factory
 def make_reward_funcs(cfg: GrpoConfig, gather: Optional[Gather] = None, stats: Optional[RewardStats] = None) -> list:
-    """Three trl reward callables, [score, format, rank] (trl calls them in this order), each returning
-    weight[task] × reward.
+    """One trl reward callable per registered reward, in `trl_order()` ([score, format, rank] by default), named
+    after it and returning weight[task][name] × reward (give trl `trl_reward_weights()`).
 
-    Weights per task and ablation: see `effective_weights`. "rank" all-gathers across processes (thurstone
-    variant) on every call whenever any task has rank weight > 0; give trl reward_weights = [1, 1, 1]. When it
-    does, an error in "score" or "format" is held (that call returns zeros) and sent with the rank gather of the
+    Weights per task and ablation: see `effective_weights`. A reward whose weight is 0 for every task of a call
+    returns zeros without computing. A collective reward ("rank") all-gathers across processes on every call
+    whenever some task has weight > 0 for it (the same config on every process: all gather or none does). Then
+    an error in an earlier callable is held (that call returns zeros) and sent with the collective's gather of the
     same step, so that every process raises it there (`gather_guarded`) instead of the others waiting forever.
     """
     weights = effective_weights(cfg)
-    ranked = tuple(t for t in TASKS if weights[t]["rank"] > 0)
-    held: list[str] = []  # this process's errors of the step, sent with the rank gather
-    gathers = ranked and cfg.rank_reward.variant == "thurstone"
-
-    def _guarded(name: str, completions, fn: Callable[[], list[float]]) -> list[float]:
-        if not gathers:
-            return fn()
-        try:
-            return fn()
-        except Exception as e:  # noqa: BLE001 - raised on every process by the rank gather below
-            held.append(f"reward {name!r}: {_describe(e)}")
-            return [0.0] * len(completions)
+    active = {name: tuple(t for t in TASKS if weights[t][name] > 0) for name in REWARDS}
+    order = trl_order()
+    holds = any(r.collective and active[r.name] for r in order)
+    held: list[str] = []  # this process's errors of the step, sent with the collective gather
 
     def _weighted(name: str, tasks: list[str], raw: list[float]) -> list[float]:
         out = [weights[t][name] * r for t, r in zip(tasks, raw)]
@@ -425,42 +495,45 @@ def make_reward_funcs(cfg: GrpoConfig, gather: Optional[Gather] = None, stats: O
             stats.add(name, tasks, out)
         return out
 
-    def score(completions, task, score, **kw):
-        def run() -> list[float]:
-            tasks = _check_tasks(_column("task", task, len(completions)))
-            if not any(weights[t]["score"] > 0 for t in tasks):
-                return _weighted("score", tasks, [0.0] * len(tasks))
-            return _weighted("score", tasks, score_reward(completions, tasks, score, cfg.score_reward))
+    def _callable(r: Reward, first: bool) -> Callable[..., list[float]]:
+        settings = {"cfg": getattr(cfg, r.settings)} if r.settings else {}
 
-        return _guarded("score", completions, run)
-
-    def format(completions, task, **kw):  # noqa: A001 - trl logs the reward under this name
-        def run() -> list[float]:
+        def local(completions, task, kw) -> list[float]:
             tasks = _check_tasks(_column("task", task, len(completions)))
-            texts = [completion_text(c) for c in completions]
-            raw = format_reward(texts)
-            if stats is not None:
+            if first and stats is not None:
+                texts = [completion_text(c) for c in completions]
                 stats.add("words", tasks, [count_words(x) for x in texts])
-                stats.add("parsed", tasks, raw)
-            return _weighted("format", tasks, raw)
+                stats.add("parsed", tasks, format_reward(texts))
+            if not any(weights[t][r.name] > 0 for t in tasks):
+                return _weighted(r.name, tasks, [0.0] * len(tasks))
+            return _weighted(r.name, tasks, r.fn(completions=completions, task=tasks, **settings, **kw))
 
-        return _guarded("format", completions, run)
+        def collective(completions, task, **kw):
+            errors, held[:] = list(held), []
+            if not active[r.name]:
+                return local(completions, task, kw)
+            raw = r.fn(completions=completions, task=task, **settings, gather=gather, tasks=active[r.name],
+                       stats=stats, errors=errors, **kw)  # checks this process's columns inside the gather's guard
+            return _weighted(r.name, list(task), raw)
 
-    def rank(completions, task, score, sample_id, **kw):
-        errors, held[:] = list(held), []
-        if not ranked:  # same config on every process, so either all gather or none does
-            tasks = _check_tasks(_column("task", task, len(completions)))
-            return _weighted("rank", tasks, [0.0] * len(tasks))
-        raw = rank_reward(completions, task, score, sample_id, cfg.rank_reward, gather=gather, tasks=ranked,
-                          stats=stats, errors=errors)
-        return _weighted("rank", list(task), raw)
+        def pointwise(completions, task, **kw):
+            if not holds:
+                return local(completions, task, kw)
+            try:
+                return local(completions, task, kw)
+            except Exception as e:  # noqa: BLE001 - raised on every process by the collective gather
+                held.append(f"reward {r.name!r}: {_describe(e)}")
+                return [0.0] * len(completions)
 
-    for f in (score, format, rank):
-        f.__qualname__ = f.__name__
-    return [score, format, rank]
+        f = collective if r.collective else pointwise
+        f.__name__ = f.__qualname__ = r.name  # trl logs the reward under this name
+        return f
+
+    return [_callable(r, i == 0) for i, r in enumerate(order)]
 
 
 __all__ = [
     "completion_text", "gaussian_score", "passes_length_gate", "score_reward", "format_reward", "rank_reward",
+    "Reward", "REWARDS", "register_reward", "trl_order", "trl_reward_weights", "check_weights",
     "effective_weights", "RewardStats", "make_reward_funcs", "gather_guarded", "CollectiveError",
 ]

@@ -1,14 +1,19 @@
 """Cache keys and folders of the six stages; code versions read from each stage's imports.
 
-    key(stage)          = sha256(stage name, the config sections the stage reads, the keys of its upstream stages,
-                                 the stage's code version)
-    code_version(stage) = sha256 over (path, bytes) of every project module in the import closure of the stage's
-                          entry module (`STAGE_ENTRY`), with the `__init__.py` of every package on the way
+    key(stage)          = sha256(stage name, the config sections the stage reads (`STAGE_SECTIONS`, their values),
+                                 the keys of its upstream stages, the stage's code version)
+    code_version(stage) = `closure_version` of the stage's entry module (`STAGE_ENTRY`) and its sections: sha256 over
+                          the canonical source (syntax tree without docstrings) of every project module in its import
+                          closure, with the `__init__.py` of every package on the way, where the config and record
+                          modules count only by the definitions the stage reaches (its sections' classes, the records
+                          and helpers it imports, and what those use)
 
-The closure (`tatar_core.code_version`) follows every import of a project module, lazy ones included. So editing a module deep in a
-stage's imports (e.g. the IAA aspect vocabulary the offline teacher uses) changes that stage's key and every later
-key; editing a module no stage imports changes none. Keys are computed from the config alone, without running
-anything (`tatar plan` prints them).
+The closure (`tatar_core.code_version`) follows every import of a project module, lazy ones included. So a real
+change in a module deep in a stage's imports (e.g. the IAA aspect vocabulary the offline teacher uses) changes that
+stage's key and every later key; a comment, a docstring or reformatting changes no key, nor does an edit of a module
+no stage imports, or of another stage's config class or record schema (the teacher stage is not re-run for a GRPO
+setting).
+Keys are computed from the config alone, without running anything (`tatar plan` prints them).
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from data_contracts.config import STAGES, PipelineConfig
 from data_contracts.manifest import stage_folder
-from tatar_core.code_version import files_version, import_closure
+from tatar_core.code_version import closure_version
 
 
 # stage -> the stages whose outputs it reads
@@ -55,8 +60,8 @@ STAGE_ENTRY: dict[str, str] = {
 
 @lru_cache(maxsize=None)
 def code_version(stage: str) -> str:
-    """The stage's code version: `files_version` of the import closure of its entry module."""
-    return files_version(import_closure(STAGE_ENTRY[stage]))
+    """The stage's code version: `closure_version` of its entry module and its config sections."""
+    return closure_version(STAGE_ENTRY[stage], STAGE_SECTIONS[stage])
 
 
 def stage_config(cfg: PipelineConfig, stage: str) -> dict:

@@ -86,6 +86,15 @@ def _batch(cfg: PipelineConfig, stage: str) -> list[str]:
     return lines
 
 
+def _rewards(cfg: PipelineConfig) -> str:
+    """The GRPO reward weights per task after defaults and ablation, e.g. `iqa score 1 rank 0 format 1 | iaa …`."""
+    from tatar_core.method.rewards import effective_weights
+
+    w = effective_weights(cfg.grpo)  # names checked by Pipeline(cfg)
+    return " | ".join(f"{t} " + " ".join(f"{k} {v:g}" for k, v in ws.items()) for t, ws in w.items()) + (
+        f" (ablation {cfg.grpo.ablation})" if cfg.grpo.ablation != "none" else "")
+
+
 def _precision(cfg: PipelineConfig, stage: str) -> str:
     c, m = getattr(cfg, stage), cfg.model
     if c.uses_deepspeed:
@@ -146,6 +155,7 @@ def format_plan(cfg: PipelineConfig, source: str = "") -> tuple[str, list[str]]:
                          + (f"; LoRA r={getattr(cfg, stage).lora.r}" if getattr(cfg, stage).lora.enabled else ""))
             if stage == "grpo":
                 lines.append(f"    generation: {cfg.grpo.vllm.describe()}")
+                lines.append(f"    rewards: {_rewards(cfg)}")
             lines.append(f"    launch: {_launch(cfg, stage, pipe)}")
         if stage == "benchmark":
             lines += [f"    {line}" for line in _scoring(cfg, pipe)]

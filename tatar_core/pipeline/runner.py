@@ -31,11 +31,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from data_contracts import StageContext, StageIncomplete, StageLocked, StageManifest, StageNotReady, StageResult
+from data_contracts import (
+    ConfigError, StageContext, StageIncomplete, StageLocked, StageManifest, StageNotReady, StageResult,
+)
 from data_contracts.config import STAGES, PipelineConfig
 from data_contracts.manifest import (
     MANIFEST_NAME, ProgressFn, check_finished, no_progress, output_files, stage_folder,
 )
+from tatar_core.method.rewards import check_weights
 from tatar_core.pipeline.describe import headline, start_line
 from tatar_core.pipeline.keys import STAGE_ENTRY, STAGE_INPUTS, code_version, run_root, stage_config, stage_keys
 from tatar_core.pipeline.locks import stage_lock
@@ -45,11 +48,16 @@ __all__ = ["Pipeline", "StageResult", "StageNotReady", "StageIncomplete", "Stage
 
 
 class Pipeline:
-    """One configured run. `run(stage)` reuses a finished folder or computes it; `run_all()` chains all six."""
+    """One configured run. `run(stage)` reuses a finished folder or computes it; `run_all()` chains all six.
+    A config naming an unregistered GRPO reward raises ConfigError here, before any stage."""
 
     def __init__(self, cfg: PipelineConfig, base: Path | None = None,
                  secret_resolver: Callable[[str], str] | None = None, log: Callable[[str], None] = print,
                  progress: ProgressFn = no_progress):
+        try:
+            check_weights(cfg.grpo)  # the reward names against the registry, before any stage runs
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         self.cfg = cfg
         self.keys = stage_keys(cfg)
         self.root = run_root(cfg, base)

@@ -1,7 +1,8 @@
 """Training curves as small PNGs (matplotlib, Agg) in `out_dir/curves/`, drawn from the trainer's logs.
 
     SFT:  loss.png (training loss per logging step), token_accuracy.png (trl's mean_token_accuracy)
-    GRPO: reward_iqa.png / reward_iaa.png (reward_total and its weighted components score / rank / format),
+    GRPO: reward_iqa.png / reward_iaa.png (reward_total and its weighted components, one per reward in the log:
+          score / rank / format by default),
           words.png (mean completion words per task), parse_rate.png (strict parse rate per task), kl.png (β > 0)
 
 `log_history` is `trainer.state.log_history` (saved next to the curves as `log_history.json`); GRPO's per-task
@@ -19,6 +20,7 @@ from tatar_core.method.prompts import TASKS
 CURVES_DIR = "curves"
 LOG_HISTORY = "log_history.json"
 TASK_COLORS = {"iqa": "#1f77b4", "iaa": "#d62728"}
+REWARD_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))  # line styles of the components
 
 
 CURVE_ORDER = ("loss", "token_accuracy", "reward_iqa", "reward_iaa", "words", "parse_rate", "kl")
@@ -95,9 +97,10 @@ def grpo_curves(log_history: Sequence[dict], rows: Sequence[TrainLogRecord], out
             continue
         fig, ax = _figure(f"GRPO reward, {t.upper()}", "mean reward per completion")
         steps = [r.step for r in rs]
-        for field, style in (("reward_total", "-"), ("reward_score", "--"), ("reward_rank", ":"),
-                             ("reward_format", "-.")):
-            ax.plot(steps, [getattr(r, field) for r in rs], style, label=field.removeprefix("reward_"))
+        ax.plot(steps, [r.reward_total for r in rs], "-", label="total")
+        for i, name in enumerate(rs[0].rewards()):  # every reward of the log (TrainLogRecord's reward_<name>)
+            ax.plot(steps, [r.rewards()[name] for r in rs], linestyle=REWARD_STYLES[i % len(REWARD_STYLES)],
+                    label=name)
         out.append(_save(fig, d / f"reward_{t}.png"))
     for field, name, title, ylabel in (("words", "words.png", "GRPO completion length", "mean words"),
                                        ("parse_rate", "parse_rate.png", "GRPO strict parse rate", "fraction parsed")):

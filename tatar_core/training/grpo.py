@@ -1,4 +1,4 @@
-"""Stage 3: GRPO from the SFT checkpoint (trl.GRPOTrainer) with the TATAR rewards of tatar_core.method.rewards.
+"""Stage 3: GRPO from the SFT checkpoint (trl.GRPOTrainer) with the rewards of tatar_core.method.rewards.
 
 Step composition (what one optimizer step holds, over all processes):
 
@@ -12,8 +12,9 @@ reshuffled-every-pass task streams, with n_iaa = clamp(round(P·f_iaa), min_iaa_
 (f_iaa = IAA share of the data) placed at evenly spaced positions so every process holds some; the rank reward
 all-gathers completions so it ranks all IAA images of the step. Settings that cannot satisfy this raise ValueError.
 
-Logs: per logging step and task, the reward components / words / parse rate (RewardStats, combined across
-processes) go into the trainer logs ("iqa/reward_score", ...) and out_dir/"train_log.parquet" (TrainLogRecord);
+Logs: per logging step and task, the reward components (one per registered reward) / words / parse rate (RewardStats,
+combined across processes) go into the trainer logs ("iqa/reward_score", ...) and out_dir/"train_log.parquet"
+(TrainLogRecord, a `reward_<name>` column per reward);
 each rank-reward gather is recorded in out_dir/"gather_log"/process-{k}.jsonl (local vs gathered sample_ids).
 Checkpoints: out_dir/"checkpoints" (resume from the last complete one); final model + processor: out_dir/"model"
 (with `lora.enabled`: the adapter in out_dir/"adapter", merged into the SFT model; the KL reference is the model
@@ -245,12 +246,8 @@ def _log_callback(stats, gather, out_dir: Path, is_main: bool, keep_until_step: 
             if state.log_history and state.log_history[-1].get("step") == state.global_step:
                 state.log_history[-1].update({k: v for k, v in logs.items() if "/" in k and k[:3] in TASKS})
             if is_main and summary:
-                for task, v in summary.items():
-                    history.append(TrainLogRecord(
-                        step=state.global_step, task=task, n=int(v["n"]), reward_total=v["reward_total"],
-                        reward_score=v["reward_score"], reward_rank=v["reward_rank"],
-                        reward_format=v["reward_format"], words=v["words"], parse_rate=v["parse_rate"],
-                    ))
+                for task, v in summary.items():  # v: n, reward_<name> per registered reward, reward_total, ...
+                    history.append(TrainLogRecord(step=state.global_step, task=task, **{**v, "n": int(v["n"])}))
                 write_records(history, log_path, TrainLogRecord)
 
     return TrainLogCallback(), history
@@ -270,6 +267,9 @@ def run_grpo(train: list[SampleRecord], init_model_path: Path, cfg: GrpoConfig, 
     out_dir.mkdir(parents=True, exist_ok=True)
     if not [r for r in train if r.split == "train"]:
         raise ValueError("grpo: no train-split samples")
+    from tatar_core.method.rewards import check_weights
+
+    check_weights(cfg)  # unknown reward names fail before any work
     if cfg.launch.mode == "accelerate" and not launch.is_launched_process():
         batch_plan(cfg, cfg.launch.num_processes)  # fail before launching
         return launch.run_launched("grpo", out_dir, train, SampleRecord, init_model_path, cfg, model_cfg, log=log,
@@ -286,6 +286,7 @@ def grpo_args(cfg: GrpoConfig, plan: BatchPlan, steps: int, out_dir: Path):
     """trl's GRPOConfig for this stage (`launch.trainer_kwargs` gives the order of precedence)."""
     from trl import GRPOConfig as TrlGRPOConfig
 
+    from tatar_core.method.rewards import trl_reward_weights
     from tatar_core.training.launch import trainer_kwargs
 
     return TrlGRPOConfig(**trainer_kwargs(cfg, out_dir, GRPO_TRAINER_DEFAULTS, cfg.vllm.trl_kwargs() | dict(
@@ -301,7 +302,7 @@ def grpo_args(cfg: GrpoConfig, plan: BatchPlan, steps: int, out_dir: Path):
         shuffle_dataset=False,
         max_steps=steps,
         num_train_epochs=1,
-        reward_weights=[1.0, 1.0, 1.0],
+        reward_weights=trl_reward_weights(),
     )))
 
 
@@ -400,9 +401,9 @@ def _reward_means(history: Sequence[TrainLogRecord]) -> dict:
     for task in TASKS:
         rows = [r for r in history if r.task == task]
         if rows:
-            keep = ("reward_total", "reward_score", "reward_rank", "reward_format", "words", "parse_rate")
-            out["rewards_first"][task] = {k: getattr(rows[0], k) for k in keep}
-            out["rewards_last"][task] = {k: getattr(rows[-1], k) for k in keep}
+            for key, row in (("rewards_first", rows[0]), ("rewards_last", rows[-1])):
+                out[key][task] = {"reward_total": row.reward_total, **row.model_extra, "words": row.words,
+                                  "parse_rate": row.parse_rate}
     return out
 
 

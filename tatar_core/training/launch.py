@@ -276,6 +276,10 @@ def score_label_positions_only() -> None:
     labelled ones gives the same loss and gradients (tests/test_train_sft.py) in less time: an embedded-model SFT
     step 2.3x faster (scripts/bench_sft_loss.py). CUDA and other devices keep trl's choice. Idempotent; the original
     test stays reachable as `trl.trainer.utils._use_triton.__wrapped__`; a no-op on trl versions without it.
+
+    trl 1.16 has no public option for this (the trainers call `add_fused_lm_head` themselves and it reads the module
+    global `_use_triton` on every forward), so this replaces a private function: tests/test_trl_private_patch.py
+    fails, saying what to re-check, when trl is not the pinned version or the function moves or changes.
     """
     import trl.trainer.utils as trl_utils
 
