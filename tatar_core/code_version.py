@@ -15,6 +15,9 @@
                          that the closure's other modules import, the fields `sections` of `PipelineConfig` (not the
                          rest of that class), and, transitively, the top-level names those definitions use.
 
+A module that reads data files of its own (e.g. measured constants) names them in a top-level
+`CODE_DATA = ("file.json", …)` (paths relative to the module's folder); their bytes count in both versions.
+
 So a stage's version ignores comments and docstrings everywhere, and ignores the config classes and record schemas
 of other stages (whose values are not in its key either); a changed default, validator or method of a config class
 it reads changes it. Stage cache keys (`tatar_core.pipeline.keys`) use `closure_version`, the embedded model's build
@@ -136,11 +139,28 @@ def import_closure(entry: str, root: Path = PROJECT_ROOT) -> list[Path]:
     return sorted(set(_closure(entry, root).values()))
 
 
+def data_files(path: Path) -> list[Path]:
+    """The files a module names in its top-level `CODE_DATA` tuple (relative to its folder)."""
+    out = []
+    for node in _tree(path).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "CODE_DATA" for t in node.targets):
+            names = ast.literal_eval(node.value)
+            out += [path.parent / n for n in ((names,) if isinstance(names, str) else names)]
+    return out
+
+
+def _hash_module(h, path: Path, root: Path, text: str) -> None:
+    h.update(f"{path.relative_to(root).as_posix()}\0{text}\0".encode())
+    for f in data_files(path):
+        h.update(f"{f.relative_to(root).as_posix()}\0".encode() + f.read_bytes() + b"\0")
+
+
 def files_version(files: Iterable[Path], root: Path = PROJECT_ROOT) -> str:
-    """sha256 over (path relative to root, canonical source) of `files`, 16 hex digits."""
+    """sha256 over (path relative to root, canonical source, the module's CODE_DATA files) of `files`, 16 hex
+    digits."""
     h = hashlib.sha256()
     for f in sorted(files):
-        h.update(f"{f.relative_to(root).as_posix()}\0{canonical(_tree(f))}\0".encode())
+        _hash_module(h, f, root, canonical(_tree(f)))
     return h.hexdigest()[:16]
 
 
@@ -252,7 +272,7 @@ def closure_version(entry: str, sections: Sequence[str] = (), root: Path = PROJE
                 roots.update((a.name, ALL) for a in node.names if is_contract(a.name))
     h = hashlib.sha256()
     for path in sorted(plain.values()):
-        h.update(f"{path.relative_to(root).as_posix()}\0{canonical(_tree(path))}\0".encode())
+        _hash_module(h, path, root, canonical(_tree(path)))
     for mod, texts in sorted(_contract_parts(roots, tuple(sections), root).items()):
         h.update(f"{module_file(mod, root).relative_to(root).as_posix()}\0{chr(0).join(sorted(texts))}\0".encode())
     return h.hexdigest()[:16]

@@ -213,3 +213,19 @@ def test_files_version_follows_the_syntax_not_the_text(tmp_path):
     assert version('"""Doc."""\nX = 1\ndef f(a, b=3):\n    return a + b\n') != base
     assert version('"""Doc."""\nX = "1"\ndef f(a, b=2):\n    return a + b\n') != base
     assert version('"""Doc."""\nX = 1\ndef f(a, b=2):\n    "Doc."\n    a += 0\n    return a + b\n') != base
+
+
+def test_measured_tower_constants_count_in_the_model_and_training_keys(tmp_path):
+    """tatar_core/demo/tower_stats.json (named in the tower's CODE_DATA): a changed constant gives a new embedded
+    model folder and reruns what trains or scores it, never samples, rationales or filtered."""
+    import json
+
+    root = _copy_project(tmp_path / "project")
+    base = _keys_in(root)
+    path = root / "tatar_core" / "demo" / "tower_stats.json"
+    data = json.loads(path.read_text())
+    data["zstats"]["G.lap"][1] *= 1.01
+    path.write_text(json.dumps(data))
+    after = _keys_in(root)
+    assert after["model"] != base["model"]
+    assert _diff(base, after) == ["sft", "grpo", "benchmark"]

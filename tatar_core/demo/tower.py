@@ -168,7 +168,8 @@ FEATURES = tuple({"name": n, "formula": f, "units": u, "targets": t} for n, f, u
 # LOG_RANGES[q] = (lo, hi): the log's knots span lo..hi geometrically (0.5 / 99.5 % quantiles of the quantity over
 # tokens of unlabelled generated images); ZSTATS[name] = (mean, std) of each feature over the same tokens. Both live
 # in STATS_FILE, written by `python scripts/analytic_tower_stats.py --measure-stats --write`.
-STATS_FILE = Path(__file__).with_name("tower_stats.json")
+CODE_DATA = ("tower_stats.json",)  # counted in the code version (tatar_core.code_version)
+STATS_FILE = Path(__file__).with_name(CODE_DATA[0])
 
 
 def load_stats(path: Path = STATS_FILE) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
