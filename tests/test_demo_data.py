@@ -153,3 +153,43 @@ def test_distortions_change_pixels_more_with_level(tmp_path):
         for t in IQA_DISTORTIONS:
             d = [np.abs(px[f"demo-iqa/{ref}/{t}/{lv}"] - base).mean() for lv in range(1, 6)]
             assert d[0] > 0 and d[-1] > d[0], (ref, t, d)
+
+
+SIZED = dict(SMALL, iqa_types=["gblur", "jpeg"], iqa_levels=[2], iaa_manipulations=[], generated_refs=4,
+             train_long_side=(64, 160), train_aspects=[(4, 3), (3, 4)], train_photo_views=2,
+             eval_sizes=[(64, 64), (96, 72), (72, 96)])
+
+
+def test_sizes_train_references_drawn_and_held_out_photos_at_every_eval_size(tmp_path):
+    """Train references at drawn sizes (long side in range, one of the aspects, never upscaled), each held-out photo
+    at every eval size, distorted at that size, one benchmark source per size."""
+    recs = build_demo_samples(DemoDataConfig(**SIZED), tmp_path)
+    by_split = defaultdict(list)
+    for r in recs:
+        by_split[r.split].append(r)
+    for r in by_split["train"]:
+        with Image.open(r.image_path) as im:
+            w, h = im.size
+        assert 56 <= max(w, h) <= 160 and w % 8 == 0 and h % 8 == 0
+        assert min(abs(w / h - 4 / 3), abs(w / h - 3 / 4)) < 0.1 and json.loads(r.meta)["size"] == f"{w}x{h}"
+    assert len({json.loads(r.meta)["size"] for r in by_split["train"]}) > 2
+    test = by_split["test"]
+    assert {r.source for r in test} == {"demo-iqa", "demo-iqa-96x72", "demo-iqa-72x96"}
+    for r in test:
+        with Image.open(r.image_path) as im:
+            assert im.size == {"demo-iqa": (64, 64), "demo-iqa-96x72": (96, 72), "demo-iqa-72x96": (72, 96)}[r.source]
+    assert len({r.sample_id for r in recs}) == len(recs)
+    assert {r.ref_id for r in test} == {"motorcycle"}   # every size of a photo is that photo: split by photo
+
+
+def test_worker_processes_write_what_one_process_writes(tmp_path, monkeypatch):
+    import tatar_core.demo.data as dd
+
+    cfg = DemoDataConfig(**SIZED)
+    one = dd.build_demo_samples(cfg, tmp_path / "one")
+    monkeypatch.setattr(dd, "PARALLEL_MIN_IMAGES", 1)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1})   # two cores even where the machine has one
+    many = dd.build_demo_samples(cfg, tmp_path / "many")
+    assert _files(tmp_path / "one") == _files(tmp_path / "many")
+    strip = lambda recs, root: [r.model_copy(update={"image_path": r.image_path.replace(str(root), "")}) for r in recs]
+    assert strip(one, (tmp_path / "one").resolve()) == strip(many, (tmp_path / "many").resolve())

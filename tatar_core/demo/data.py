@@ -378,7 +378,7 @@ def _select(name: str, chosen: Optional[list], known, allow_empty=False) -> list
 def _save_png(img: Image.Image, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=6)
+    img.save(buf, format="PNG", compress_level=1)  # fast to write and read; noise does not compress anyway
     data = buf.getvalue()
     if path.exists() and path.read_bytes() == data:
         return
@@ -549,18 +549,75 @@ def size_tag(width: int, height: int) -> str:
     return f"{width}x{height}"
 
 
+@dataclass(frozen=True)
+class _IqaJob:
+    """The labelled IQA versions of one reference image, written as PNGs (a unit of work for a worker process)."""
+    folder: str           # images/iqa/<name>
+    name: str
+    split: str
+    base: Image.Image
+    meta: dict            # extra provenance for every row
+    tag: str              # "" or a size variant's "WxH": its own sub-folder, sample ids and noise
+    source: str
+    ref: str
+    seed: int
+    types: tuple
+    levels: tuple
+    reference: bool
+
+
+def _run_iqa_job(job: _IqaJob) -> list[SampleRecord]:
+    key = f"{job.name}@{job.tag}" if job.tag else job.name
+    out = []
+    for v in iqa_versions(job.base, key, job.seed, job.types, job.levels, job.reference):
+        path = Path(job.folder) / (f"{job.tag}/{v.file_name}" if job.tag else v.file_name)
+        _save_png(v.image, path)
+        meta = {"kind": "iqa", "type": v.type, "level": v.level, **({"param": v.param} if v.level else {}),
+                "ref": job.ref, "size": size_tag(*job.base.size), **job.meta}
+        out.append(SampleRecord(sample_id=f"demo-iqa/{key}/{v.type}/{v.level}", image_path=str(path), task="iqa",
+                                score=v.score, split=job.split, source=job.source, ref_id=job.ref,
+                                meta=json.dumps(meta, sort_keys=True)))
+    return out
+
+
+PARALLEL_MIN_IMAGES = 1000  # smaller sets are built in this process (starting workers costs ~1 s each)
+
+
+def _run_jobs(jobs: list[_IqaJob], done: Callable[[int], None]) -> list[list[SampleRecord]]:
+    """Every job's records, in job order; on several cores and a large set, in worker processes (one per core,
+    at most 4): the images are the same either way (each job is seeded by its own names)."""
+    import os
+
+    workers = min(4, len(os.sched_getaffinity(0)))
+    if workers < 2 or sum(len(j.types) * len(j.levels) for j in jobs) < PARALLEL_MIN_IMAGES:
+        results = []
+        for j in jobs:
+            results.append(_run_iqa_job(j))
+            done(len(results[-1]))
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    results = []
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for recs in pool.map(_run_iqa_job, jobs):
+            results.append(recs)
+            done(len(recs))
+    return results
+
+
 def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
                        on_progress: Optional[Callable[[int, int], None]] = None) -> list[SampleRecord]:
     """Write the demo images under `out_dir/images` and return their records (absolute image paths);
-    `on_progress(done, total)` after each image.
+    `on_progress(done, total)` as images are written.
 
     Deterministic: the same cfg gives byte-identical PNGs and identical records (files that already hold the
-    right bytes are left untouched).
+    right bytes are left untouched), in one process or several.
     """
     out_dir = Path(out_dir).resolve()
     img_dir = out_dir / "images"
-    types = _select("iqa_types", cfg.iqa_types, IQA_DISTORTIONS, allow_empty=True)
-    levels = sorted(set(cfg.iqa_levels))
+    types = tuple(_select("iqa_types", cfg.iqa_types, IQA_DISTORTIONS, allow_empty=True))
+    levels = tuple(sorted(set(cfg.iqa_levels)))
     if any(lv not in LEVELS for lv in levels):
         raise ValueError(f"demo data: iqa_levels must be within {list(LEVELS)}, got {cfg.iqa_levels}")
     manips = _select("iaa_manipulations", cfg.iaa_manipulations, IAA_MANIPULATIONS, allow_empty=True)
@@ -568,32 +625,27 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
     by_name = {p.name: p for p in PHOTOS}
     plan = demo_photos(cfg)
 
-    records: list[SampleRecord] = []
     per_ref = (1 if cfg.iqa_reference else 0) + len(types) * len(levels)
     sizes = eval_sizes(cfg)
     n_held = sum(1 for _, split in plan if split != "train")
     total = (per_ref * len(sizes) + len(manips)) * n_held + (per_ref * cfg.train_photo_views + len(manips)) * (
         len(plan) - n_held) + per_ref * cfg.generated_refs
+    count = [0]
 
-    def add(task: str, name: str, split: str, sample_id: str, rel: str, img: Image.Image, score: float,
-            meta: dict, source: str = "", ref: str = "") -> None:
-        path = img_dir / task / name / rel
-        _save_png(img, path)
-        records.append(SampleRecord(
-            sample_id=sample_id, image_path=str(path), task=task, score=score, split=split,
-            source=source or f"demo-{task}", ref_id=ref or name, meta=json.dumps(meta, sort_keys=True)))
+    def done(n: int) -> None:
+        count[0] += n
         if on_progress is not None:
-            on_progress(len(records), total)
+            on_progress(count[0], total)
 
-    def add_iqa(name: str, split: str, base: Image.Image, extra: dict, tag: str = "", source: str = "",
-                ref: str = "") -> None:
-        """The versions of `base`; `tag` (e.g. "512x384") names a size variant: its own folder, ids and noise."""
-        key = f"{name}@{tag}" if tag else name
-        for v in iqa_versions(base, key, cfg.seed, types, levels, cfg.iqa_reference):
-            meta = {"kind": "iqa", "type": v.type, "level": v.level, **({"param": v.param} if v.level else {})}
-            add("iqa", name, split, f"demo-iqa/{key}/{v.type}/{v.level}",
-                f"{tag}/{v.file_name}" if tag else v.file_name, v.image, v.score,
-                {**meta, "ref": ref or name, "size": size_tag(*base.size), **extra}, source, ref)
+    jobs: list[_IqaJob] = []
+    iaa: dict[str, list[SampleRecord]] = {}
+    slots: list[tuple[str, object]] = []   # record order: ("iqa", job index) | ("iaa", photo name)
+
+    def job(name: str, split: str, base: Image.Image, meta: dict, tag: str = "", source: str = "demo-iqa",
+            ref: str = "") -> None:
+        slots.append(("iqa", len(jobs)))
+        jobs.append(_IqaJob(str(img_dir / "iqa" / name), name, split, base, meta, tag, source, ref or name,
+                            cfg.seed, types, levels, cfg.iqa_reference))
 
     train_photos = []
     for name, split in plan:
@@ -604,17 +656,23 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
             train_photos.append(photo)
             for k in range(cfg.train_photo_views):
                 w, h = draw_size(cfg, _rng(cfg.seed, "photo-size", name, k), limit=photo.size)
-                view = f"{name}-v{k}" if k else name
-                add_iqa(view, split, fit(photo, w, h), {}, ref=name)
+                job(f"{name}-v{k}" if k else name, split, fit(photo, w, h), {}, ref=name)
         else:
             for i, (w, h) in enumerate(sizes):
                 tag = "" if i == 0 else size_tag(w, h)
-                add_iqa(name, split, fit(photo, w, h), {}, tag, f"demo-iqa-{tag}" if tag else "")
+                job(name, split, fit(photo, w, h), {}, tag, f"demo-iqa-{tag}" if tag else "demo-iqa")
+        slots.append(("iaa", name))
+        iaa[name] = []
         for m in manips:
             man = IAA_MANIPULATIONS[m]
-            img = man.apply(square, size, name, _rng(cfg.seed, name, m))
-            add("iaa", name, split, f"demo-iaa/{name}/{m}", f"{m}.png", img, man.score,
-                {"kind": "iaa", "manipulation": m, "ref": name})
+            path = img_dir / "iaa" / name / f"{m}.png"
+            _save_png(man.apply(square, size, name, _rng(cfg.seed, name, m)), path)
+            iaa[name].append(SampleRecord(
+                sample_id=f"demo-iaa/{name}/{m}", image_path=str(path), task="iaa", score=man.score, split=split,
+                source="demo-iaa", ref_id=name,
+                meta=json.dumps({"kind": "iaa", "manipulation": m, "ref": name}, sort_keys=True)))
+            done(1)
     for name, base in generated_references(cfg, train_photos):
-        add_iqa(name, "train", base, {GENERATED_META_KEY: name.split("-")[1]})
-    return records
+        job(name, "train", base, {GENERATED_META_KEY: name.split("-")[1]})
+    results = _run_jobs(jobs, done)
+    return [r for kind, key in slots for r in (results[key] if kind == "iqa" else iaa[key])]
