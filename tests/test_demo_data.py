@@ -179,7 +179,7 @@ def test_sizes_train_references_drawn_and_held_out_photos_at_every_eval_size(tmp
         with Image.open(r.image_path) as im:
             assert im.size == {"demo-iqa": (64, 64), "demo-iqa-96x72": (96, 72), "demo-iqa-72x96": (72, 96)}[r.source]
     assert len({r.sample_id for r in recs}) == len(recs)
-    assert {r.ref_id for r in test} == {"motorcycle"}   # every size of a photo is that photo: split by photo
+    assert {r.ref_id for r in test} == {"rocket"}   # every size of a photo is that photo: split by photo
 
 
 def test_worker_processes_write_what_one_process_writes(tmp_path, monkeypatch):
