@@ -192,3 +192,28 @@ def test_report_html_is_one_page_with_every_picture_embedded(tmp_path):
     assert page.count("<table>") == 4 and "Table 1 beside ours" in page
     row = re.search(r"<tr>\s*<td>kadid</td>.*?</tr>", page, re.S).group(0)
     assert "0.731" in row and f"{metrics[0].srcc:.3f}" in row  # the paper's number beside ours
+
+
+def test_report_has_a_per_size_table_for_a_family_of_sized_sets(tmp_path):
+    """Benchmarks `<base>` and `<base>-WxH` form one table, ordered by pixel count, labelled with each set's size
+    and orientation, with every model and baseline and the final model's gap to the forest."""
+    from tatar_core.benchmark.report import size_section
+
+    sizes = {"set": (128, 128), "set-512x384": (512, 384), "set-96x128": (96, 128), "other": (64, 64)}
+    metrics, preds = [], []
+    for bench, (w, h) in sizes.items():
+        path = tmp_path / f"{bench}.png"
+        Image.new("RGB", (w, h)).save(path)
+        preds.append(PredictionRecord(benchmark=bench, sample_id=f"{bench}/0", image_path=str(path), task="iqa",
+                                      gt=50.0, pred=50.0, parse="strict", completion="", n_words=0, model="grpo"))
+        for model, srcc in (("grpo", 0.8), ("random_forest", 0.75), ("laplacian", 0.2)):
+            metrics.append(MetricRecord(benchmark=bench, task="iqa", n=4, n_valid=4, n_skipped=0, srcc=srcc,
+                                        plcc=0.5, model=model))
+    lines = size_section(metrics, preds)
+    text = "\n".join(lines)
+    assert "### set" in text and "### other" not in text   # a lone set is no family
+    rows = [line for line in lines if line.startswith("| set")]
+    assert [r.split(" | ")[1] for r in rows] == ["96x128 portrait", "128x128 square", "512x384 landscape"]
+    assert all(r.rstrip(" |").endswith("0.050") for r in rows)
+    report = write_report(metrics, preds, tmp_path / "report")
+    assert "## Per image size" in report.read_text()

@@ -136,6 +136,56 @@ def learning_section(metrics: Sequence[MetricRecord], groups: Sequence[GroupMetr
     return lines
 
 
+SIZE_SUFFIX = re.compile(r"^(?P<base>.+)-(?P<w>\d+)x(?P<h>\d+)$")
+
+
+def _image_size(preds: Sequence[PredictionRecord]) -> Optional[tuple[int, int]]:
+    """(width, height) of a benchmark's first readable image, None if none opens."""
+    from PIL import Image
+
+    for p in preds[:3]:
+        try:
+            with Image.open(p.image_path) as im:
+                return im.size
+        except OSError:
+            continue
+    return None
+
+
+def size_section(metrics: Sequence[MetricRecord], predictions: Sequence[PredictionRecord]) -> list[str]:
+    """Markdown: per image size, every model and baseline, for each family of benchmarks named `<base>` and
+    `<base>-WxH` (the same photos at several sizes, e.g. the demo's `eval_sizes`)."""
+    family: dict[str, set[str]] = defaultdict(set)
+    for m in metrics:
+        match = SIZE_SUFFIX.match(m.benchmark)
+        family[match["base"] if match else m.benchmark].add(m.benchmark)
+    family = {k: v for k, v in family.items() if len(v) > 1}
+    if not family:
+        return []
+    by = {(m.benchmark, m.model): m for m in metrics}
+    preds: dict[str, list[PredictionRecord]] = defaultdict(list)
+    for p in predictions:
+        if p.model == FINAL_MODEL:
+            preds[p.benchmark].append(p)
+    lines = ["", "## Per image size", "",
+             "The same held-out photos, distorted at each size (long side and orientation as listed), scored by "
+             "every model and baseline; SRCC.", ""]
+    for base, names in sorted(family.items()):
+        models = [m for m in MODEL_ORDER if any((n, m) in by for n in names) and m != "base"]
+        rows = []
+        for name in sorted(names, key=lambda n: ((sz := _image_size(preds[n]) or (0, 0))[0] * sz[1], n)):
+            w, h = _image_size(preds[name]) or (0, 0)
+            shape = "square" if w == h else "landscape" if w > h else "portrait"
+            cells = [_f(by[(name, m)].srcc) if (name, m) in by else "" for m in models]
+            gap = by.get((name, FINAL_MODEL)), by.get((name, "random_forest"))
+            rows.append((name, f"{w}x{h} {shape}", *cells,
+                         _f(gap[0].srcc - gap[1].srcc) if all(gap) and None not in (gap[0].srcc, gap[1].srcc)
+                         else ""))
+        head = ("benchmark", "size", *[MODEL_LABEL.get(m, m) for m in models], "final − forest")
+        lines += [f"### {base}", ""] + _md_table(head, rows) + [""]
+    return lines
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "benchmark"
 
@@ -220,6 +270,7 @@ def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
             lines.append(f"| {task} | {s['n_benchmarks']} | {_f(s['srcc'])} | {_f(s['plcc'])} | "
                          f"{_f(s['plcc_logistic'])} | {_f(100 * s['valid_fraction'], 0)}% | {_f(ps)} / {_f(pp)} | "
                          f"{_f(pm[task]['srcc'])} / {_f(pm[task]['plcc'])} |")
+    lines += size_section(metrics, predictions)
     lines += learning_section(metrics, groups)
     ours = {spec.name: m for m in ms if (spec := spec_for_benchmark(m.benchmark)) is not None}
     lines += ["", "## The paper's Table 1 beside ours", "",
