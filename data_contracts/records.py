@@ -153,7 +153,8 @@ class GroupMetricRecord(Record):
 
 
 class TrainLogRecord(Record):
-    """Per logging step and task: reward components, completion length, parse rate (`train_log.parquet`)."""
+    """Per logging step and task: reward components, completion length, parse rate and the group statistics of the
+    summed reward (`train_log.parquet`; tatar_core.training.group_stats)."""
 
     step: int
     task: Task
@@ -164,3 +165,9 @@ class TrainLogRecord(Record):
     reward_format: float
     words: float
     parse_rate: float
+    reward_std: float = Field(default=float("nan"), description="mean within-group std of the summed reward")
+    adv_var: float = Field(default=float("nan"), description="mean squared advantage (their variance) over the "
+                           "task's completions")
+    zero_std_frac: float = Field(default=float("nan"), description="share of groups whose rewards are all equal "
+                                 "(zero advantage: no learning signal)")
+    groups: int = Field(default=0, description="prompt groups of this task in the logging step")
