@@ -162,7 +162,8 @@ class TrainLogRecord(Record):
 
     Besides the fixed columns, one float column `reward_<name>` per reward registered in
     tatar_core.method.rewards.REWARDS (by default reward_score, reward_rank, reward_format): the mean over the
-    step's completions of that task of weight × reward; reward_total is their sum.
+    step's completions of that task of weight × reward; reward_total is their sum. The group statistics of the summed
+    reward (group_std, adv_var, zero_std_frac, groups) come from tatar_core.training.group_stats.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -174,6 +175,12 @@ class TrainLogRecord(Record):
     reward_total: float
     words: float
     parse_rate: float
+    group_std: float = Field(default=float("nan"), description="mean within-group std of the summed reward")
+    adv_var: float = Field(default=float("nan"), description="mean squared advantage (their variance) over the "
+                           "task's completions")
+    zero_std_frac: float = Field(default=float("nan"), description="share of groups whose rewards are all equal "
+                                 "(zero advantage: no learning signal)")
+    groups: int = Field(default=0, description="prompt groups of this task in the logging step")
 
     @model_validator(mode="after")
     def _reward_columns(self):

@@ -224,3 +224,37 @@ def test_worker_killed_during_rationales_resumes_without_duplicates(services, tm
     ids = [r.sample_id for r in read_records(pipe.result("rationales").path("rationales"), RationaleRecord)]
     assert len(ids) == len(set(ids)) == len(train)
     assert set(ids) == {s.sample_id for s in train}
+
+
+def test_probes_deployment_runs_each_distinct_stage_once_on_its_pool(services, tmp_path):
+    """`tatar-probes/probes` on a 2-variant, 1-seed tiny grid: each distinct stage run is its stage's deployment run
+    on its pool, linked to the probes run (the variants share samples → sft: 6 stage runs + 2 grpo + 2 benchmark = 8
+    flow runs), and the report is written; a rerun starts no stage flow run."""
+    import yaml
+
+    from data_contracts.config.probes import load_probes
+    from e2e_support import TINY
+    from tatar_core.probes.grid import build_grid
+    from tatar_core.probes.report import report_dir
+
+    probes = {"base": "configs/demo.yaml", "run_dir": str(tmp_path / "run"), "seeds": [0],
+              "scale": {**TINY, "benchmark.compare": []},
+              "probes": {"t2": {"title": "Table 2 (tiny)", "claim": "c", "variants": {
+                  "rank_only": {"grpo.ablation": "rank_only"}, "task_conditioned": {}}}}}
+    path = tmp_path / "probes.yaml"
+    path.write_text(yaml.safe_dump(probes))
+    grid = build_grid(load_probes(path))
+    assert len(grid.nodes) == 8
+    run = deployment_run(services, "tatar-probes/probes", {"config": str(path)})
+    with prefect_api(services) as api:
+        children = child_runs(api, run)
+        assert {s: len(r) for s, r in children.items()} == {
+            "samples": 1, "rationales": 1, "filtered": 1, "sft": 1, "grpo": 2, "benchmark": 2}
+        for stage, runs in children.items():
+            role = "cpu" if stage in CPU_STAGES else "gpu"
+            assert all(r.work_pool_name == services.pools[role] and r.state.is_completed() for r in runs), stage
+    assert (report_dir(grid) / "report.html").exists()
+    assert "tatar-probes-report" in run_artifacts(services, run)
+    again = deployment_run(services, "tatar-probes/probes", {"config": str(path)})
+    with prefect_api(services) as api:
+        assert child_runs(api, again) == {}

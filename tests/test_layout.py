@@ -20,6 +20,7 @@ RANKS = {
     "training": 6, "scoring": 6,
     "benchmark": 7,
     "pipeline": 8,
+    "probes": 8.5,  # grids of pipeline runs (the paper's controlled probes)
     "cli": 9,
 }
 

@@ -50,7 +50,7 @@ def test_prefect_yaml_routes_each_stage_to_its_pool():
 
     deployments = {d["name"]: d for d in yaml.safe_load(open("prefect.yaml"))["deployments"]}
     pools = {name: d["work_pool"]["name"] for name, d in deployments.items()}
-    assert pools == {"full": "{{ $TATAR_CPU_POOL }}", "samples": "{{ $TATAR_CPU_POOL }}",
+    assert pools == {"full": "{{ $TATAR_CPU_POOL }}", "probes": "{{ $TATAR_CPU_POOL }}", "samples": "{{ $TATAR_CPU_POOL }}",
                      "rationales": "{{ $TATAR_CPU_POOL }}", "filtered": "{{ $TATAR_CPU_POOL }}",
                      "sft": "{{ $TATAR_GPU_POOL }}", "grpo": "{{ $TATAR_GPU_POOL }}",
                      "benchmark": "{{ $TATAR_GPU_POOL }}"}
@@ -58,3 +58,26 @@ def test_prefect_yaml_routes_each_stage_to_its_pool():
         flow_name, deployment = name.split("/")
         assert deployments[deployment]["entrypoint"] == f"flows/stages.py:{stage}" and flow_name == f"tatar-{stage}"
     assert deployments["sft"]["work_pool"]["job_variables"]["env"]["HF_HUB_OFFLINE"] == "1"
+    assert deployments["probes"]["entrypoint"] == "flows/probes.py:probes"
+
+
+def test_probes_flow_starts_each_distinct_stage_run_as_its_deployment(monkeypatch, tmp_path):
+    """The tatar-probes flow's executor: a finished stage is cached without a deployment run; an unfinished one
+    starts `tatar-<stage>/<stage>` through the tatar flow's own `_run_deployment` (its idempotency key, key check)."""
+    from data_contracts.config.probes import load_probes
+    from flows import probes as probes_flow
+    from tatar_core.probes.grid import build_grid
+
+    grid = build_grid(load_probes("configs/probes.yaml", {"seeds": [0], "run_dir": str(tmp_path / "run")}))
+    started = []
+
+    def fake(stage, pipe, config, overrides):
+        started.append((stage, pipe.keys[stage], config, overrides))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(probes_flow, "_run_deployment", fake)
+    node = grid.ordered()[0]
+    with pytest.raises(RuntimeError, match="stop here"):
+        probes_flow.deployment_executor(grid)(node)
+    assert started == [("samples", node.key, "configs/demo.yaml", node.overrides)]
+    assert load_config("configs/demo.yaml", node.overrides) == node.cells[0].cfg  # the stage run computes this key

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from data_contracts.config.rationales import EndpointConfig, TeacherConfig
+from data_contracts.config.rationales import EndpointConfig, RationaleStyles, TeacherConfig
 from data_contracts.parquet_io import read_records
 from data_contracts.records import FailedRecord, RationaleRecord, SampleRecord
 from tatar_core.rationales.runner import generate_rationales
@@ -162,3 +162,14 @@ def test_same_style_sends_slow_prompt_for_iqa(tmp_path):
     slow = teacher_messages(s, TeacherConfig(same_style=True))
     assert "two sentences" in fast[1]["content"][1]["text"]
     assert "about 100 words" in slow[1]["content"][-1]["text"]
+
+
+def test_fast_iaa_style_sends_two_sentence_aesthetic_prompt(tmp_path):
+    s = make_samples(tmp_path, 1, task="iaa")[0]
+    fast = teacher_messages(s, TeacherConfig(style={"iaa": "fast"}))
+    assert "two sentences" in fast[1]["content"][-1]["text"] and "aesthetic" in fast[0]["content"]
+    assert "about 100 words" in teacher_messages(s, TeacherConfig())[1]["content"][-1]["text"]
+    cfg = TeacherConfig(kind="openai")
+    assert teacher_id_for(cfg.model_copy(update={"style": RationaleStyles(iaa="fast")})) != teacher_id_for(cfg)
+    assert teacher_id_for(TeacherConfig(kind="openai", style={"iqa": "slow", "iaa": "slow"})) == \
+        teacher_id_for(cfg.model_copy(update={"same_style": True}))

@@ -128,3 +128,18 @@ def test_covered_aspects_word_start_matching():
     assert "composition" in covered_aspects("it follows the rule of thirds")
     assert covered_aspects("overall") == ["gestalt", "overall"]
     assert len(ASPECT_KEYWORDS) == 8
+
+
+def test_style_chooses_word_bounds_and_aspect_check():
+    """A long (slow) IQA rationale and a short (fast) IAA one pass under their style's rules, and fail the task's
+    default ones; the detail names the style when it is not the task's default."""
+    long_iqa = rec("iqa", IAA_OK)
+    assert rule_reasons(long_iqa, RuleConfig(), style="slow") == []
+    assert rule_reasons(long_iqa, RuleConfig()) == [f"words: iqa {len(IAA_OK.split())} > 65"]
+    short_iaa = rec("iaa", IQA_OK)
+    assert rule_reasons(short_iaa, RuleConfig(), style="fast") == []
+    assert set(codes(short_iaa)) == {"words", "aspects"}
+    assert rule_reasons(rec("iaa", IQA_OK + " " + IQA_OK + " " + IQA_OK), RuleConfig(), style="fast")[0] \
+        .startswith("words: iaa fast")
+    thin = rec("iqa", " ".join(["Sharp edges and clean noise-free surfaces."] * 12))  # long, few aspects
+    assert [c.split(":")[0] for c in rule_reasons(thin, RuleConfig(), style="slow")] == ["aspects"]

@@ -221,3 +221,28 @@ def test_attribute_narratives_always_pass_or_fall_back(attrs, m, score):
     t = attributes_rationale(attrs, m, score, "k")
     if t is not None:
         assert 90 <= count_words(t) <= 130 and len(covered_aspects(t)) >= 5 and not re.search(r"\d", t)
+
+
+def test_style_per_task_fast_iaa_and_unchanged_ids(demo):
+    """`style` generalises same_style: fast IAA is two sentences that pass the fast rules; the default and the
+    same_style settings keep their historical teacher ids (so their rationales stay as they were)."""
+    recs, outs = demo
+    default_id = OfflineTeacher(TeacherConfig()).teacher_id
+    assert default_id == "offline-v1:" + __import__("hashlib").sha256(
+        json.dumps({"same_style": False, "version": "offline-v1"}, sort_keys=True).encode()).hexdigest()[:10]
+    assert OfflineTeacher(TeacherConfig(style={"iqa": "slow", "iaa": "slow"})).teacher_id == \
+        OfflineTeacher(TeacherConfig(same_style=True)).teacher_id
+    assert TeacherConfig(style={"iqa": "slow", "iaa": "slow"}) == TeacherConfig(same_style=True)
+    with pytest.raises(ValueError, match="same_style"):
+        TeacherConfig(same_style=True, style={"iaa": "fast"})
+    fast = OfflineTeacher(TeacherConfig(style={"iaa": "fast"}))
+    assert fast.teacher_id not in (default_id, OfflineTeacher(TeacherConfig(same_style=True)).teacher_id)
+    iaa = [(r, o) for r, o in zip(recs, outs) if r.task == "iaa"]
+    for r, o in iaa:
+        f = fast.generate(r)
+        assert len(SENTENCE_END.findall(f.rationale)) == 2 and 25 <= f.n_words <= 50, f.rationale
+        assert f.n_words < o.n_words and parse_strict(f.target) == pytest.approx(round(r.score, 2))
+        assert rule_reasons(f, RuleConfig(), style="fast") == []
+        assert any(c.startswith("words") for c in rule_reasons(f, RuleConfig()))  # the slow rules reject it
+    iqa = [(r, o) for r, o in zip(recs, outs) if r.task == "iqa"][:5]
+    assert [fast.generate(r).rationale for r, _ in iqa] == [o.rationale for _, o in iqa]  # IQA unchanged

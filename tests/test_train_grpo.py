@@ -97,7 +97,7 @@ def test_grpo_in_process_logs_both_tasks_and_resumes(sft_checkpoint, synthetic_s
         assert "kl " in line and " iqa reward " in line and " iaa reward " in line
         assert line.count("(score ") == 2 and line.count(" words ") == 2 and line.count(" parse ") == 2
     assert {p.name for p in (tmp_path / "curves").iterdir()} == {
-        "reward_iqa.png", "reward_iaa.png", "words.png", "parse_rate.png", "kl.png"}
+        "reward_iqa.png", "reward_iaa.png", "words.png", "parse_rate.png", "group_std.png", "zero_std.png", "kl.png"}
     assert first["per_device_train_batch_size"] == 16 and first["iaa_images_per_step"] == 2
     assert set(first["rewards_last"]) == {"iqa", "iaa"}
     log = read_records(tmp_path / "train_log.parquet", TrainLogRecord)
@@ -108,7 +108,16 @@ def test_grpo_in_process_logs_both_tasks_and_resumes(sft_checkpoint, synthetic_s
         assert 0.0 <= r.parse_rate <= 1.0 and r.words > 0
         if r.task == "iqa":
             assert r.reward_rank == 0.0  # IQA gets no rank reward by default
+        # group statistics: 2 groups of G=4 per task; A = (r - mean) / (std + 1e-4) has variance 3/4 per group
+        assert r.groups == 2 and r.zero_std_frac in (0.0, 0.5, 1.0) and r.group_std >= 0
+        assert r.adv_var <= 0.75 * (1 - r.zero_std_frac) + 1e-6 and r.adv_var >= 0
     state = json.loads((tmp_path / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    trl_zero = [h for h in state["log_history"] if "frac_reward_zero_std" in h]  # trl's own count, both tasks
+    assert len(trl_zero) == 2
+    for h in trl_zero:
+        rows = [r for r in log if r.step == h["step"]]
+        assert sum(r.zero_std_frac * r.groups for r in rows) / sum(r.groups for r in rows) == pytest.approx(
+            h["frac_reward_zero_std"])
     assert any("iaa/reward_total" in h for h in state["log_history"])  # per-task stats in the trainer logs
     # every rank-reward call saw both IAA images of the step
     calls = [json.loads(line) for line in (tmp_path / "gather_log" / "process-0.jsonl").read_text().splitlines()]

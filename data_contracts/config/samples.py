@@ -28,6 +28,10 @@ class DemoDataConfig(Section):
     iqa_levels: list[int] = Field([1, 2, 3, 4, 5], description="KADID-style levels 1 (mild) .. 5 (strong)")
     iqa_reference: bool = Field(True, description="also include each undistorted photo as an IQA sample (level 0)")
     iaa_manipulations: Optional[list[str]] = Field(None, description="aesthetic manipulations (None = all)")
+    iaa_views: int = Field(1, ge=1, description="IAA versions of every photo (train and held out), each manipulating "
+                           "its own square: the centred one, then 80 % squares at drawn positions")
+    iaa_scenes: int = Field(0, ge=0, description="generated IAA training scenes (sky, ground, one subject), each in "
+                            "four layouts (thirds > centred > tilted > cut) and with the photo manipulations")
     test_refs: int = Field(3, ge=1, description="the last N of the (max_refs-truncated) photo list form the test split")
     validation_refs: int = Field(
         3, ge=0, description="the N photos before the test photos form the validation split (for choosing settings)"

@@ -7,6 +7,7 @@
     tatar runs [runs]                    every run: each stage's key, status, time and headline numbers, newest first
     tatar inspect PATH.parquet           schema, rows by task, rationale lengths, rejection reasons, samples
     tatar score PATH... --task iqa|iaa --model DIR [--out results.csv]
+    tatar probes plan|run|report configs/probes.yaml [--set seeds=[0]] [--parallel N]   the paper's probes (docs/probes.md)
 """
 from __future__ import annotations
 
@@ -84,6 +85,33 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_probes(args) -> int:
+    """plan: the grid's cost; run: every distinct stage run (in this process, or --parallel N child processes), then
+    the report; report: the report of the cells finished so far."""
+    from data_contracts.config.probes import load_probes
+    from tatar_core.probes.grid import build_grid, plan_text
+    from tatar_core.probes.report import write_probes_report
+    from tatar_core.probes.run import InProcess, ProbesFailed, Subprocesses, run_probes
+
+    grid = build_grid(load_probes(args.config, _overrides(args.set)))
+    if args.action == "plan":
+        print(plan_text(grid, args.config))
+        return 0
+    if args.action == "report":
+        print(f"Report: {write_probes_report(grid)}")
+        return 0
+    print(plan_text(grid, args.config), flush=True)
+    parallel = args.parallel or 1
+    execute = InProcess(grid) if parallel == 1 else Subprocesses(grid, log=lambda m: print(m, flush=True))
+    try:
+        path = run_probes(grid, execute, log=lambda m: print(m, flush=True), parallel=parallel)
+    except ProbesFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"Report: {path}\n        {path.with_suffix('.md')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "inspect":
@@ -111,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--stage", choices=STAGES, help="run only this stage (its inputs must be finished)")
         if name == "summary":
             p.add_argument("--ui", default=None, help="Prefect UI address to print")
+    p = sub.add_parser("probes", help="the paper's controlled probes: plan / run / report a grid (configs/probes.yaml)")
+    p.add_argument("action", choices=("plan", "run", "report"))
+    p.add_argument("config", nargs="?", default="configs/probes.yaml", help="a probes YAML (default: %(default)s)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a probes-config value (dotted key), e.g. seeds=[0] or scale.sft.max_steps=100")
+    p.add_argument("--parallel", type=int, default=None,
+                   help="stage runs at once, each in a child process (default 1: in this process)")
+    p.set_defaults(fn=cmd_probes)
     p = sub.add_parser("runs", help="list the runs under a folder: stages, keys, status, time, headline numbers")
     p.add_argument("root", nargs="?", default="runs", help="the folder that holds the runs (default: runs)")
     p.set_defaults(fn=cmd_runs)

@@ -290,6 +290,41 @@ def _m_vignette(square, size, name, rng):
     return _u8(a * (1.0 - 0.85 * r2)[..., None])
 
 
+def _m_colour_cast(square, size, name, rng):
+    """Strong cast, one of warm / green / magenta per photo: channel gains, then clipped."""
+    gains = ((1.25, 1.05, 0.70), (0.85, 1.20, 0.80), (1.20, 0.80, 1.15))[_stable_int("cast", name) % 3]
+    return _u8(_f(_m_original(square, size, name, rng)) * np.array(gains, np.float32))
+
+
+def _m_overexposed(square, size, name, rng):
+    return _u8(_f(_m_original(square, size, name, rng)) * 1.8 + 20.0)
+
+
+def _m_edge_cut(square, size, name, rng):
+    """A 60 % crop placed so that the photo's centre (its subject) sits 8 % inside one edge: the frame cuts it."""
+    s = square.width
+    c = int(round(0.6 * s))
+    side = _stable_int("edge", name) % 4        # left, right, top, bottom
+    lo, hi = int(s / 2 - 0.08 * c), int(s / 2 + 0.08 * c - c)
+    x0 = lo if side == 0 else hi if side == 1 else (s - c) // 2
+    y0 = lo if side == 2 else hi if side == 3 else (s - c) // 2
+    x0, y0 = min(max(0, x0), s - c), min(max(0, y0), s - c)
+    return square.crop((x0, y0, x0 + c, y0 + c)).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _m_clutter(square, size, name, rng):
+    """14 small saturated shapes (3–7 % of the side) scattered over the frame: distractions."""
+    img = _m_original(square, size, name, rng).copy()
+    draw = ImageDraw.Draw(img)
+    for _ in range(14):
+        r = size * rng.uniform(0.03, 0.07)
+        cx, cy = rng.uniform(0, size, 2)
+        col = tuple(int(v) for v in rng.permutation([255, int(rng.uniform(0, 255)), 0]))
+        box = (cx - r, cy - r, cx + r, cy + r)
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=col)
+    return img
+
+
 @dataclass(frozen=True)
 class Manipulation:
     score: float  # 0–100, stand-in
@@ -315,7 +350,79 @@ IAA_MANIPULATIONS: dict[str, Manipulation] = {
                                _m_squash_pad),
     "blotch": Manipulation(22.0, "magenta disk (radius 0.22·side) near the centre occludes the subject",
                            _m_blotch),
+    "colour_cast": Manipulation(45.0, "strong warm, green or magenta cast (channel gains up to ×1.25 / ×0.7): "
+                                "neutral and skin tones shifted", _m_colour_cast),
+    "edge_cut": Manipulation(42.0, "60 % crop with the subject (the photo's centre) 8 % inside an edge: the frame "
+                             "cuts it", _m_edge_cut),
+    "overexposed": Manipulation(38.0, "over-exposed (×1.8 + 20, clipped): highlights burnt, colours bleached",
+                                _m_overexposed),
+    "clutter": Manipulation(33.0, "14 small saturated shapes scattered over the frame: distractions",
+                            _m_clutter),
 }
+
+# --------------------------------------------------------------------------------- generated IAA scenes
+# A flat sky over textured ground and one subject (a disc on a body, contrasting colour), drawn in four layouts
+# whose order is the classic composition advice (Freeman, "The Photographer's Eye", 2007): subject on a thirds
+# point with the horizon on a third > subject and horizon dead centre > the thirds layout tilted 8° > the subject
+# cut in half by the frame edge. Stand-ins with documented scores, like IAA_MANIPULATIONS.
+SCENE_LAYOUTS: dict[str, tuple[float, str]] = {
+    "scene_thirds": (70.0, "subject on a thirds point, horizon on a third"),
+    "scene_centred": (60.0, "subject and horizon dead centre: static, symmetric"),
+    "scene_tilted": (48.0, "the thirds layout rotated 8° and cropped: a slanted horizon"),
+    "scene_cut": (40.0, "subject cut in half by the frame edge"),
+}
+
+
+def _scene_square(rng: np.random.Generator, layout: str, side: int) -> Image.Image:
+    """One scene (seeded by `rng`: the same draws for every layout) as a side×side RGB image, drawn at 2×."""
+    S = 2 * side
+    sky_top, sky_low = rng.uniform(90, 255, 3), rng.uniform(60, 230, 3)
+    ground = rng.uniform(20, 180, 3)
+    subject = np.clip(255 - ground + rng.normal(0, 40, 3), 0, 255)
+    right, low = rng.random() < 0.5, rng.random() < 0.5
+    tex = pink_noise(rng, S)[..., :1].astype(np.float32) - 128.0
+    horizon = {"scene_centred": 0.5}.get(layout, 2 / 3 if low else 1 / 3)
+    yy = np.linspace(0, 1, S, dtype=np.float32)[:, None, None]
+    sky = sky_top + (sky_low - sky_top) * np.clip(yy / horizon, 0, 1)
+    img = np.where(yy < horizon, sky, ground + 0.35 * tex)
+    img = Image.fromarray(np.clip(np.round(img * np.ones((1, S, 1))), 0, 255).astype(np.uint8), "RGB")
+    cx = {"scene_centred": 0.5, "scene_cut": 0.98 if right else 0.02}.get(layout, 2 / 3 if right else 1 / 3)
+    cy = horizon - 0.02
+    r = 0.11 * S
+    draw = ImageDraw.Draw(img)
+    col = tuple(int(v) for v in subject)
+    draw.rectangle((cx * S - 0.6 * r, cy * S, cx * S + 0.6 * r, cy * S + 1.6 * r), fill=col)
+    draw.ellipse((cx * S - r, cy * S - 1.9 * r, cx * S + r, cy * S + 0.1 * r), fill=col)
+    img = img.resize((side, side), Image.Resampling.BOX)
+    if layout == "scene_tilted":
+        return _m_tilt(img, side, "", rng)
+    return img
+
+
+def scene_versions(rng_seed: tuple, size: int) -> list[tuple[str, float, Image.Image]]:
+    """[(kind, score, image)] of one generated scene: the four layouts (SCENE_LAYOUTS), then every photo
+    manipulation except the crops and the tilt applied to its thirds layout (IAA_MANIPULATIONS scores)."""
+    out = [(k, sc, _scene_square(_rng(*rng_seed, "scene"), k, 2 * size).resize((size, size),
+                                                                               Image.Resampling.LANCZOS))
+           for k, (sc, _) in SCENE_LAYOUTS.items()]
+    base = _scene_square(_rng(*rng_seed, "scene"), "scene_thirds", 2 * size)
+    for m, man in IAA_MANIPULATIONS.items():
+        if m not in ("original", "corner_crop", "edge_cut", "tilt"):
+            out.append((m, man.score, man.apply(base, size, f"{rng_seed}", _rng(*rng_seed, m))))
+    return out
+
+
+def iaa_view(photo: Image.Image, name: str, k: int) -> Image.Image:
+    """The square an IAA version of a photo starts from: view 0 the centred square, view k > 0 a square of 80 % of
+    the short side at a position drawn from (name, k)."""
+    if k == 0:
+        return centre_square(np.asarray(photo))
+    w, h = photo.size
+    s = int(0.8 * min(w, h))
+    rng = _rng(0, "iaa-view", name, k)
+    x0, y0 = int(rng.integers(0, w - s + 1)), int(rng.integers(0, h - s + 1))
+    return photo.crop((x0, y0, x0 + s, y0 + s))
+
 
 # ------------------------------------------------------------------------------------------- building
 
@@ -628,8 +735,8 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
     per_ref = (1 if cfg.iqa_reference else 0) + len(types) * len(levels)
     sizes = eval_sizes(cfg)
     n_held = sum(1 for _, split in plan if split != "train")
-    total = (per_ref * len(sizes) + len(manips)) * n_held + (per_ref * cfg.train_photo_views + len(manips)) * (
-        len(plan) - n_held) + per_ref * cfg.generated_refs
+    n_iaa = len(manips) * cfg.iaa_views * len(plan) + (len(SCENE_LAYOUTS) + 8) * cfg.iaa_scenes * bool(manips)
+    total = per_ref * (len(sizes) * n_held + cfg.train_photo_views * (len(plan) - n_held) + cfg.generated_refs) + n_iaa
     count = [0]
 
     def done(n: int) -> None:
@@ -647,6 +754,15 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
         jobs.append(_IqaJob(str(img_dir / "iqa" / name), name, split, base, meta, tag, source, ref or name,
                             cfg.seed, types, levels, cfg.iqa_reference))
 
+    def add_iaa(key: str, view: str, split: str, m: str, score: float, img: Image.Image, meta: dict) -> None:
+        path = img_dir / "iaa" / view / f"{m}.png"
+        _save_png(img, path)
+        iaa[key].append(SampleRecord(
+            sample_id=f"demo-iaa/{view}/{m}", image_path=str(path), task="iaa", score=score, split=split,
+            source="demo-iaa", ref_id=view,
+            meta=json.dumps({"kind": "iaa", "manipulation": m, "ref": view, **meta}, sort_keys=True)))
+        done(1)
+
     train_photos = []
     for name, split in plan:
         photo = centre_square(by_name[name].load()) if cfg.train_long_side is None and cfg.eval_sizes is None \
@@ -663,15 +779,19 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
                 job(name, split, fit(photo, w, h), {}, tag, f"demo-iqa-{tag}" if tag else "demo-iqa")
         slots.append(("iaa", name))
         iaa[name] = []
-        for m in manips:
-            man = IAA_MANIPULATIONS[m]
-            path = img_dir / "iaa" / name / f"{m}.png"
-            _save_png(man.apply(square, size, name, _rng(cfg.seed, name, m)), path)
-            iaa[name].append(SampleRecord(
-                sample_id=f"demo-iaa/{name}/{m}", image_path=str(path), task="iaa", score=man.score, split=split,
-                source="demo-iaa", ref_id=name,
-                meta=json.dumps({"kind": "iaa", "manipulation": m, "ref": name}, sort_keys=True)))
-            done(1)
+        for k in range(cfg.iaa_views):
+            view = f"{name}-v{k}" if k else name
+            sq = square if k == 0 else iaa_view(photo, name, k)
+            for m in manips:
+                add_iaa(name, view, split, m, IAA_MANIPULATIONS[m].score,
+                        IAA_MANIPULATIONS[m].apply(sq, size, view if k else name, _rng(cfg.seed, view, m)), {})
+    if manips and cfg.iaa_scenes:
+        slots.append(("iaa", "scenes"))
+        iaa["scenes"] = []
+        for i in range(cfg.iaa_scenes):
+            view = f"gen-scene-{i:03d}"
+            for kind, score, img in scene_versions((cfg.seed, "scene", i), size):
+                add_iaa("scenes", view, "train", kind, score, img, {GENERATED_META_KEY: "scene"})
     for name, base in generated_references(cfg, train_photos):
         job(name, "train", base, {GENERATED_META_KEY: name.split("-")[1]})
     results = _run_jobs(jobs, done)

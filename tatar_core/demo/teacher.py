@@ -9,7 +9,9 @@ theme, emotion, originality and overall appeal, covering ≥ 5 of the 8 keyword 
 cues (bars, tilt, off-centre weight, colour blotch, darkness, washed-out tones, vignetting, palette, detail,
 warmth) choose the claims; the score band chooses their tone and the verdict. With ArtiMuse-style `attributes`
 (JSON of per-aspect texts), short excerpts of those texts are woven into the narrative instead.
-`TeacherConfig.same_style=True` (ablation): IQA samples get the IAA-style narrative too.
+`TeacherConfig.style` picks the style per task (default IQA fast, IAA slow): slow IQA is the same narrative judged on
+technical quality (`same_style`, the no-fast/slow ablation); fast IAA is two sentences, 30–50 words: the most telling
+measured aesthetic cue (or the first attribute text) and the overall verdict (the reasoning probe's short IAA think).
 
 No number ever appears in a rationale. Wording varies deterministically by sample_id (several templates per slot).
 The ramp thresholds were calibrated on the demo set (tatar_core.demo.data) at 128 px.
@@ -22,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from data_contracts.config.rationales import TeacherConfig
+from data_contracts.config.rationales import SLOW_BOTH, RationaleStyles, TeacherConfig
 from data_contracts.records import RationaleRecord, SampleRecord
 from tatar_core.method.aspects import covered_aspects
 from tatar_core.demo.measure import Measurements, measure_image
@@ -32,6 +34,7 @@ from tatar_core.method.prompts import make_target
 TEACHER_VERSION = "offline-v1"
 IQA_WORDS = (30, 50)
 IAA_WORDS = (90, 130)
+DEFAULT_STYLES = RationaleStyles().model_dump()
 ATTRIBUTE_ORDER = ("visual_elements", "composition_structure", "overall_gestalt", "technical_execution",
                    "theme_communication", "emotion_viewer_response", "originality_creativity", "overall_evaluation")
 
@@ -526,6 +529,53 @@ _CONNECT = {
 }
 
 
+_FAST_CUES = ("composition", "light", "elements", "technical")  # the slots a fast IAA rationale may open with
+
+
+def _salient_cues(m: Measurements, b: int, pick: _Picker) -> list[str]:
+    """Candidate first sentences of a fast IAA rationale, the most telling measured cue first."""
+    strong = []
+    if m.bar_fraction >= 0.1 or (m.tilt_strength >= 0.07 and 5.5 <= abs(m.tilt_deg) <= 20.0) \
+            or m.centroid_offset > 0.35:
+        strong.append("composition")
+    if m.flat_colour_patch >= 0.06:
+        strong.append("elements")
+    if m.brightness < 0.22 or (m.contrast < 0.21 and m.colourfulness < 32 and m.brightness > 0.28) \
+            or m.vignetting < 0.62:
+        strong.append("light")
+    if technical_factors(m)[0].severity >= 0.4:
+        strong.append("technical")
+    slots = {"composition": _composition, "light": _light, "elements": _elements, "technical": _technical}
+    order = strong + [c for c in _FAST_CUES if c not in strong]
+    return [slots[c](m, b, pick) for c in order]
+
+
+def iaa_fast_rationale(m: Measurements, score: float, key: str, attrs: Optional[dict] = None) -> str:
+    """Two sentences, 30–50 words: the most telling aesthetic cue (measured, or the first attribute text) and the
+    overall verdict matching `score`."""
+    lo, hi = IQA_WORDS
+    b = _iaa_band(score)
+    tone = 1 if b <= 1 else 2 if b == 2 else 3 if b == 3 else 4
+    best = ""
+    for attempt in range(12):
+        pick = _Picker(key, attempt)
+        firsts = []
+        for k in [k for k in ATTRIBUTE_ORDER if (attrs or {}).get(k)][:1]:
+            x = _excerpt(attrs[k], 18)
+            if x:
+                conn = pick(f"c_{k}", _CONNECT[k])
+                firsts.append(conn.format(x=x[:1].lower() + x[1:]) + ".")
+        firsts += _salient_cues(m, tone, pick)
+        verdict = pick("overall", _OVERALL[b])
+        for first in firsts:
+            text = f"{first} {verdict}"
+            if lo <= count_words(text) <= hi:
+                return text
+            if not best or abs(count_words(text) - (lo + hi) / 2) < abs(count_words(best) - (lo + hi) / 2):
+                best = text
+    return best
+
+
 def _excerpt(text: str, max_words: int) -> str:
     """The first sentence without digits, cut at a clause boundary to ≤ max_words words, no final stop."""
     for sent in _SENT_SPLIT.split(" ".join(str(text).split())):
@@ -574,19 +624,24 @@ class OfflineTeacher:
 
     def __init__(self, cfg: Optional[TeacherConfig] = None):
         self.cfg = cfg or TeacherConfig()
-        settings = {"version": TEACHER_VERSION, "same_style": bool(self.cfg.same_style)}
+        self.styles = {t: self.cfg.style_of(t) for t in ("iqa", "iaa")}
+        settings = {"version": TEACHER_VERSION, "same_style": self.styles == SLOW_BOTH}
+        if self.styles not in (DEFAULT_STYLES, SLOW_BOTH):  # the two historical settings keep their ids
+            settings["style"] = self.styles
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
         self.teacher_id = f"{TEACHER_VERSION}:{digest}"
 
     def rationale(self, sample: SampleRecord, m: Optional[Measurements] = None) -> str:
         """The think text for `sample` (measures the image unless `m` is given)."""
         m = m if m is not None else measure_image(sample.image_path)
-        key = sample.sample_id
+        key, style = sample.sample_id, self.styles[sample.task]
         if sample.task == "iaa":
             attrs = _parse_attributes(sample)
+            if style == "fast":
+                return iaa_fast_rationale(m, sample.score, key, attrs)
             text = attributes_rationale(attrs, m, sample.score, key) if attrs else None
             return text or iaa_rationale(m, sample.score, key)
-        if self.cfg.same_style:
+        if style == "slow":
             return iaa_rationale(m, sample.score, key, task="iqa")
         return iqa_rationale(m, sample.score, key)
 
@@ -610,5 +665,6 @@ def _parse_attributes(sample: SampleRecord) -> dict:
     return {str(k): str(v) for k, v in obj.items() if v}
 
 
-__all__ = ["OfflineTeacher", "technical_factors", "iqa_rationale", "iaa_rationale", "attributes_rationale",
+__all__ = ["OfflineTeacher", "technical_factors", "iqa_rationale", "iaa_rationale", "iaa_fast_rationale",
+           "attributes_rationale",
            "TEACHER_VERSION"]

@@ -7,11 +7,14 @@ Reason codes (stable prefix before the colon, detail after it):
   score_out_of_range   the answer or the record's score lies outside [rules.score_min, rules.score_max]
   answer_mismatch      the answer differs from the record's score by more than 0.005 (two-decimal rounding)
   contamination        role tag | code fence | tool call | script | BEGIN/END marker | role prefix
-  words                rationale word count outside the task's [min, max] (RuleConfig)
-  aspects              IAA: fewer than rules.iaa_min_aspects of the 8 keyword groups covered
+  words                rationale word count outside its style's [min, max] (RuleConfig: the iqa_* bounds check
+                       fast-style rationales, the iaa_* bounds slow-style ones)
+  aspects              slow style: fewer than rules.iaa_min_aspects of the 8 keyword groups covered
   number_in_rationale  IQA: a digit-number inside the think (the score must not leak into the rationale)
   image_missing        (only with check_image=True) the record's image file does not exist
-An empty list means the rationale passes.
+An empty list means the rationale passes. The style of a row is the rationales stage's `teacher.style` for its task
+(default IQA fast, IAA slow, so by default the checks are per task); a row whose style is not its task's default
+says so in the detail ("words: iqa slow 230 > 220").
 
 Aspect keyword groups: `tatar_core.method.aspects`.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Optional
 
 from data_contracts.config.rationales import RuleConfig
 from data_contracts.records import RationaleRecord
@@ -67,8 +71,13 @@ def _tag_problems(target: str) -> list[str]:
     return out
 
 
-def rule_reasons(rec: RationaleRecord, rules: RuleConfig, *, check_image: bool = False) -> list[str]:
-    """Every failed rule check of `rec` as "code: detail" (see the module docstring); [] = pass."""
+DEFAULT_STYLE = {"iqa": "fast", "iaa": "slow"}
+
+
+def rule_reasons(rec: RationaleRecord, rules: RuleConfig, *, check_image: bool = False,
+                 style: Optional[str] = None) -> list[str]:
+    """Every failed rule check of `rec` as "code: detail" (see the module docstring); [] = pass. `style` ("fast" |
+    "slow"; None = the task's default) chooses the word bounds and the aspect check."""
     reasons: list[str] = []
     target = rec.target or ""
 
@@ -102,18 +111,20 @@ def rule_reasons(rec: RationaleRecord, rules: RuleConfig, *, check_image: bool =
         reasons.append("contamination: " + "|".join(found))
 
     n = count_words(think)
-    lo_w, hi_w = (rules.iqa_min_words, rules.iqa_max_words) if rec.task == "iqa" else (
+    style = style or DEFAULT_STYLE[rec.task]
+    lo_w, hi_w = (rules.iqa_min_words, rules.iqa_max_words) if style == "fast" else (
         rules.iaa_min_words, rules.iaa_max_words)
+    what = rec.task if style == DEFAULT_STYLE[rec.task] else f"{rec.task} {style}"
     if n > hi_w:
-        reasons.append(f"words: {rec.task} {n} > {hi_w}")
+        reasons.append(f"words: {what} {n} > {hi_w}")
     elif n < lo_w:
-        reasons.append(f"words: {rec.task} {n} < {lo_w}")
+        reasons.append(f"words: {what} {n} < {lo_w}")
 
-    if rec.task == "iaa":
+    if style == "slow":
         k = len(covered_aspects(think))
         if k < rules.iaa_min_aspects:
             reasons.append(f"aspects: {k}/{len(ASPECT_KEYWORDS)} < {rules.iaa_min_aspects}")
-    else:
+    if rec.task == "iqa":
         m = _DIGIT_NUMBER.search(think)
         if m:
             reasons.append(f"number_in_rationale: {m.group(0)!r}")

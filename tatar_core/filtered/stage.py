@@ -1,6 +1,7 @@
 """Filter teacher rationales: rule checks for every row, then (optionally) the LLM judge.
 
-- Rules (`tatar_core.filtered.rules.rule_reasons`, with the image-exists check) run on every row.
+- Rules (`tatar_core.filtered.rules.rule_reasons`, with the image-exists check) run on every row, with the word
+  bounds and aspect check of each task's rationale style (`rationales.teacher.style`).
 - The LLM judge (when `cfg.judge.enabled`) runs only on rows that pass every rule: a row that already failed
   is rejected anyway, so judging it would only cost requests. Judge calls run concurrently (at most
   `judge.endpoint.concurrency` in flight).
@@ -27,10 +28,10 @@ from tatar_core.llm.keys import SecretResolver
 from tatar_core.method.prompts import TASKS
 
 
-def _rule_reasons(rec: RationaleRecord, cfg: FilterConfig) -> list[str]:
+def _rule_reasons(rec: RationaleRecord, cfg: FilterConfig, styles: Optional[dict[str, str]]) -> list[str]:
     from tatar_core.filtered.rules import rule_reasons
 
-    return list(rule_reasons(rec, cfg.rules, check_image=True))
+    return list(rule_reasons(rec, cfg.rules, check_image=True, style=(styles or {}).get(rec.task)))
 
 
 async def _judge_all(rows: list[tuple[int, RationaleRecord]], samples_by_id: dict[str, SampleRecord],
@@ -64,12 +65,14 @@ async def _judge_all(rows: list[tuple[int, RationaleRecord]], samples_by_id: dic
 
 def filter_rationales(records: Sequence[RationaleRecord], samples_by_id: dict[str, SampleRecord], cfg: FilterConfig,
                       secret_resolver: Optional[SecretResolver] = None,
-                      progress: bool = True, on_progress: Optional[Callable[[int, int], None]] = None
-                      ) -> tuple[list[KeptRecord], list[RejectedRecord]]:
-    """(kept, rejected), each in input order; see the module docstring. `on_progress(done, total)`: rows judged."""
+                      progress: bool = True, on_progress: Optional[Callable[[int, int], None]] = None,
+                      styles: Optional[dict[str, str]] = None) -> tuple[list[KeptRecord], list[RejectedRecord]]:
+    """(kept, rejected), each in input order; see the module docstring. `on_progress(done, total)`: rows judged;
+    `styles`: the rationale style per task (the rationales stage's `teacher.style`; None = IQA fast, IAA slow), which
+    chooses the word bounds and aspect check of the rules."""
     from tatar_core.llm.client import run_coroutine
 
-    reasons = [_rule_reasons(r, cfg) for r in tqdm(records, desc="rules", unit="row", disable=not progress)]
+    reasons = [_rule_reasons(r, cfg, styles) for r in tqdm(records, desc="rules", unit="row", disable=not progress)]
     verdicts: dict[int, str] = {}
     if cfg.judge.enabled:
         todo = [(i, r) for i, r in enumerate(records) if not reasons[i]]
@@ -119,7 +122,8 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     samples = {s.sample_id: s for s in read_samples(upstream["samples"])}
     kept, rejected = filter_rationales(
         records, samples, cfg.filtered, secret_resolver=ctx.secret_resolver, progress=False,
-        on_progress=lambda done, total: ctx.progress("filtered", done, total, unit="rows"))
+        on_progress=lambda done, total: ctx.progress("filtered", done, total, unit="rows"),
+        styles={t: cfg.rationales.teacher.style_of(t) for t in TASKS})  # the rationales key holds the style
     write_records(kept, out_dir / "kept.parquet", KeptRecord, run_root=ctx.run_root)
     write_records(rejected, out_dir / "rejected.parquet", RejectedRecord, run_root=ctx.run_root)
     counts = {"rationales": len(records), "kept": len(kept), "rejected": len(rejected)}

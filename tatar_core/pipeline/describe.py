@@ -20,7 +20,10 @@ def external_inputs(cfg: PipelineConfig, stage: str) -> str:
         return ", ".join(f"{d.name}[{d.split}]:{d.root}" for d in cfg.samples.datasets)
     if stage == "rationales":
         t = cfg.rationales.teacher
-        return "teacher " + ("offline (embedded)" if t.kind == "offline" else f"{t.endpoint.model} @ {t.endpoint.base_url}")
+        styles = {task: t.style_of(task) for task in TASKS}
+        style = "" if styles == {"iqa": "fast", "iaa": "slow"} else f", style IQA {styles['iqa']} / IAA {styles['iaa']}"
+        return "teacher " + ("offline (embedded)" if t.kind == "offline"
+                             else f"{t.endpoint.model} @ {t.endpoint.base_url}") + style
     if stage == "filtered":
         j = cfg.filtered.judge
         return "rules" + (f" + judge {j.endpoint.model} @ {j.endpoint.base_url}" if j.enabled else "")

@@ -3,6 +3,8 @@
 Fast style (IQA, "reversal"): the teacher sees the image and the known score and explains it in two sentences
 (30–50 words). Slow style (IAA): a ~100-word narrative from the sample's attribute notes when present
 (text only, as a text LLM teacher needs; `send_image_with_attributes` adds the image), else from the image.
+`TeacherConfig.style` picks the style per task: slow IQA gets the narrative prompts (`same_style`), fast IAA a
+two-sentence aesthetic prompt (`teacher_prompts.FAST_IAA_*`).
 The reply is cleaned by `tatar_core.rationales.text` (limits from TeacherConfig) and the target ends in the
 known score via `tatar_core.prompts.make_target`. A reply with no usable rationale is retried like an
 empty response.
@@ -27,8 +29,8 @@ STOP = ["</answer>", "<|endoftext|>"]
 
 
 def style_of(task: str, cfg: TeacherConfig) -> str:
-    """"fast" for IQA, "slow" for IAA; "slow" for both under the same_style ablation."""
-    return "slow" if cfg.same_style or task == "iaa" else "fast"
+    """`cfg.style` for the task: by default "fast" for IQA, "slow" for IAA; "slow" for both under same_style."""
+    return cfg.style_of(task)
 
 
 def limits_for(style: str, cfg: TeacherConfig) -> TextLimits:
@@ -46,7 +48,10 @@ def _image_part(path: str, max_side: int) -> dict:
 def teacher_messages(sample: SampleRecord, cfg: TeacherConfig) -> list[dict]:
     """The chat messages sent for `sample` (system + user with image and/or text)."""
     side = cfg.endpoint.image_max_side
-    if style_of(sample.task, cfg) == "fast":
+    if style_of(sample.task, cfg) == "fast" and sample.task == "iaa":
+        system = tp.FAST_IAA_SYSTEM
+        user = [_image_part(sample.image_path, side), {"type": "text", "text": tp.fast_iaa_user(sample.score)}]
+    elif style_of(sample.task, cfg) == "fast":
         system = tp.FAST_SYSTEM
         user = [_image_part(sample.image_path, side), {"type": "text", "text": tp.fast_user(sample.score)}]
     else:
@@ -66,6 +71,9 @@ def teacher_id_for(cfg: TeacherConfig) -> str:
         "limits": [cfg.fast_max_sentences, cfg.fast_max_words, cfg.slow_max_words],
         "prompts": tp.PROMPT_VERSION, "stop": STOP,
     }
+    styles = {t: cfg.style_of(t) for t in ("iqa", "iaa")}
+    if styles["iaa"] == "fast":  # only then: the ids of the fast/slow and same_style settings stay as they were
+        settings |= {"style": styles, "fast_iaa_prompts": tp.FAST_IAA_VERSION}
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return f"openai:{cfg.endpoint.model}:{h}"
 

@@ -64,6 +64,20 @@ SLOW_USER_IMAGE = (
     "weak aesthetics; scores above 70 mean clearly strong ones."
 )
 
+# Fast-style IAA (the reasoning probe's short IAA think); hashed apart, so adding it changed no earlier teacher id.
+FAST_IAA_SYSTEM = (
+    "You are an expert in visual aesthetics. You explain an aesthetic score that is already known. Reply with your "
+    "explanation inside <think> and </think>, then the given score, unchanged, inside <answer> and </answer>. "
+    "Describe only what is visible in the image and invent nothing. Write no digits or numbers inside <think>."
+)
+FAST_IAA_USER = (
+    "Known aesthetic score: {score} on a 0-100 scale, higher is better.\n"
+    "Explain why the image deserves this score in exactly two sentences, 30 to 50 words in total. Name the one or "
+    "two aesthetic factors that matter most here (composition, light and colour, subject, mood), then give the "
+    "overall verdict. No numbers inside <think>."
+)
+FAST_IAA_VERSION = hashlib.sha256(json.dumps([FAST_IAA_SYSTEM, FAST_IAA_USER]).encode()).hexdigest()[:10]
+
 PROMPT_VERSION = hashlib.sha256(
     json.dumps([FAST_SYSTEM, FAST_USER, SLOW_SYSTEM, SLOW_USER_ATTRIBUTES, SLOW_USER_IMAGE, ATTRIBUTE_ORDER,
                 ATTRIBUTE_MAX_CHARS]).encode()
@@ -102,6 +116,10 @@ def attribute_notes(attributes_json: str) -> str:
 
 def fast_user(score: float) -> str:
     return FAST_USER.format(score=format_score(score))
+
+
+def fast_iaa_user(score: float) -> str:
+    return FAST_IAA_USER.format(score=format_score(score))
 
 
 def slow_user(score: float, notes: str) -> str:

@@ -4,7 +4,7 @@
                                                                           on a logging step after its line)
     log("[sft] step 120/300 · loss 0.523 · lr 1.2e-03 · token acc 0.81 · 2450 tok/s · ETA 45 s")
     log("[grpo] step 5/20 · kl 0.0012 · ETA 1 min 12 s | iqa reward 1.23 (score 0.45 rank 0 format 0.98) words 3.1
-         parse 100% | iaa …")          (one "name value" per `<task>/reward_<name>` key of the logs: every reward)
+         parse 100% zero-std groups 25% | iaa …")  (one "name value" per `<task>/reward_<name>` key of the logs: every reward)
 
 tokens/s = Δ num_tokens / Δ wall time between two logging steps (trl logs the cumulative `num_tokens`).
 Only the main process reports. In a launched job the sinks are `tatar_core.progress.EventEmitter` (event lines the
@@ -52,8 +52,10 @@ def grpo_line(step: int, total: int, logs: dict, eta: Optional[float]) -> str:
         g = lambda k: logs.get(f"{t}/{k}")  # noqa: E731
         rewards = " ".join(f"{k.removeprefix(f'{t}/reward_')} {_g(v)}" for k, v in logs.items()
                            if k.startswith(f"{t}/reward_") and k != f"{t}/reward_total")  # one per registered reward
+        zero = g("zero_std_frac")
         parts.append(f"{t} reward {_g(g('reward_total'))} ({rewards}) words {_g(g('words'), '.1f')} "
-                     f"parse {100 * (g('parse_rate') or 0):.0f}%")
+                     f"parse {100 * (g('parse_rate') or 0):.0f}%"
+                     + (f" zero-std groups {100 * zero:.0f}%" if zero is not None and zero == zero else ""))
     return " | ".join(parts)
 
 

@@ -11,6 +11,7 @@ numbers come from train_log.parquet (TrainLogRecord rows).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +24,8 @@ TASK_COLORS = {"iqa": "#1f77b4", "iaa": "#d62728"}
 REWARD_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))  # line styles of the components
 
 
-CURVE_ORDER = ("loss", "token_accuracy", "reward_iqa", "reward_iaa", "words", "parse_rate", "kl")
+CURVE_ORDER = ("loss", "token_accuracy", "reward_iqa", "reward_iaa", "words", "parse_rate", "group_std", "zero_std",
+               "kl")
 
 
 def curve_files(stage_dir: Path) -> list[Path]:
@@ -89,7 +91,7 @@ def sft_curves(log_history: Sequence[dict], out_dir: Path) -> list[Path]:
 
 
 def grpo_curves(log_history: Sequence[dict], rows: Sequence[TrainLogRecord], out_dir: Path) -> list[Path]:
-    """reward_<task>.png, words.png, parse_rate.png and kl.png from the GRPO logs."""
+    """reward_<task>.png, words.png, parse_rate.png, group_std.png, zero_std.png and kl.png from the GRPO logs."""
     out, d = [], Path(out_dir) / CURVES_DIR
     by_task = {t: sorted((r for r in rows if r.task == t), key=lambda r: r.step) for t in TASKS}
     for t, rs in by_task.items():
@@ -103,14 +105,21 @@ def grpo_curves(log_history: Sequence[dict], rows: Sequence[TrainLogRecord], out
                     label=name)
         out.append(_save(fig, d / f"reward_{t}.png"))
     for field, name, title, ylabel in (("words", "words.png", "GRPO completion length", "mean words"),
-                                       ("parse_rate", "parse_rate.png", "GRPO strict parse rate", "fraction parsed")):
+                                       ("parse_rate", "parse_rate.png", "GRPO strict parse rate", "fraction parsed"),
+                                       ("group_std", "group_std.png", "GRPO within-group reward std",
+                                        "mean std of the summed reward"),
+                                       ("zero_std_frac", "zero_std.png", "GRPO zero-variance groups",
+                                        "share of groups (no signal)")):
         if not any(by_task.values()):
             break
+        if field in ("group_std", "zero_std_frac") and not any(
+                math.isfinite(getattr(r, field)) for rs in by_task.values() for r in rs):
+            continue  # a log written before these were recorded
         fig, ax = _figure(title, ylabel)
         for t, rs in by_task.items():
             if rs:
                 ax.plot([r.step for r in rs], [getattr(r, field) for r in rs], color=TASK_COLORS[t], label=t.upper())
-        if field == "parse_rate":
+        if field in ("parse_rate", "zero_std_frac"):
             ax.set_ylim(-0.05, 1.05)
         out.append(_save(fig, d / name))
     steps, kl = _series(log_history, "kl")

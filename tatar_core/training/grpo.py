@@ -12,9 +12,10 @@ reshuffled-every-pass task streams, with n_iaa = clamp(round(P·f_iaa), min_iaa_
 (f_iaa = IAA share of the data) placed at evenly spaced positions so every process holds some; the rank reward
 all-gathers completions so it ranks all IAA images of the step. Settings that cannot satisfy this raise ValueError.
 
-Logs: per logging step and task, the reward components (one per registered reward) / words / parse rate (RewardStats,
-combined across processes) go into the trainer logs ("iqa/reward_score", ...) and out_dir/"train_log.parquet"
-(TrainLogRecord, a `reward_<name>` column per reward);
+Logs: per logging step and task, the reward components (one per registered reward) / words / parse rate (RewardStats)
+and the group statistics of the summed reward (within-group std, advantage variance, share of zero-variance groups:
+GroupStats), combined across processes, go into the trainer logs ("iqa/reward_score", ...) and
+out_dir/"train_log.parquet" (TrainLogRecord, a `reward_<name>` column per reward);
 each rank-reward gather is recorded in out_dir/"gather_log"/process-{k}.jsonl (local vs gathered sample_ids).
 Checkpoints: out_dir/"checkpoints" (resume from the last complete one); final model + processor: out_dir/"model"
 (with `lora.enabled`: the adapter in out_dir/"adapter", merged into the SFT model; the KL reference is the model
@@ -208,24 +209,45 @@ def make_gather(num_processes: int, process_index: int, log_dir: Optional[Path] 
     return gather
 
 
+SUMMED = ("n", "groups")  # counts: summed over processes; every other key is an n-weighted mean
+
+
 def combine_summaries(parts: Sequence[dict]) -> dict[str, dict[str, float]]:
-    """Merge RewardStats.summary() dicts of several processes: n-weighted means, n summed."""
+    """Merge RewardStats.summary() dicts of several processes: n-weighted means (NaN parts left out), counts summed."""
     out: dict[str, dict[str, float]] = {}
     for t in TASKS:
         rows = [p[t] for p in parts if t in p and p[t].get("n", 0) > 0]
         if not rows:
             continue
         n = sum(r["n"] for r in rows)
-        merged = {k: sum(r[k] * r["n"] for r in rows) / n for k in rows[0] if k != "n"}
-        out[t] = {"n": n, **merged}
+        merged = {}
+        for k in rows[0]:
+            if k in SUMMED:
+                merged[k] = sum(r.get(k, 0) for r in rows)
+                continue
+            ok = [r for r in rows if k in r and math.isfinite(r[k])]
+            w = sum(r["n"] for r in ok)
+            merged[k] = sum(r[k] * r["n"] for r in ok) / w if w else float("nan")
+        out[t] = {**merged, "n": n}
     return out
 
 
-def _log_callback(stats, gather, out_dir: Path, is_main: bool, keep_until_step: int):
+def _summaries(stats, groups) -> Callable[[], dict]:
+    """This process's per-task summary: RewardStats' means with GroupStats' group statistics."""
+    def both() -> dict:
+        rs, gs = stats.summary(), groups.summary()
+        return {t: {**v, **gs.get(t, {})} for t, v in rs.items()}
+
+    return both
+
+
+def _log_callback(stats, gather, out_dir: Path, is_main: bool, keep_until_step: int, groups=None):
     from transformers import TrainerCallback
 
     from tatar_core.method.rewards import gather_guarded
+    from tatar_core.training.group_stats import GROUP_KEYS, GroupStats
 
+    groups = groups if groups is not None else GroupStats()
     log_path = out_dir / TRAIN_LOG
     history: list[TrainLogRecord] = []
     if is_main and log_path.exists():  # resumed run: keep the rows up to the checkpoint
@@ -237,9 +259,10 @@ def _log_callback(stats, gather, out_dir: Path, is_main: bool, keep_until_step: 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs is None or "loss" not in logs:
                 return
-            parts, _ = gather_guarded(gather, "GRPO log callback (reward summaries)", stats.summary)
+            parts, _ = gather_guarded(gather, "GRPO log callback (reward summaries)", _summaries(stats, groups))
             summary = combine_summaries(parts)
             stats.reset()
+            groups.reset()
             for task, vals in summary.items():
                 for k, v in vals.items():
                     logs[f"{task}/{k}"] = v
@@ -247,7 +270,8 @@ def _log_callback(stats, gather, out_dir: Path, is_main: bool, keep_until_step: 
                 state.log_history[-1].update({k: v for k, v in logs.items() if "/" in k and k[:3] in TASKS})
             if is_main and summary:
                 for task, v in summary.items():  # v: n, reward_<name> per registered reward, reward_total, ...
-                    history.append(TrainLogRecord(step=state.global_step, task=task, **{**v, "n": int(v["n"])}))
+                    history.append(TrainLogRecord(step=state.global_step, task=task, **{
+                        **v, "n": int(v["n"]), **({"groups": int(v["groups"])} if "groups" in v else {})}))
                 write_records(history, log_path, TrainLogRecord)
 
     return TrainLogCallback(), history
@@ -339,6 +363,7 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
     from tatar_core.models import lora
     from tatar_core.models.loading import check_master_weights, image_dataset
     from tatar_core.method.rewards import RewardStats, make_reward_funcs
+    from tatar_core.training.group_stats import GroupStats, scale_mode
 
     launch.apply_threads(cfg.launch)
     launch.score_label_positions_only()
@@ -358,11 +383,12 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
     check_collective_invariants(args, plan)
     resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
     model, processor = launch.load_for_training(model_path, resume, model_cfg, lora=cfg.lora.enabled)
-    stats = RewardStats()
+    stats, groups = RewardStats(), GroupStats(scale_mode(cfg.trainer_args))
     gather = make_gather(state.num_processes, state.process_index, out_dir / GATHER_LOG_DIR)
-    callback, history = _log_callback(stats, gather, out_dir, state.is_main_process, launch.checkpoint_step(resume))
+    callback, history = _log_callback(stats, gather, out_dir, state.is_main_process, launch.checkpoint_step(resume),
+                                      groups)
     trainer = GRPOTrainer(
-        model=model, reward_funcs=make_reward_funcs(cfg, gather=gather, stats=stats), args=args,
+        model=model, reward_funcs=groups.wrap(make_reward_funcs(cfg, gather=gather, stats=stats)), args=args,
         train_dataset=dataset, processing_class=processor, callbacks=[callback, ReportCallback("grpo", log, progress)],
         peft_config=lora.peft_config(cfg.lora) if cfg.lora.enabled else None,
     )
@@ -403,7 +429,8 @@ def _reward_means(history: Sequence[TrainLogRecord]) -> dict:
         if rows:
             for key, row in (("rewards_first", rows[0]), ("rewards_last", rows[-1])):
                 out[key][task] = {"reward_total": row.reward_total, **row.model_extra, "words": row.words,
-                                  "parse_rate": row.parse_rate}
+                                  "parse_rate": row.parse_rate, "group_std": row.group_std,
+                                  "adv_var": row.adv_var, "zero_std_frac": row.zero_std_frac}
     return out
 
 
