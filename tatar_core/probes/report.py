@@ -31,8 +31,7 @@ METRIC_LABEL = {"srcc": "SRCC", "plcc": "PLCC", "pair_acc": "pair accuracy", "wo
                 "train_reward_std": "GRPO within-group reward std", "train_adv_var": "GRPO advantage variance",
                 "train_zero_std_frac": "GRPO zero-variance groups", "train_words": "GRPO completion words",
                 "train_words_drop": "GRPO completion words, first third - last third"}
-PAPER_TABLE2 = "tatar-method.md §8.2: the paper's Table 2 [T2*], quoted by a third-party notes repo, not checked " \
-               "against the PDF"
+PAPER_TABLE2 = "the paper's Table 2 (arXiv 2603.19779), quoted by a third-party summary, not checked against the PDF"
 
 
 def report_dir(grid: Grid) -> Path:
