@@ -1,9 +1,9 @@
 # tatar: two commands do everything on a fresh machine.
 #   make demo   install, start Prefect (server, CPU and GPU work pools with a worker each), run `tatar/full` on
 #               configs/demo.yaml (following its log lines: stage starts, progress, ends), print results
-#   make test   install and run the test suite
-# Also: make up / make down (services), make install, make plan CONFIG=configs/paper.yaml,
-#       make gpu-env (the training environment for launch.python, on a machine with CUDA)
+#   make test   install, check formatting and lint (ruff), run the test suite
+# Also: make format (ruff format + fix), make up / make down (services), make install,
+#       make plan CONFIG=configs/paper.yaml, make gpu-env (the training environment for launch.python, on a machine with CUDA)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -24,7 +24,7 @@ export TOKENIZERS_PARALLELISM := false
 GPU_VENV ?= .venv-gpu
 PYTEST_WORKERS ?= 2   # test processes (pytest-xdist); each test file runs whole on one of them
 
-.PHONY: demo test install up down plan clean gpu-env
+.PHONY: demo test lint format install up down plan clean gpu-env
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,8 +52,17 @@ demo: up
 plan: install
 	$(BIN)/tatar plan $(CONFIG)
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+
+# ruff: the formatter's check and the linter (pyproject.toml [tool.ruff]: line length 119); `make format` fixes both
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # The training environment (requirements-gpu.txt: CUDA torch, DeepSpeed, vLLM, no Prefect) for sft/grpo.launch.python.
 gpu-env:

@@ -4,6 +4,7 @@ A file is written to a temp file with a unique name in the same folder (`.<name>
 writers never share one), flushed and fsynced, renamed over the target (atomic on POSIX), and the folder is
 fsynced so the rename itself survives a crash. A reader therefore sees the old file or the new one, never half.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,5 +76,12 @@ def sha256_file(path: Path | str) -> str:
     return h.hexdigest()
 
 
-__all__ = ["temp_path", "temp_owner", "fsync_path", "replace_durably", "atomic_write", "atomic_write_text",
-           "sha256_file"]
+__all__ = [
+    "temp_path",
+    "temp_owner",
+    "fsync_path",
+    "replace_durably",
+    "atomic_write",
+    "atomic_write_text",
+    "sha256_file",
+]

@@ -10,6 +10,7 @@ sha256. `check_finished` reads a stage folder: no manifest = not finished; a man
 output that is missing or has another size (or, with `hashes=True`, another sha256) = not finished either, with a
 message naming the file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +23,6 @@ from typing import Any, Callable, Optional, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from data_contracts.files import atomic_write_text, sha256_file
-
 from data_contracts.parquet_io import read_records
 from data_contracts.paths import run_root_of
 
@@ -69,10 +69,12 @@ class StageManifest(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict, description="upstream stage -> its cache key")
     config: dict[str, Any] = Field(default_factory=dict, description="the config this stage ran with")
     outputs: dict[str, str] = Field(default_factory=dict, description="name -> path relative to the stage folder")
-    files: dict[str, FileEntry] = Field(default_factory=dict,
-                                        description="every output file (relative path) -> size and sha256")
-    input_digests: dict[str, str] = Field(default_factory=dict,
-                                          description="upstream stage -> `digest()` of its manifest when this ran")
+    files: dict[str, FileEntry] = Field(
+        default_factory=dict, description="every output file (relative path) -> size and sha256"
+    )
+    input_digests: dict[str, str] = Field(
+        default_factory=dict, description="upstream stage -> `digest()` of its manifest when this ran"
+    )
     row_counts: dict[str, int] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     seconds: float = 0.0
@@ -80,8 +82,9 @@ class StageManifest(BaseModel):
 
     def write(self, stage_dir: Path) -> Path:
         """Write atomically and durably (unique temp file, fsync, rename) so a crash never leaves a half manifest."""
-        return atomic_write_text(Path(stage_dir) / MANIFEST_NAME,
-                                 json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True))
+        return atomic_write_text(
+            Path(stage_dir) / MANIFEST_NAME, json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
+        )
 
     @classmethod
     def read(cls, stage_dir: Path) -> "StageManifest | None":
@@ -100,8 +103,11 @@ class StageManifest(BaseModel):
         """Every recorded output file that is missing or has another size (or sha256, with `hashes`), as
         'PATH: what'; empty when the outputs are as recorded."""
         stage_dir = Path(stage_dir)
-        out = [f"{stage_dir / rel}: missing (output '{name}')" for name, rel in self.outputs.items()
-               if not (stage_dir / rel).exists()]
+        out = [
+            f"{stage_dir / rel}: missing (output '{name}')"
+            for name, rel in self.outputs.items()
+            if not (stage_dir / rel).exists()
+        ]
         if out:
             return out
         for rel, entry in self.files.items():
@@ -167,8 +173,6 @@ class StageOutputs:
     outputs: dict[str, str] = field(default_factory=dict)
     row_counts: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
 
 
 class ProgressFn(Protocol):

@@ -4,6 +4,7 @@ and durable (`data_contracts.files.atomic_write`).
 Given `run_root`, fields typed `RunPath` are written relative to the run folder when inside it and read back as
 paths on this node (`data_contracts.paths`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,12 +38,16 @@ def validate_rows(rows: Iterable[dict], model: type[R], path: Path | str) -> lis
 
 def run_path_fields(model: type[BaseModel]) -> list[str]:
     """The fields of `model` typed `RunPath`."""
-    return [name for name, info in model.model_fields.items()
-            if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("run_relative")]
+    return [
+        name
+        for name, info in model.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("run_relative")
+    ]
 
 
-def write_records(records: Sequence[BaseModel | dict], path: Path | str, model: type[R],
-                  run_root: Path | str | None = None) -> Path:
+def write_records(
+    records: Sequence[BaseModel | dict], path: Path | str, model: type[R], run_root: Path | str | None = None
+) -> Path:
     """Validate `records` against `model` and write them atomically (unique temp file, fsync, rename); with
     `run_root`, `RunPath` fields inside it are written relative to it. A model that allows extra fields writes them
     as columns after its own (the same ones in every row)."""
@@ -75,7 +80,9 @@ def read_frame(path: Path | str, model: type[R]) -> pl.DataFrame:
         raise SchemaError(f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} (schema {model.__name__})")
     extra = [c for c in df.columns if c not in model.model_fields]
     if extra and model.model_config.get("extra") != "allow":  # a record with extra columns validates them itself
-        raise SchemaError(f"{path}: unexpected column(s) {', '.join(repr(c) for c in extra)} (schema {model.__name__})")
+        raise SchemaError(
+            f"{path}: unexpected column(s) {', '.join(repr(c) for c in extra)} (schema {model.__name__})"
+        )
     validate_rows(df.iter_rows(named=True), model, path)
     return df
 

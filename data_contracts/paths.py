@@ -8,6 +8,7 @@ another node, or moved) still works; paths outside it (a user's dataset root) ar
 Record fields typed `RunPath` (data_contracts.records) are converted by `write_records` / `read_records` when
 given the run root; in memory a path is always one the current process can open.
 """
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 
 Scores are always on 0–100, higher is better. `task` is "iqa" (quality) or "iaa" (aesthetics).
 """
+
 from __future__ import annotations
 
 import re
@@ -79,13 +80,16 @@ class PredictionRecord(Record):
     image_path: RunPath
     task: Task
     gt: float = Field(description="ground truth on 0–100")
-    pred: Optional[float] = Field(default=None, description="score on 0–100 by the benchmark's readout; None when "
-                                  "unparsable")
+    pred: Optional[float] = Field(
+        default=None, description="score on 0–100 by the benchmark's readout; None when unparsable"
+    )
     parse: ParseStatus
     completion: str
     n_words: int
-    model: str = Field(default="grpo", description="what scored it: grpo | sft | base (the model before SFT) | "
-                       "a baseline (laplacian, random_forest)")
+    model: str = Field(
+        default="grpo",
+        description="what scored it: grpo | sft | base (the model before SFT) | a baseline (laplacian, random_forest)",
+    )
     pred_greedy: Optional[float] = Field(default=None, description="the parsed greedy answer (= pred for greedy)")
     ref_id: str = Field(default="", description="the sample's reference/content id")
     group: str = Field(default="", description="the sample's distortion type or manipulation, when known")
@@ -110,8 +114,11 @@ class SkippedRecord(Record):
     benchmark: str
     item: str = Field(description="image path or label-file row")
     reason: str
-    split: str = Field("", description="train | test | validation | unknown (a label row whose split cannot be told); "
-                       "empty when not known to the writer")
+    split: str = Field(
+        "",
+        description="train | test | validation | unknown (a label row whose split cannot be told); "
+        "empty when not known to the writer",
+    )
 
 
 class MetricRecord(Record):
@@ -135,9 +142,12 @@ class MetricRecord(Record):
     readout: str = Field(default="greedy", description="greedy | expected: how `pred` was read out")
     srcc_greedy: float = float("nan")
     plcc_greedy: float = float("nan")
-    pair_acc: float = Field(default=float("nan"), description="within-reference pairwise accuracy: over pairs of "
-                            "images of the same reference with different ground truth, the share the prediction "
-                            "orders correctly (ties count 1/2)")
+    pair_acc: float = Field(
+        default=float("nan"),
+        description="within-reference pairwise accuracy: over pairs of "
+        "images of the same reference with different ground truth, the share the prediction "
+        "orders correctly (ties count 1/2)",
+    )
 
 
 class GroupMetricRecord(Record):
@@ -176,10 +186,13 @@ class TrainLogRecord(Record):
     words: float
     parse_rate: float
     group_std: float = Field(default=float("nan"), description="mean within-group std of the summed reward")
-    adv_var: float = Field(default=float("nan"), description="mean squared advantage (their variance) over the "
-                           "task's completions")
-    zero_std_frac: float = Field(default=float("nan"), description="share of groups whose rewards are all equal "
-                                 "(zero advantage: no learning signal)")
+    adv_var: float = Field(
+        default=float("nan"), description="mean squared advantage (their variance) over the task's completions"
+    )
+    zero_std_frac: float = Field(
+        default=float("nan"),
+        description="share of groups whose rewards are all equal (zero advantage: no learning signal)",
+    )
     groups: int = Field(default=0, description="prompt groups of this task in the logging step")
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@
 files (paths as text: a browser cannot follow file:// links from a web page) and its pictures embedded as
 data: URIs (training curves; for the benchmark the whole report with its scatter plots and curves).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from prefect.artifacts import (
-    create_markdown_artifact, create_progress_artifact, create_table_artifact, update_progress_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
 )
 
 from tatar_core.benchmark.report import inline_images
@@ -38,8 +42,9 @@ def progress_key(stage: str) -> str:
 class PrefectReporter:
     """`log` / `progress` of a stage context under Prefect (see the module docstring)."""
 
-    def __init__(self, logger, every_s: float = 2.0, line_every_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, logger, every_s: float = 2.0, line_every_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.logger, self.every_s, self.clock = logger, every_s, clock
         self._artifacts: dict[str, list] = {}  # stage -> [artifact id, last update time]
         self._last: dict[str, str] = {}  # stage -> the artifact's last progress text
@@ -101,7 +106,7 @@ def image_grid(markdown: str, columns: int = 2) -> str:
         if len(images) < 2 or _IMAGE.sub("", line).strip():
             out.append(line)
             continue
-        rows = [images[i:i + columns] for i in range(0, len(images), columns)]
+        rows = [images[i : i + columns] for i in range(0, len(images), columns)]
         rows[-1] += [""] * (columns - len(rows[-1]))
         out.append("|" + "   |" * columns)  # an empty header: the UI leaves out a table without body rows
         out.append("|" + "---|" * columns)
@@ -118,8 +123,11 @@ def _curves_markdown(folder: Path) -> str:
     pngs = curve_files(folder)
     if not pngs:
         return ""
-    return "\n\n#### Training curves\n\n" + inline_images(image_grid(" ".join(f"![{p.stem}]({p.name})" for p in pngs)),
-                                                          folder / "curves") + "\n"
+    return (
+        "\n\n#### Training curves\n\n"
+        + inline_images(image_grid(" ".join(f"![{p.stem}]({p.name})" for p in pngs)), folder / "curves")
+        + "\n"
+    )
 
 
 def publish_stage(result: StageResult) -> None:
@@ -129,10 +137,14 @@ def publish_stage(result: StageResult) -> None:
     rows = [{"item": "status", "value": status}, {"item": "headline", "value": headline(m)}]
     rows += [{"item": k, "value": v} for k, v in m.row_counts.items()]
     create_table_artifact(rows, key=key, description=f"{result.stage}: row counts (key {m.key[:16]})")
-    md = (f"### {result.stage} ({status})\n\n{headline(m)}\n\nFolder (on the machine that ran it): `{result.dir}`\n\n"
-          f"{_code_list(result)}\n")
+    md = (
+        f"### {result.stage} ({status})\n\n{headline(m)}\n\nFolder (on the machine that ran it): `{result.dir}`\n\n"
+        f"{_code_list(result)}\n"
+    )
     if result.stage == "filtered" and m.metrics.get("reasons"):
-        create_table_artifact(m.metrics["reasons"], key="tatar-rejections", description="rejections by task and reason")
+        create_table_artifact(
+            m.metrics["reasons"], key="tatar-rejections", description="rejections by task and reason"
+        )
     if result.stage in ("sft", "grpo"):
         md += _curves_markdown(result.dir)
     if result.stage == "grpo" and (result.dir / "train_log.parquet").exists():
@@ -140,26 +152,41 @@ def publish_stage(result: StageResult) -> None:
 
         log = pl.read_parquet(result.dir / "train_log.parquet")
         last = log.sort("step").group_by("task", maintain_order=True).last()
-        create_table_artifact([{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}
-                               for r in last.to_dicts()], key="tatar-grpo-rewards",
-                              description="last logged rewards per task")
+        create_table_artifact(
+            [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in last.to_dicts()],
+            key="tatar-grpo-rewards",
+            description="last logged rewards per task",
+        )
     if result.stage == "benchmark":
         report = result.dir / m.outputs.get("report", "report.md")
         page = result.dir / m.outputs.get("report_html", "report.html")
-        md += (f"\nThe same report as one page with every picture embedded: `{page}` (open it in a browser on that "
-               "machine, or copy the file anywhere).\n")
+        md += (
+            f"\nThe same report as one page with every picture embedded: `{page}` (open it in a browser on that "
+            "machine, or copy the file anywhere).\n"
+        )
         if report.exists():
             md += "\n---\n" + inline_images(image_grid(report.read_text()), result.dir)
-        create_table_artifact(_metric_rows(m.metrics.get("benchmarks", [])), key="tatar-metrics",
-                              description="SRCC/PLCC per benchmark")
+        create_table_artifact(
+            _metric_rows(m.metrics.get("benchmarks", [])), key="tatar-metrics", description="SRCC/PLCC per benchmark"
+        )
     create_markdown_artifact(md, key=f"{key}-files", description=f"{result.stage} outputs")
 
 
 def _metric_rows(benchmarks: list[dict]) -> list[dict]:
     """The metrics table, narrow: benchmark, task, n, valid, SRCC, PLCC (3 decimals)."""
+
     def r(x):
         return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(x, 3)
 
-    return [{"benchmark": b.get("benchmark"), "task": b.get("task"), "n": b.get("n"), "valid": b.get("n_valid"),
-             "SRCC": r(b.get("srcc")), "PLCC": r(b.get("plcc")), "PLCC-log": r(b.get("plcc_logistic"))}
-            for b in benchmarks]
+    return [
+        {
+            "benchmark": b.get("benchmark"),
+            "task": b.get("task"),
+            "n": b.get("n"),
+            "valid": b.get("n_valid"),
+            "SRCC": r(b.get("srcc")),
+            "PLCC": r(b.get("plcc")),
+            "PLCC-log": r(b.get("plcc_logistic")),
+        }
+        for b in benchmarks
+    ]

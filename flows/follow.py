@@ -10,6 +10,7 @@ lines already shown are skipped). Prefect's own bookkeeping lines (task-run crea
 warnings and errors never are. It ends when the run is final and the logs are drained; exit code 0 when it
 COMPLETED, 1 otherwise. Ctrl-C stops following, not the run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,9 +23,18 @@ from uuid import UUID
 
 LATE_S = 15.0
 DRAIN_S = 3.0
-_NOISE = ("Created task run", "Executing '", "Submitting task run", "Beginning subflow run", "Created subflow run",
-          "Running 1 deployment pull step", "Executing deployment step", "Deployment step '",
-          "All deployment steps completed", "Finished in state Completed()")
+_NOISE = (
+    "Created task run",
+    "Executing '",
+    "Submitting task run",
+    "Beginning subflow run",
+    "Created subflow run",
+    "Running 1 deployment pull step",
+    "Executing deployment step",
+    "Deployment step '",
+    "All deployment steps completed",
+    "Finished in state Completed()",
+)
 
 
 def _param(text: str) -> tuple[str, object]:
@@ -50,7 +60,12 @@ def follow(run_id: UUID, out: TextIO = sys.stdout, poll_s: float = 1.0, timeout_
     """Print the logs of flow run `run_id` and its subflows until it is final; return its final state."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        FlowRunFilter, FlowRunFilterParentFlowRunId, LogFilter, LogFilterFlowRunId, LogFilterLevel, LogFilterTimestamp,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+        LogFilterLevel,
+        LogFilterTimestamp,
     )
 
     ids, seen = {run_id}, set()
@@ -59,17 +74,23 @@ def follow(run_id: UUID, out: TextIO = sys.stdout, poll_s: float = 1.0, timeout_
         while True:
             frontier = list(ids)
             while frontier:  # subflows at any depth
-                kids = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier)))
+                kids = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
+                )
                 frontier = [k.id for k in kids if k.id not in ids]
                 ids |= set(frontier)
             after = newest - timedelta(seconds=LATE_S) if newest else None
             offset = 0
             while True:
-                batch = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=list(ids)),
-                                                   level=LogFilterLevel(ge_=20),
-                                                   timestamp=LogFilterTimestamp(after_=after)),
-                                         limit=200, offset=offset)
+                batch = client.read_logs(
+                    LogFilter(
+                        flow_run_id=LogFilterFlowRunId(any_=list(ids)),
+                        level=LogFilterLevel(ge_=20),
+                        timestamp=LogFilterTimestamp(after_=after),
+                    ),
+                    limit=200,
+                    offset=offset,
+                )
                 for lg in batch:
                     if lg.id in seen:
                         continue
@@ -92,11 +113,19 @@ def follow(run_id: UUID, out: TextIO = sys.stdout, poll_s: float = 1.0, timeout_
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m flows.follow", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m flows.follow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("deployment", nargs="?", help="FLOW/DEPLOYMENT, e.g. tatar/full")
-    ap.add_argument("-p", "--param", type=_param, action="append", default=[], metavar="KEY=VALUE",
-                    help="a flow parameter (the value is read as JSON when it parses, else as text)")
+    ap.add_argument(
+        "-p",
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a flow parameter (the value is read as JSON when it parses, else as text)",
+    )
     ap.add_argument("--run", help="follow this existing flow run instead of starting one")
     ap.add_argument("--poll", type=float, default=1.0, help="seconds between API reads (default 1)")
     args = ap.parse_args(argv)

@@ -7,6 +7,7 @@ does (`flows.stages._run_deployment`: the same idempotency keys and key check), 
 each runs as a subflow in this process, one at a time. Finished stage runs are reported as cached without starting
 anything. The report (report.html, report.md) is published as a markdown artifact.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -50,8 +51,9 @@ def probes(config: str = DEFAULT_PROBES, overrides: Optional[dict[str, Any]] = N
     for line in plan_text(grid, config).splitlines():
         logger.info(line)
     mode = dispatch_mode(grid.cells[0].cfg)
-    execute, parallel = ((deployment_executor(grid), None) if mode == "deployments"
-                         else (subflow_executor(grid), 1))  # subflows train in this process: one at a time
+    execute, parallel = (
+        (deployment_executor(grid), None) if mode == "deployments" else (subflow_executor(grid), 1)
+    )  # subflows train in this process: one at a time
     logger.info(f"stage runs: {'deployments on their pools' if mode == 'deployments' else 'subflows here'}")
     try:
         path = run_probes(grid, execute, log=logger.info, parallel=parallel)
@@ -62,6 +64,8 @@ def probes(config: str = DEFAULT_PROBES, overrides: Optional[dict[str, Any]] = N
         if md.exists():
             create_markdown_artifact(
                 f"Report page (open in a browser): `{md.with_suffix('.html')}`\n\n"
-                + inline_images(md.read_text(), md.parent), key="tatar-probes-report",
-                description="the probes report")
+                + inline_images(md.read_text(), md.parent),
+                key="tatar-probes-report",
+                description="the probes report",
+            )
     return {"report": str(path), "cells": len(grid.cells), "stage_runs": len(grid.nodes)}

@@ -10,6 +10,7 @@ tatar flow, samples, rationales, filtered) and the GPU pool $TATAR_GPU_POOL (def
 benchmark). On one machine both workers run here. State (SQLite database, logs, pid files) lives in $PREFECT_HOME
 (default: <project>/.prefect).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,9 @@ class Services:
     home: Path
     port: int = 4200
     project: Path = PROJECT
-    pools: dict[str, str] = field(default_factory=lambda: {
-        r: os.environ.get(f"TATAR_{r.upper()}_POOL", f"tatar-{r}") for r in ROLES})
+    pools: dict[str, str] = field(
+        default_factory=lambda: {r: os.environ.get(f"TATAR_{r.upper()}_POOL", f"tatar-{r}") for r in ROLES}
+    )
     extra_env: dict[str, str] = field(default_factory=dict)  # e.g. server settings in tests
 
     @property
@@ -83,8 +85,9 @@ class Services:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.home / f"{name}.log", "ab")
-        proc = subprocess.Popen(args, cwd=self.project, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, cwd=self.project, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._pidfile(name).write_text(str(proc.pid))
         return proc
 
@@ -92,8 +95,9 @@ class Services:
         if self.healthy():
             print(f"Prefect server already up at {self.ui_url}")
             return
-        proc = self._spawn("server", [self._bin("prefect"), "server", "start", "--host", "127.0.0.1",
-                                      "--port", str(self.port)])
+        proc = self._spawn(
+            "server", [self._bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)]
+        )
         t0 = time.time()
         while not self.healthy():
             if proc.poll() is not None:
@@ -104,10 +108,13 @@ class Services:
         print(f"Prefect server up at {self.ui_url} ({time.time() - t0:.0f} s)")
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        p = subprocess.run([self._bin("prefect"), *args], cwd=self.project, env=self.env(), capture_output=True,
-                           text=True)
+        p = subprocess.run(
+            [self._bin("prefect"), *args], cwd=self.project, env=self.env(), capture_output=True, text=True
+        )
         if check and p.returncode != 0:
-            raise RuntimeError(f"prefect {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+            raise RuntimeError(
+                f"prefect {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+            )
         return p
 
     def deploy(self) -> None:
@@ -127,8 +134,20 @@ class Services:
         if pid and _alive(pid):
             print(f"{role.upper()} worker already running (pid {pid})")
             return None
-        proc = self._spawn(name, [self._bin("prefect"), "worker", "start", "--pool", self.pools[role], "--type",
-                                  "process", "--name", self.worker_name(role)])
+        proc = self._spawn(
+            name,
+            [
+                self._bin("prefect"),
+                "worker",
+                "start",
+                "--pool",
+                self.pools[role],
+                "--type",
+                "process",
+                "--name",
+                self.worker_name(role),
+            ],
+        )
         print(f"{role.upper()} worker on pool {self.pools[role]} started (pid {proc.pid}), log {self.home / name}.log")
         return proc
 
@@ -181,8 +200,10 @@ def _alive(pid: int) -> bool:
 
 
 def from_env() -> Services:
-    return Services(home=Path(os.environ.get("PREFECT_HOME", PROJECT / ".prefect")).resolve(),
-                    port=int(os.environ.get("TATAR_PREFECT_PORT", "4200")))
+    return Services(
+        home=Path(os.environ.get("PREFECT_HOME", PROJECT / ".prefect")).resolve(),
+        port=int(os.environ.get("TATAR_PREFECT_PORT", "4200")),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,9 +216,17 @@ def main(argv: list[str] | None = None) -> int:
         s.down()
     elif cmd == "env":  # shell exports, for `eval $(python -m flows.services env)` and .venv/bin/activate
         print(ACTIVATE_MARKER)
-        for k in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "HF_HUB_OFFLINE",
-                  "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "TATAR_PROJECT_DIR", "TATAR_CPU_POOL",
-                  "TATAR_GPU_POOL"):
+        for k in (
+            "PREFECT_HOME",
+            "PREFECT_API_URL",
+            "PREFECT_SERVER_ANALYTICS_ENABLED",
+            "HF_HUB_OFFLINE",
+            "TRANSFORMERS_OFFLINE",
+            "TOKENIZERS_PARALLELISM",
+            "TATAR_PROJECT_DIR",
+            "TATAR_CPU_POOL",
+            "TATAR_GPU_POOL",
+        ):
             print(f"export {k}='{s.env()[k]}'")
     else:
         workers = ", ".join(f"{s.pools[r]} worker pid {s._read_pid(f'worker-{r}')}" for r in ROLES)

@@ -11,6 +11,7 @@ The `tatar` flow reports finished stages as cached without starting anything, an
   complete, and re-reads the stage's manifest from the shared run folder;
 - subflow: in the tatar flow's own process (what `auto` picks when the tatar flow does not run from a deployment).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -45,7 +46,8 @@ def check_key(stage: str, cfg: PipelineConfig, config: str, expect_key: Optional
         raise StageRunFailed(
             f"{stage}: this node computes cache key {key[:16]} for {config}, the tatar flow that started this run "
             f"computed {expect_key[:16]}: every node must run the same commit (keys hash the code) and read the same "
-            "config file")
+            "config file"
+        )
 
 
 def _run(stage: str, config: str, overrides: Optional[dict[str, Any]], expect_key: Optional[str] = None) -> dict:
@@ -61,54 +63,66 @@ def _run(stage: str, config: str, overrides: Optional[dict[str, Any]], expect_ke
 
 
 @flow(name="tatar-samples")
-def samples(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None,
-            expect_key: Optional[str] = None) -> dict:
+def samples(
+    config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None, expect_key: Optional[str] = None
+) -> dict:
     """Build or load the images + scores (samples.parquet)."""
     return _run("samples", config, overrides, expect_key)
 
 
 @flow(name="tatar-rationales")
-def rationales(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None,
-               expect_key: Optional[str] = None) -> dict:
+def rationales(
+    config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None, expect_key: Optional[str] = None
+) -> dict:
     """Teacher rationales for the train split (resumable shards)."""
     return _run("rationales", config, overrides, expect_key)
 
 
 @flow(name="tatar-filtered")
-def filtered(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None,
-             expect_key: Optional[str] = None) -> dict:
+def filtered(
+    config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None, expect_key: Optional[str] = None
+) -> dict:
     """Rule checks (+ optional LLM judge): kept.parquet / rejected.parquet."""
     return _run("filtered", config, overrides, expect_key)
 
 
 @flow(name="tatar-sft")
-def sft(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None,
-        expect_key: Optional[str] = None) -> dict:
+def sft(
+    config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None, expect_key: Optional[str] = None
+) -> dict:
     """Supervised fine-tuning on the kept rationales (trl SFTTrainer)."""
     return _run("sft", config, overrides, expect_key)
 
 
 @flow(name="tatar-grpo")
-def grpo(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None,
-         expect_key: Optional[str] = None) -> dict:
+def grpo(
+    config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None, expect_key: Optional[str] = None
+) -> dict:
     """GRPO with the TATAR rewards (trl GRPOTrainer)."""
     return _run("grpo", config, overrides, expect_key)
 
 
 @flow(name="tatar-benchmark")
-def benchmark(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None,
-              expect_key: Optional[str] = None) -> dict:
+def benchmark(
+    config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = None, expect_key: Optional[str] = None
+) -> dict:
     """Score every benchmark (one task each) with the GRPO checkpoint, and with the models and baselines that
     `benchmark.compare` / `benchmark.baselines` name, on the same images; SRCC/PLCC and the report."""
     return _run("benchmark", config, overrides, expect_key)
 
 
-STAGE_FLOWS = {"samples": samples, "rationales": rationales, "filtered": filtered, "sft": sft, "grpo": grpo,
-               "benchmark": benchmark}
+STAGE_FLOWS = {
+    "samples": samples,
+    "rationales": rationales,
+    "filtered": filtered,
+    "sft": sft,
+    "grpo": grpo,
+    "benchmark": benchmark,
+}
 
 
 def dispatch_mode(cfg: PipelineConfig) -> str:
-    """"deployments" or "subflow" (`auto`: deployments when this flow run belongs to a deployment)."""
+    """ "deployments" or "subflow" (`auto`: deployments when this flow run belongs to a deployment)."""
     if cfg.orchestration.mode != "auto":
         return cfg.orchestration.mode
     from prefect.runtime import deployment
@@ -124,7 +138,8 @@ def _idempotency_key(stage: str, key: str) -> str:
 
     def ended(ik: str) -> bool:
         runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[ik])), limit=1)
+            flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[ik])), limit=1
+        )
         return bool(runs) and runs[0].state is not None and runs[0].state.is_final()
 
     with get_client(sync_client=True) as client:
@@ -144,28 +159,46 @@ def _run_deployment(stage: str, pipe: Pipeline, config: str, overrides: Optional
     oc, key = pipe.cfg.orchestration, pipe.keys[stage]
     try:
         fr = run_deployment(
-            DEPLOYMENTS[stage], parameters={"config": config, "overrides": overrides, "expect_key": key},
-            flow_run_name=f"{stage}-{key[:12]}", idempotency_key=_idempotency_key(stage, key), as_subflow=True,
-            timeout=oc.stage_timeout_s, poll_interval=oc.poll_seconds, job_variables=oc.job_variables.get(stage))
+            DEPLOYMENTS[stage],
+            parameters={"config": config, "overrides": overrides, "expect_key": key},
+            flow_run_name=f"{stage}-{key[:12]}",
+            idempotency_key=_idempotency_key(stage, key),
+            as_subflow=True,
+            timeout=oc.stage_timeout_s,
+            poll_interval=oc.poll_seconds,
+            job_variables=oc.job_variables.get(stage),
+        )
     except ObjectNotFound:
         raise StageRunFailed(
             f"{stage}: deployment {DEPLOYMENTS[stage]} is not registered on {PREFECT_API_URL.value()}: register it "
-            "(`make up`, or `prefect deploy --all`) or set orchestration.mode: subflow") from None
+            "(`make up`, or `prefect deploy --all`) or set orchestration.mode: subflow"
+        ) from None
     link = url_for(fr) or f"flow run id {fr.id}"
     state = fr.state
     if state is None or not state.is_completed():
         name = state.name if state else "unknown"
-        what = (f"ended {name}" if state and state.is_final()
-                else f"is still {name} after orchestration.stage_timeout_s = {oc.stage_timeout_s:g} s")
+        what = (
+            f"ended {name}"
+            if state and state.is_final()
+            else f"is still {name} after orchestration.stage_timeout_s = {oc.stage_timeout_s:g} s"
+        )
         detail = f": {state.message}" if state and state.message else ""
         raise StageRunFailed(f"stage {stage}: flow run {fr.name} {what}{detail} ({link})")
     m = pipe.manifest(stage)
     if m is None:
         raise StageRunFailed(
             f"stage {stage}: flow run {fr.name} completed but {pipe.dir(stage)}/manifest.json is not here: every node "
-            f"must see the run folder on shared storage at the same run_dir ({link})")
-    return {"stage": stage, "cached": False, "dir": str(pipe.dir(stage)), "key": m.key, "rows": m.row_counts,
-            "flow_run": fr.name, "url": link}
+            f"must see the run folder on shared storage at the same run_dir ({link})"
+        )
+    return {
+        "stage": stage,
+        "cached": False,
+        "dir": str(pipe.dir(stage)),
+        "key": m.key,
+        "rows": m.row_counts,
+        "flow_run": fr.name,
+        "url": link,
+    }
 
 
 @flow(name="tatar")
@@ -187,7 +220,17 @@ def tatar(config: str = DEFAULT_CONFIG, overrides: Optional[dict[str, Any]] = No
             r = STAGE_FLOWS[stage](config=config, overrides=overrides)
         logger.info(f"{stage}: {'cached' if r['cached'] else 'ran'} -> {r['dir']}")
         results.append(r)
-    create_table_artifact([{"stage": r["stage"], "status": "cached" if r["cached"] else "ran", "folder": r["dir"],
-                            "flow run": r.get("url", "")} for r in results], key="tatar-run",
-                          description="stages of this run")
+    create_table_artifact(
+        [
+            {
+                "stage": r["stage"],
+                "status": "cached" if r["cached"] else "ran",
+                "folder": r["dir"],
+                "flow run": r.get("url", ""),
+            }
+            for r in results
+        ],
+        key="tatar-run",
+        description="stages of this run",
+    )
     return results

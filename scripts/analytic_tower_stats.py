@@ -13,13 +13,13 @@ on its numpy features) and the same MLP on those numpy features; per distortion 
 best single tower feature's |SRCC| within the type (chosen on the scored images, so optimistic: with a random-init
 tower the best of the 53 features still reaches 0.4-0.9 on 15 images).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 import tatar_core.demo.tower as at
-from tatar_core.demo.tower import (FEATURE_NAMES, FEATURES, install_analytic_tower, tower_features,
-                                              tower_quantities)
+from tatar_core.demo.tower import FEATURE_NAMES, FEATURES, install_analytic_tower, tower_features, tower_quantities
 
 
 def stats_images(n: int = 600, seed: int = 12345, long_side: tuple[int, int] = (128, 640)):
@@ -52,8 +52,8 @@ def measure_stats(n: int = 600) -> tuple[dict, dict]:
     import tempfile
     from pathlib import Path
 
-    from tatar_core.models.loading import load_model_and_processor
     from tatar_core.demo.tiny import build_tiny_model
+    from tatar_core.models.loading import load_model_and_processor
 
     with tempfile.TemporaryDirectory() as tmp:
         model, proc = load_model_and_processor(build_tiny_model(Path(tmp) / "m", seed=0, analytic_tower=False))
@@ -72,8 +72,10 @@ def measure_stats(n: int = 600) -> tuple[dict, dict]:
         z = tower_features(model, proc, images, pool=False)
     finally:
         at.LOG_RANGES, at.ZSTATS = saved
-    zstats = {n_: (float(f"{z[:, i].mean():.5g}"), float(f"{max(z[:, i].std(), 1e-3):.5g}"))
-              for i, n_ in enumerate(FEATURE_NAMES)}
+    zstats = {
+        n_: (float(f"{z[:, i].mean():.5g}"), float(f"{max(z[:, i].std(), 1e-3):.5g}"))
+        for i, n_ in enumerate(FEATURE_NAMES)
+    }
     return ranges, zstats
 
 
@@ -95,9 +97,9 @@ def probe(samples_parquet, split: str = "test", seed: int = 0) -> dict:
     from data_contracts.parquet_io import read_records
     from data_contracts.records import SampleRecord
     from tatar_core.benchmark.baselines import image_features, make_forest
-    from tatar_core.models.loading import load_model_and_processor
     from tatar_core.demo.tiny import build_tiny_model
     from tatar_core.images import load_rgb
+    from tatar_core.models.loading import load_model_and_processor
 
     path = Path(samples_parquet)
     rows = [s for s in read_records(path, SampleRecord, run_root=path.parents[2]) if s.task == "iqa"]
@@ -109,15 +111,28 @@ def probe(samples_parquet, split: str = "test", seed: int = 0) -> dict:
         if len(part) < 3:
             raise ValueError(f"{path}: {len(part)} IQA rows in split {name!r}; the probe needs at least 3")
         images = [load_rgb(s.image_path) for s in part]
-        data[name] = dict(tower=tower_features(model, proc, images), numpy=np.stack([image_features(i) for i in images]),
-                          y=np.array([s.score for s in part]),
-                          type=np.array([json.loads(s.meta or "{}").get("type", "pristine") for s in part]))
+        data[name] = dict(
+            tower=tower_features(model, proc, images),
+            numpy=np.stack([image_features(i) for i in images]),
+            y=np.array([s.score for s in part]),
+            type=np.array([json.loads(s.meta or "{}").get("type", "pristine") for s in part]),
+        )
     tr, ev = data["train"], data[split]
     pred = {}
-    regressors = {"ridge": lambda: RidgeCV(alphas=np.logspace(-3, 3, 13)), "forest": lambda: make_forest(seed),
-                  "mlp": lambda: make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(256,), max_iter=300,
-                                                                              random_state=seed))}
-    for feats, reg in (("tower", "ridge"), ("tower", "mlp"), ("tower", "forest"), ("numpy", "mlp"), ("numpy", "forest")):
+    regressors = {
+        "ridge": lambda: RidgeCV(alphas=np.logspace(-3, 3, 13)),
+        "forest": lambda: make_forest(seed),
+        "mlp": lambda: make_pipeline(
+            StandardScaler(), MLPRegressor(hidden_layer_sizes=(256,), max_iter=300, random_state=seed)
+        ),
+    }
+    for feats, reg in (
+        ("tower", "ridge"),
+        ("tower", "mlp"),
+        ("tower", "forest"),
+        ("numpy", "mlp"),
+        ("numpy", "forest"),
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # the MLP stops at 300 epochs, converged or not
             pred[f"{reg} on {feats} features"] = regressors[reg]().fit(tr[feats], tr["y"]).predict(ev[feats])
@@ -126,12 +141,18 @@ def probe(samples_parquet, split: str = "test", seed: int = 0) -> dict:
     for t in sorted(set(ev["type"]) - {"pristine"}):
         m = ev["type"] == t
         r = {k: srcc(p[m], ev["y"][m]) for k, p in pred.items()}
-        singles = [(n, abs(srcc(ev["tower"][m, i], ev["y"][m]))) for i, n in enumerate(FEATURE_NAMES)
-                   if np.ptp(ev["tower"][m, i]) > 0]
+        singles = [
+            (n, abs(srcc(ev["tower"][m, i], ev["y"][m])))
+            for i, n in enumerate(FEATURE_NAMES)
+            if np.ptp(ev["tower"][m, i]) > 0
+        ]
         r["best"] = max(singles, key=lambda x: x[1]) if singles else ("-", float("nan"))
         types[t] = r
-    return {"overall": {k: srcc(p, ev["y"]) for k, p in pred.items()}, "types": types,
-            "n": (len(tr["y"]), len(ev["y"]))}
+    return {
+        "overall": {k: srcc(p, ev["y"]) for k, p in pred.items()},
+        "types": types,
+        "n": (len(tr["y"]), len(ev["y"])),
+    }
 
 
 def _print_probe(res: dict, split: str) -> None:
@@ -140,8 +161,11 @@ def _print_probe(res: dict, split: str) -> None:
     for k, v in res["overall"].items():
         print(f"  {k:<28} {v:.3f}")
     keys = list(res["overall"])
-    print(f"\n{'type':<10} " + " ".join(f"{k.split(' on ')[0] + '/' + k.split(' on ')[1][:5]:>13}" for k in keys)
-          + "   best single tower feature (|SRCC|, chosen here)")
+    print(
+        f"\n{'type':<10} "
+        + " ".join(f"{k.split(' on ')[0] + '/' + k.split(' on ')[1][:5]:>13}" for k in keys)
+        + "   best single tower feature (|SRCC|, chosen here)"
+    )
     for t, r in res["types"].items():
         print(f"{t:<10} " + " ".join(f"{r[k]:>13.3f}" for k in keys) + f"   {r['best'][0]} {r['best'][1]:.2f}")
 
@@ -156,7 +180,9 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--measure-stats", action="store_true", help="print LOG_RANGES / ZSTATS measured on generated images")
+    ap.add_argument(
+        "--measure-stats", action="store_true", help="print LOG_RANGES / ZSTATS measured on generated images"
+    )
     ap.add_argument("--write", action="store_true", help="also write them to tatar_core/demo/tower_stats.json")
     ap.add_argument("-n", type=int, default=600)
     ap.add_argument("--features", action="store_true", help="print the FEATURES table")

@@ -25,6 +25,7 @@ alternately (other processes share the CPU); the fastest round of each counts.
 --model defaults to $TATAR_MODEL. Any trained checkpoint folder works (the demo pipeline's SFT/GRPO model; the
 test-suite `sft_checkpoint` recipe in tests/conftest.py gives a quick one).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,13 +38,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def reference_loop(model, processor, paths: list[str], tasks: list[str], batch: int = 4, max_new_tokens: int = 256,
-                   stops=None):
+def reference_loop(
+    model, processor, paths: list[str], tasks: list[str], batch: int = 4, max_new_tokens: int = 256, stops=None
+):
     """The reference evaluation's loop: input order, fixed batch, greedy, eos-only stopping; with `stops` (our
     `StopTokens`) every row also stops at `</answer>` like ours (then cut after it, as ours is)."""
+    from tatar_core.images import load_rgb
     from tatar_core.method.prompts import ANSWER_CLOSE
     from tatar_core.models.loading import generate
-    from tatar_core.images import load_rgb
 
     processor.tokenizer.padding_side = "left"
     kw = {}
@@ -53,10 +55,16 @@ def reference_loop(model, processor, paths: list[str], tasks: list[str], batch: 
             kw.update(stop_strings=[ANSWER_CLOSE], tokenizer=processor.tokenizer)
     out = []
     for i in range(0, len(paths), batch):
-        out += generate(model, processor, [load_rgb(p) for p in paths[i:i + batch]], tasks[i:i + batch],
-                        max_new_tokens=max_new_tokens, **kw)
+        out += generate(
+            model,
+            processor,
+            [load_rgb(p) for p in paths[i : i + batch]],
+            tasks[i : i + batch],
+            max_new_tokens=max_new_tokens,
+            **kw,
+        )
     if stops is not None:
-        out = [t[:t.index(ANSWER_CLOSE) + len(ANSWER_CLOSE)] if ANSWER_CLOSE in t else t for t in out]
+        out = [t[: t.index(ANSWER_CLOSE) + len(ANSWER_CLOSE)] if ANSWER_CLOSE in t else t for t in out]
     return out
 
 
@@ -77,12 +85,12 @@ def main(argv=None) -> int:
     import torch
 
     from data_contracts.config.samples import DemoDataConfig
-    from tatar_core.samples.readers import select_subset
     from tatar_core.demo.data import build_demo_samples
-    from tatar_core.models.draft_corpus import read_corpus
-    from tatar_core.models.loading import load_model_and_processor
     from tatar_core.method.parsing import parse_answer
     from tatar_core.method.scales import clamp_100
+    from tatar_core.models.draft_corpus import read_corpus
+    from tatar_core.models.loading import load_model_and_processor
+    from tatar_core.samples.readers import select_subset
     from tatar_core.scoring.scorer import Scorer
 
     if args.threads:
@@ -91,11 +99,14 @@ def main(argv=None) -> int:
         samples = [s for s in build_demo_samples(DemoDataConfig(), Path(tmp)) if s.split == "test"]
         samples = [samples[i] for i in select_subset([s.sample_id for s in samples], args.n)]
         by_task = {t: [s for s in samples if s.task == t] for t in ("iqa", "iaa")}
-        print(f"{len(samples)} demo images: {len(by_task['iqa'])} iqa, {len(by_task['iaa'])} iaa; "
-              f"torch threads {torch.get_num_threads()}; model {args.model}")
+        print(
+            f"{len(samples)} demo images: {len(by_task['iqa'])} iqa, {len(by_task['iaa'])} iaa; "
+            f"torch threads {torch.get_num_threads()}; model {args.model}"
+        )
 
-        scorer = Scorer(args.model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                        draft_tokens=args.draft_tokens)
+        scorer = Scorer(
+            args.model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, draft_tokens=args.draft_tokens
+        )
         plain = Scorer(args.model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, draft_tokens=0)
         model, processor = load_model_and_processor(args.model)
         model.eval()
@@ -115,13 +126,15 @@ def main(argv=None) -> int:
         def run_ref(batch, stops=None):
             out = {}
             for task, ss in by_task.items():  # one benchmark (task) at a time, like the reference evaluation
-                texts = reference_loop(model, processor, [s.image_path for s in ss], [task] * len(ss),
-                                       batch, args.max_new_tokens, stops)
+                texts = reference_loop(
+                    model, processor, [s.image_path for s in ss], [task] * len(ss), batch, args.max_new_tokens, stops
+                )
                 out.update({s.sample_id: t for s, t in zip(ss, texts)})
             return out
 
-        reference_loop(model, processor, [samples[0].image_path], [samples[0].task], 1, args.max_new_tokens,
-                       scorer.stops)
+        reference_loop(
+            model, processor, [samples[0].image_path], [samples[0].task], 1, args.max_new_tokens, scorer.stops
+        )
         times_ours, times_plain, times_fair, times_ref = [], [], [], []
         for _ in range(args.repeat):  # alternate so that load from other processes hits all alike
             t0 = time.perf_counter()
@@ -140,32 +153,56 @@ def main(argv=None) -> int:
         t_ours, t_plain, t_fair, t_ref = min(times_ours), min(times_plain), min(times_fair), min(times_ref)
 
     ref_scores = [parse_answer(t, lenient=True).score for t in texts]
-    agree = sum(1 for s, r in zip(samples, ref_scores)
-                if (r is None and ours[s.sample_id].score is None)
-                or (r is not None and ours[s.sample_id].score is not None
-                    and abs(clamp_100(r) - ours[s.sample_id].score) < 1e-6))
+    agree = sum(
+        1
+        for s, r in zip(samples, ref_scores)
+        if (r is None and ours[s.sample_id].score is None)
+        or (
+            r is not None
+            and ours[s.sample_id].score is not None
+            and abs(clamp_100(r) - ours[s.sample_id].score) < 1e-6
+        )
+    )
     n = len(samples)
     same_plain = sum(ours[k].completion == ours_plain[k].completion for k in ours)
     same_fair = sum(ours[k].completion == fair_text[k] for k in ours)
     words_ours = sum(r.n_words for r in ours.values()) / n
     words_ref = sum(len(t.split()) for t in texts) / n
-    print(f"ours      (batch {args.batch_size:>2}, stop at </answer>, {args.draft_tokens} draft tokens): "
-          f"{n / t_ours:8.2f} img/s  ({t_ours:.2f} s, {words_ours:.1f} words/completion, "
-          f"parsed {sum(r.score is not None for r in ours.values())}/{n})")
-    print(f"ours      (batch {args.batch_size:>2}, stop at </answer>, no drafts)     : {n / t_plain:8.2f} img/s  "
-          f"({t_plain:.2f} s; same completions as with drafts on {same_plain}/{n})")
-    print(f"generate  (batch {args.batch_size:>2}, stop at </answer>, HF generate)   : {n / t_fair:8.2f} img/s  "
-          f"({t_fair:.2f} s; same completions as ours {same_fair}/{n})")
-    print(f"reference (batch {args.ref_batch:>2}, eos only)                         : {n / t_ref:8.2f} img/s  "
-          f"({t_ref:.2f} s, {words_ref:.1f} words/completion, parsed {sum(s is not None for s in ref_scores)}/{n})")
-    print(f"fair speed-up over HF generate at the same batch and stop ids: {t_fair / t_ours:.2f}x; "
-          f"without drafts {t_fair / t_plain:.2f}x")
-    print(f"speed-up over the reference-style loop: {t_ref / t_ours:.2f}x; without drafts {t_ref / t_plain:.2f}x; "
-          f"same parsed score as the reference on {agree}/{n} images")
-    print("all rounds (s): ours " + " ".join(f"{t:.2f}" for t in times_ours)
-          + " | no drafts " + " ".join(f"{t:.2f}" for t in times_plain)
-          + " | generate " + " ".join(f"{t:.2f}" for t in times_fair)
-          + " | reference " + " ".join(f"{t:.2f}" for t in times_ref))
+    print(
+        f"ours      (batch {args.batch_size:>2}, stop at </answer>, {args.draft_tokens} draft tokens): "
+        f"{n / t_ours:8.2f} img/s  ({t_ours:.2f} s, {words_ours:.1f} words/completion, "
+        f"parsed {sum(r.score is not None for r in ours.values())}/{n})"
+    )
+    print(
+        f"ours      (batch {args.batch_size:>2}, stop at </answer>, no drafts)     : {n / t_plain:8.2f} img/s  "
+        f"({t_plain:.2f} s; same completions as with drafts on {same_plain}/{n})"
+    )
+    print(
+        f"generate  (batch {args.batch_size:>2}, stop at </answer>, HF generate)   : {n / t_fair:8.2f} img/s  "
+        f"({t_fair:.2f} s; same completions as ours {same_fair}/{n})"
+    )
+    print(
+        f"reference (batch {args.ref_batch:>2}, eos only)                         : {n / t_ref:8.2f} img/s  "
+        f"({t_ref:.2f} s, {words_ref:.1f} words/completion, parsed {sum(s is not None for s in ref_scores)}/{n})"
+    )
+    print(
+        f"fair speed-up over HF generate at the same batch and stop ids: {t_fair / t_ours:.2f}x; "
+        f"without drafts {t_fair / t_plain:.2f}x"
+    )
+    print(
+        f"speed-up over the reference-style loop: {t_ref / t_ours:.2f}x; without drafts {t_ref / t_plain:.2f}x; "
+        f"same parsed score as the reference on {agree}/{n} images"
+    )
+    print(
+        "all rounds (s): ours "
+        + " ".join(f"{t:.2f}" for t in times_ours)
+        + " | no drafts "
+        + " ".join(f"{t:.2f}" for t in times_plain)
+        + " | generate "
+        + " ".join(f"{t:.2f}" for t in times_fair)
+        + " | reference "
+        + " ".join(f"{t:.2f}" for t in times_ref)
+    )
     return 0
 
 

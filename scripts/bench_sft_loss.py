@@ -10,6 +10,7 @@ with empty thoughts, lr 3e-3) on the same demo training images, alternately `--r
 share the CPU; the fastest round of each counts). Prints the trainer's own train_runtime per step for each mode,
 the speed-up, and the largest relative difference between the two modes' logged losses.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,19 +48,36 @@ def run(tmp: Path, args, modes) -> None:
     from data_contracts.config.samples import DemoDataConfig
     from data_contracts.config.training import SftConfig
     from data_contracts.records import KeptRecord
-    from tatar_core.method.prompts import make_target
-    from tatar_core.demo.tiny import build_tiny_model
     from tatar_core.demo.data import build_demo_samples
+    from tatar_core.demo.tiny import build_tiny_model
+    from tatar_core.method.prompts import make_target
     from tatar_core.training.sft import run_sft
 
     samples = build_demo_samples(DemoDataConfig(iaa_manipulations=[], generated_refs=4), tmp / "samples")
-    kept = [KeptRecord(sample_id=s.sample_id, image_path=s.image_path, task="iqa", score=s.score, rationale="",
-                       target=make_target("", s.score), teacher="none", n_words=0)
-            for s in samples if s.split == "train"]
+    kept = [
+        KeptRecord(
+            sample_id=s.sample_id,
+            image_path=s.image_path,
+            task="iqa",
+            score=s.score,
+            rationale="",
+            target=make_target("", s.score),
+            teacher="none",
+            n_words=0,
+        )
+        for s in samples
+        if s.split == "train"
+    ]
     base = build_tiny_model(tmp / "base", seed=0, analytic_tower=True)
-    cfg = SftConfig(learning_rate=3e-3, max_steps=args.steps, per_device_train_batch_size=args.batch,
-                    gradient_accumulation_steps=1, iqa_fraction=1.0, seed=0,
-                    trainer_args={"logging_steps": 1, "save_steps": 10**6})
+    cfg = SftConfig(
+        learning_rate=3e-3,
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch,
+        gradient_accumulation_steps=1,
+        iqa_fraction=1.0,
+        seed=0,
+        trainer_args={"logging_steps": 1, "save_steps": 10**6},
+    )
     best, losses = {}, {}
     for r in range(args.repeat):
         for i, (name, use_triton) in enumerate(modes.items()):

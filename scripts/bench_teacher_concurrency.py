@@ -7,6 +7,7 @@ speed-up ratio; the target is ratio ≥ 8.
 
     python scripts/bench_teacher_concurrency.py [--n 200] [--latency 0.2] [--high 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,20 +21,30 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from PIL import Image  # noqa: E402
+from serve_openai import StubOpenAIServer  # noqa: E402
 
 from data_contracts.config.rationales import EndpointConfig, TeacherConfig  # noqa: E402
 from data_contracts.records import SampleRecord  # noqa: E402
-from serve_openai import StubOpenAIServer  # noqa: E402
-from tatar_core.rationales.runner import generate_rationales  # noqa: E402
 from tatar_core.rationales.openai_teacher import OpenAITeacher  # noqa: E402
+from tatar_core.rationales.runner import generate_rationales  # noqa: E402
 
 
 def run_once(n: int, latency: float, concurrency: int, work: Path) -> tuple[float, int, int]:
     img = work / "img.png"
     if not img.exists():
         Image.new("RGB", (256, 256), (90, 140, 60)).save(img)
-    samples = [SampleRecord(sample_id=f"b{i:04d}", image_path=str(img), task="iqa", score=float(i % 100),
-                            split="train", source="bench", ref_id=f"r{i}") for i in range(n)]
+    samples = [
+        SampleRecord(
+            sample_id=f"b{i:04d}",
+            image_path=str(img),
+            task="iqa",
+            score=float(i % 100),
+            split="train",
+            source="bench",
+            ref_id=f"r{i}",
+        )
+        for i in range(n)
+    ]
     out = work / f"c{concurrency}"
     with StubOpenAIServer(latency_s=latency) as srv:
         ep = EndpointConfig(base_url=srv.base_url, model="bench", concurrency=concurrency, timeout_s=30)
@@ -56,15 +67,20 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         t1, r1, p1 = run_once(args.n, args.latency, 1, work)
-        print(f"concurrency 1:  {args.n} requests in {t1:.2f} s ({args.n / t1:.1f} req/s, peak in flight {p1})",
-              flush=True)
+        print(
+            f"concurrency 1:  {args.n} requests in {t1:.2f} s ({args.n / t1:.1f} req/s, peak in flight {p1})",
+            flush=True,
+        )
         th, rh, ph = run_once(args.n, args.latency, args.high, work)
-        print(f"concurrency {args.high}: {args.n} requests in {th:.2f} s ({args.n / th:.1f} req/s, "
-              f"peak in flight {ph})", flush=True)
+        print(
+            f"concurrency {args.high}: {args.n} requests in {th:.2f} s ({args.n / th:.1f} req/s, peak in flight {ph})",
+            flush=True,
+        )
     ratio = t1 / th
     ideal = args.n * args.latency
-    print(f"ratio {ratio:.2f} (target >= 8); ideal serial time {ideal:.1f} s, ideal parallel "
-          f"{ideal / args.high:.2f} s")
+    print(
+        f"ratio {ratio:.2f} (target >= 8); ideal serial time {ideal:.1f} s, ideal parallel {ideal / args.high:.2f} s"
+    )
     return 0 if ratio >= 8 else 1
 
 

@@ -8,6 +8,7 @@ with its type, constraints, default and description, in the order the models dec
 `tests/test_docs.py` fails when the committed page is not what this script writes, so a changed field (name, type,
 default or description) needs a rerun of this script in the same commit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -153,16 +154,20 @@ def escape(text: str) -> str:
     parts = text.split("`")
     for i in range(0, len(parts), 2):  # even parts lie outside code spans
         t = parts[i]
-        parts[i] = "".join("\\" + c if c in "*~<" or (c == "_" and not (0 < j < len(t) - 1 and t[j - 1].isalnum()
-                                                                         and t[j + 1].isalnum())) else c
-                           for j, c in enumerate(t))
+        parts[i] = "".join(
+            "\\" + c
+            if c in "*~<" or (c == "_" and not (0 < j < len(t) - 1 and t[j - 1].isalnum() and t[j + 1].isalnum()))
+            else c
+            for j, c in enumerate(t)
+        )
     return "`".join(parts)
 
 
 def _paragraph(text: str, prefix: str = "", indent: str = "") -> list[str]:
     words = " ".join(text.split())
-    return textwrap.wrap(words, WIDTH, initial_indent=prefix, subsequent_indent=indent, break_on_hyphens=False,
-                         break_long_words=False)
+    return textwrap.wrap(
+        words, WIDTH, initial_indent=prefix, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False
+    )
 
 
 def _doc(cls: type) -> str:
@@ -205,8 +210,11 @@ class Writer:
             if field.is_required():
                 facts.append("*required*")
             else:
-                value = getattr(instance, name) if instance is not None else (
-                    field.default_factory() if field.default_factory is not None else field.default)
+                value = (
+                    getattr(instance, name)
+                    if instance is not None
+                    else (field.default_factory() if field.default_factory is not None else field.default)
+                )
                 if value is not PydanticUndefined:
                     facts.append(f"default `{value_text(value)}`")
             desc = f": {escape(field.description)}" if field.description else ""

@@ -21,6 +21,7 @@ A phase that fails (e.g. CUDA out of memory) is recorded with its error and the 
 summary (and writes it to --out). Imports only torch, transformers, trl, peft, datasets and the project modules
 above (no pydantic, polars or Prefect): see scripts/gpu_check.md for running it on a machine without them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,19 +40,52 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-VISION_QWEN25 = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, in_channels=3, patch_size=14,
-                     spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
-                     tokens_per_second=2, hidden_act="silu")
+VISION_QWEN25 = dict(
+    depth=32,
+    hidden_size=1280,
+    intermediate_size=3420,
+    num_heads=16,
+    in_channels=3,
+    patch_size=14,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    window_size=112,
+    fullatt_block_indexes=[7, 15, 23, 31],
+    tokens_per_second=2,
+    hidden_act="silu",
+)
 ROPE = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}
 SHAPES = {
-    "7b": dict(text=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                         num_key_value_heads=4, max_position_embeddings=128000, rms_norm_eps=1e-6,
-                         use_sliding_window=False, rope_parameters=ROPE),
-               vision=dict(VISION_QWEN25, out_hidden_size=3584), tie=False),
-    "3b": dict(text=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                         num_key_value_heads=2, max_position_embeddings=128000, rms_norm_eps=1e-6,
-                         use_sliding_window=False, rope_parameters=ROPE),
-               vision=dict(VISION_QWEN25, out_hidden_size=2048), tie=True),
+    "7b": dict(
+        text=dict(
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+            max_position_embeddings=128000,
+            rms_norm_eps=1e-6,
+            use_sliding_window=False,
+            rope_parameters=ROPE,
+        ),
+        vision=dict(VISION_QWEN25, out_hidden_size=3584),
+        tie=False,
+    ),
+    "3b": dict(
+        text=dict(
+            hidden_size=2048,
+            intermediate_size=11008,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+            max_position_embeddings=128000,
+            rms_norm_eps=1e-6,
+            use_sliding_window=False,
+            rope_parameters=ROPE,
+        ),
+        vision=dict(VISION_QWEN25, out_hidden_size=2048),
+        tie=True,
+    ),
 }
 REAL_PIXELS = (3136, 1572864)  # configs/paper.yaml model.min_pixels / max_pixels
 
@@ -65,16 +99,37 @@ def model_config(shape: str, tokenizer):
     if shape == "tiny":
         return tiny.build_model_config(tokenizer, qwen_vocab.CONFIG_VOCAB_SIZE)
     s = SHAPES[shape]
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>",
-                                                           "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    ids = {
+        t: tokenizer.convert_tokens_to_ids(t)
+        for t in (
+            "<|endoftext|>",
+            "<|im_end|>",
+            "<|image_pad|>",
+            "<|video_pad|>",
+            "<|vision_start|>",
+            "<|vision_end|>",
+        )
+    }
     cfg = Qwen2_5_VLConfig(
-        text_config=dict(s["text"], vocab_size=qwen_vocab.CONFIG_VOCAB_SIZE, bos_token_id=ids["<|endoftext|>"],
-                         eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(s["vision"]), image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        text_config=dict(
+            s["text"],
+            vocab_size=qwen_vocab.CONFIG_VOCAB_SIZE,
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(s["vision"]),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=s["tie"],
     )
-    cfg.eos_token_id, cfg.pad_token_id, cfg.bos_token_id = ids["<|im_end|>"], ids["<|endoftext|>"], ids["<|endoftext|>"]
+    cfg.eos_token_id, cfg.pad_token_id, cfg.bos_token_id = (
+        ids["<|im_end|>"],
+        ids["<|endoftext|>"],
+        ids["<|endoftext|>"],
+    )
     return cfg
 
 
@@ -96,8 +151,9 @@ def build_model_folder(shape: str, out: Path, device: str) -> dict:
     torch.manual_seed(0)
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=torch.bfloat16)
-    model.generation_config = GenerationConfig(eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
-                                               bos_token_id=cfg.bos_token_id, do_sample=False)
+    model.generation_config = GenerationConfig(
+        eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id, bos_token_id=cfg.bos_token_id, do_sample=False
+    )
     n_params = sum(p.numel() for p in model.parameters())
     model.save_pretrained(out, safe_serialization=True)
     tiny.build_processor(tok, *pixels(shape)).save_pretrained(out)
@@ -157,8 +213,14 @@ class Phase:
 def model_cfg(args):
     """The fields of data_contracts' ModelConfig that loading reads (no pydantic here): score in bf16, train on
     fp32 master weights, train the vision tower too (the project's defaults for a real backbone)."""
-    return SimpleNamespace(dtype="bfloat16", train_dtype="float32", vision_frozen=False, min_pixels=args.pixels[0],
-                           max_pixels=args.pixels[1], load_args={"attn_implementation": "sdpa"})
+    return SimpleNamespace(
+        dtype="bfloat16",
+        train_dtype="float32",
+        vision_frozen=False,
+        min_pixels=args.pixels[0],
+        max_pixels=args.pixels[1],
+        load_args={"attn_implementation": "sdpa"},
+    )
 
 
 def sft_rows(n: int, size, long: bool):
@@ -166,13 +228,23 @@ def sft_rows(n: int, size, long: bool):
 
     from tatar_core.method.prompts import completion_message, make_target, prompt_messages
 
-    think = ("The composition balances the subject against a calm background, and warm light gives the scene a "
-             "gentle mood while colour harmony and texture support the theme. " * 5) if long else \
-        "The image is sharp and clean, with fine detail preserved. Noise is barely visible."
+    think = (
+        (
+            "The composition balances the subject against a calm background, and warm light gives the scene a "
+            "gentle mood while colour harmony and texture support the theme. " * 5
+        )
+        if long
+        else "The image is sharp and clean, with fine detail preserved. Noise is barely visible."
+    )
     ims = images(n, size, seed=1)
     task = "iaa" if long else "iqa"
-    return Dataset.from_dict({"images": [[im] for im in ims], "prompt": [prompt_messages(task)] * n,
-                              "completion": [completion_message(make_target(think, 50.0 + i)) for i in range(n)]})
+    return Dataset.from_dict(
+        {
+            "images": [[im] for im in ims],
+            "prompt": [prompt_messages(task)] * n,
+            "completion": [completion_message(make_target(think, 50.0 + i)) for i in range(n)],
+        }
+    )
 
 
 def run_sft(folder: Path, work: Path, args, use_lora: bool, info: dict) -> None:
@@ -182,11 +254,23 @@ def run_sft(folder: Path, work: Path, args, use_lora: bool, info: dict) -> None:
     from tatar_core.models.loading import load_model_and_processor
 
     train = sft_rows(args.batch * args.steps, args.size, long=True)
-    targs = SFTConfig(output_dir=str(work / "sft"), max_steps=args.steps, per_device_train_batch_size=args.batch,
-                      gradient_accumulation_steps=1, learning_rate=2e-5, bf16=args.bf16, max_length=None,
-                      completion_only_loss=True, activation_checkpointing=args.gradient_checkpointing,
-                      remove_unused_columns=False, save_strategy="no", report_to="none", logging_steps=1,
-                      dataloader_pin_memory=False, use_cpu=args.device == "cpu")
+    targs = SFTConfig(
+        output_dir=str(work / "sft"),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch,
+        gradient_accumulation_steps=1,
+        learning_rate=2e-5,
+        bf16=args.bf16,
+        max_length=None,
+        completion_only_loss=True,
+        activation_checkpointing=args.gradient_checkpointing,
+        remove_unused_columns=False,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=1,
+        dataloader_pin_memory=False,
+        use_cpu=args.device == "cpu",
+    )
     model, processor = load_model_and_processor(folder, model_cfg(args), for_training=True)
     peft = lora.peft_config(SimpleNamespace(r=16, alpha=32, dropout=0.0, target_modules=None)) if use_lora else None
     trainer = SFTTrainer(model=model, args=targs, train_dataset=train, processing_class=processor, peft_config=peft)
@@ -216,26 +300,59 @@ def run_grpo(folder: Path, work: Path, args, use_vllm: bool, info: dict) -> None
             return
     G, prompts = args.generations, args.prompts
     n = prompts * args.steps
-    ds = Dataset.from_dict({"images": [[im] for im in images(n, args.size, seed=2)],
-                            "prompt": [prompt_messages("iqa" if i % 2 == 0 else "iaa") for i in range(n)]})
+    ds = Dataset.from_dict(
+        {
+            "images": [[im] for im in images(n, args.size, seed=2)],
+            "prompt": [prompt_messages("iqa" if i % 2 == 0 else "iaa") for i in range(n)],
+        }
+    )
 
     def format_reward(completions, **_):  # the run is about time and memory; the TATAR rewards need pydantic
         return [1.0 if parse_answer(c[0]["content"]).status == "strict" else 0.0 for c in completions]
 
-    vllm_args = dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3,
-                     vllm_importance_sampling_correction=False) if use_vllm else {}
-    targs = GRPOConfig(output_dir=str(work / "grpo"), max_steps=args.steps, per_device_train_batch_size=prompts * G,
-                       gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1,
-                       shuffle_dataset=False, num_generations=G, max_completion_length=args.max_new_tokens,
-                       temperature=1.0, beta=0.001, loss_type="grpo", learning_rate=1e-6, bf16=args.bf16,
-                       activation_checkpointing=args.gradient_checkpointing, remove_unused_columns=False,
-                       save_strategy="no", report_to="none", logging_steps=1, dataloader_pin_memory=False,
-                       use_cpu=args.device == "cpu", **vllm_args)
+    vllm_args = (
+        dict(
+            use_vllm=True,
+            vllm_mode="colocate",
+            vllm_gpu_memory_utilization=0.3,
+            vllm_importance_sampling_correction=False,
+        )
+        if use_vllm
+        else {}
+    )
+    targs = GRPOConfig(
+        output_dir=str(work / "grpo"),
+        max_steps=args.steps,
+        per_device_train_batch_size=prompts * G,
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        num_iterations=1,
+        shuffle_dataset=False,
+        num_generations=G,
+        max_completion_length=args.max_new_tokens,
+        temperature=1.0,
+        beta=0.001,
+        loss_type="grpo",
+        learning_rate=1e-6,
+        bf16=args.bf16,
+        activation_checkpointing=args.gradient_checkpointing,
+        remove_unused_columns=False,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=1,
+        dataloader_pin_memory=False,
+        use_cpu=args.device == "cpu",
+        **vllm_args,
+    )
     model, processor = load_model_and_processor(folder, model_cfg(args), for_training=True)
-    trainer = GRPOTrainer(model=model, reward_funcs=[format_reward], args=targs, train_dataset=ds,
-                          processing_class=processor,
-                          peft_config=lora.peft_config(SimpleNamespace(r=16, alpha=32, dropout=0.0,
-                                                                       target_modules=None)))
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[format_reward],
+        args=targs,
+        train_dataset=ds,
+        processing_class=processor,
+        peft_config=lora.peft_config(SimpleNamespace(r=16, alpha=32, dropout=0.0, target_modules=None)),
+    )
     info["reference_model"] = trainer.ref_model is not None
     t0 = time.time()
     trainer.train()
@@ -249,17 +366,28 @@ def run_grpo(folder: Path, work: Path, args, use_vllm: bool, info: dict) -> None
 def run_score(folder: Path, args, task: str, info: dict) -> None:
     from tatar_core.scoring.scorer import Scorer
 
-    scorer = Scorer(folder, model_cfg=model_cfg(args), batch_size=args.score_batch, max_new_tokens=args.max_new_tokens,
-                    device=args.device)
+    scorer = Scorer(
+        folder,
+        model_cfg=model_cfg(args),
+        batch_size=args.score_batch,
+        max_new_tokens=args.max_new_tokens,
+        device=args.device,
+    )
     ims = images(args.images, args.size, seed=3 if task == "iqa" else 4)
     scorer.score(ims[:1], task)  # warm-up (prefix cache, kernels)
     t0 = time.time()
     res = scorer.score(ims, task)
     dt = time.time() - t0
     tokens = sum(len(scorer.tokenizer.encode(r.completion, add_special_tokens=False)) for r in res)
-    info.update(images=len(ims), image_size=list(args.size), batch=args.score_batch, score_seconds=round(dt, 2),
-                images_per_s=round(len(ims) / dt, 3), completion_tokens_per_s=round(tokens / dt, 1),
-                parsed=sum(r.score is not None for r in res))
+    info.update(
+        images=len(ims),
+        image_size=list(args.size),
+        batch=args.score_batch,
+        score_seconds=round(dt, 2),
+        images_per_s=round(len(ims) / dt, 3),
+        completion_tokens_per_s=round(tokens / dt, 1),
+        parsed=sum(r.score is not None for r in res),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,8 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=32, help="images per scoring task")
     p.add_argument("--score-batch", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=256, help="scorer and GRPO completion limit")
-    p.add_argument("--size", type=lambda s: tuple(int(x) for x in s.split("x")), default=None,
-                   help="image WxH (default 1024x768; tiny 112x112)")
+    p.add_argument(
+        "--size",
+        type=lambda s: tuple(int(x) for x in s.split("x")),
+        default=None,
+        help="image WxH (default 1024x768; tiny 112x112)",
+    )
     p.add_argument("--phases", default="sft_full,sft_lora,grpo_hf,grpo_vllm,score_iqa,score_iaa")
     p.add_argument("--work", default=None, help="work folder (default: a temporary one, removed at the end)")
     p.add_argument("--out", default=None, help="also write the JSON summary here")
@@ -298,8 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     import trl
 
-    summary["versions"] = {"python": sys.version.split()[0], "torch": torch.__version__,
-                           "transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__}
+    summary["versions"] = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "peft": peft.__version__,
+    }
     try:
         with Phase("build", summary["phases"], args.device) as info:
             info.update(build_model_folder(args.shape, folder, args.device))

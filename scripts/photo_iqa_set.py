@@ -14,15 +14,13 @@ The demo's three validation photos are too few to choose settings by (a change o
 spread); a few dozen photos of other content measure the same thing with less noise. Never use photos you also
 train on.
 """
+
 from __future__ import annotations
 
 import argparse
 import csv
 import sys
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -57,8 +55,15 @@ def build_photo_set(photos, out: Path, sizes=((128, 128),), seed: int = 0) -> tu
             (out / tag / ref).mkdir(parents=True, exist_ok=True)
             for v in iqa_versions(fit(photo, w, h), f"{ref}@{tag}", seed):
                 v.image.save(out / tag / ref / v.file_name)
-                rows.setdefault(tag, []).append({"image": f"{tag}/{ref}/{v.file_name}", "score": v.score,
-                                                 "type": v.type, "level": v.level, "ref": ref})
+                rows.setdefault(tag, []).append(
+                    {
+                        "image": f"{tag}/{ref}/{v.file_name}",
+                        "score": v.score,
+                        "type": v.type,
+                        "level": v.level,
+                        "ref": ref,
+                    }
+                )
     for name, part in [(f"labels-{t}.csv", r) for t, r in rows.items()] + [("labels.csv", sum(rows.values(), []))]:
         with open(out / name, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS)
@@ -71,8 +76,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("photos", nargs="+", help="photo files or folders (searched recursively)")
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--sizes", nargs="+", type=parse_size, default=[(128, 128)], metavar="WxH",
-                    help="sizes to build, each a centre crop to its aspect then a resize (default 128x128)")
+    ap.add_argument(
+        "--sizes",
+        nargs="+",
+        type=parse_size,
+        default=[(128, 128)],
+        metavar="WxH",
+        help="sizes to build, each a centre crop to its aspect then a resize (default 128x128)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="noise seed of the random distortions")
     a = ap.parse_args(argv)
     try:

@@ -1,17 +1,18 @@
 #!/usr/bin/env python
 """Serve an OpenAI-compatible chat endpoint on loopback, for the teacher / judge.
 
-    python scripts/serve_openai.py MODEL_DIR [--host 127.0.0.1] [--port 8000]
-        registers the project's image-only Qwen-VL processor (tatar_core.modeling.register_processor), works
-        around stop strings failing for VLM processors, then runs `transformers serve MODEL_DIR --device cpu
-        --host … --port …` in this process (GET /health, POST /v1/chat/completions).
+python scripts/serve_openai.py MODEL_DIR [--host 127.0.0.1] [--port 8000]
+    registers the project's image-only Qwen-VL processor (tatar_core.modeling.register_processor), works
+    around stop strings failing for VLM processors, then runs `transformers serve MODEL_DIR --device cpu
+    --host … --port …` in this process (GET /health, POST /v1/chat/completions).
 
-    python scripts/serve_openai.py --stub [--latency 0.2] [--port 8000]
-        a scripted stand-in server (stdlib HTTP, real sockets) that answers every chat request with a valid
-        teacher reply or judge verdict after `latency` seconds. `StubOpenAIServer` (importable) also takes a
-        `behaviour(request, n)` hook to script errors (429, 500, timeouts, malformed JSON, empty content);
-        tests and scripts/bench_teacher_concurrency.py use it.
+python scripts/serve_openai.py --stub [--latency 0.2] [--port 8000]
+    a scripted stand-in server (stdlib HTTP, real sockets) that answers every chat request with a valid
+    teacher reply or judge verdict after `latency` seconds. `StubOpenAIServer` (importable) also takes a
+    `behaviour(request, n)` hook to script errors (429, 500, timeouts, malformed JSON, empty content);
+    tests and scripts/bench_teacher_concurrency.py use it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,24 +55,30 @@ def request_text(req: dict) -> str:
 def completion(content: Optional[str], model: str = "stub") -> dict:
     """An OpenAI chat.completion object with one choice holding `content`."""
     return {
-        "id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": content}}],
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
 
 
 _SCORE_RE = re.compile(r"(?:Known quality score|Final aesthetic score|Known score):\s*([0-9.]+)")
-FAST_REPLY = ("<think>The image looks sharp with crisp edges and fine texture throughout the frame. Noise and "
-              "compression artefacts are hardly visible, and the exposure keeps detail in both the shadows and "
-              "the highlights.</think><answer>{score}</answer>")
-SLOW_REPLY = ("<think>The composition places the main subject with a calm balance, and the framing leads the eye "
-              "through the layout. Colour and contrast stay harmonious, with soft lighting and gentle shadow that "
-              "give depth and texture. Technical execution is clean, with clear edges and refined rendering. The "
-              "theme reads simply and the narrative is easy to follow, so the mood feels quiet and the emotional "
-              "impact on the viewer is modest. Originality is limited, since the concept is familiar rather than "
-              "novel. Overall the image is coherent and pleasant, and its aesthetic appeal matches this rating "
-              "well.</think><answer>{score}</answer>")
+FAST_REPLY = (
+    "<think>The image looks sharp with crisp edges and fine texture throughout the frame. Noise and "
+    "compression artefacts are hardly visible, and the exposure keeps detail in both the shadows and "
+    "the highlights.</think><answer>{score}</answer>"
+)
+SLOW_REPLY = (
+    "<think>The composition places the main subject with a calm balance, and the framing leads the eye "
+    "through the layout. Colour and contrast stay harmonious, with soft lighting and gentle shadow that "
+    "give depth and texture. Technical execution is clean, with clear edges and refined rendering. The "
+    "theme reads simply and the narrative is easy to follow, so the mood feels quiet and the emotional "
+    "impact on the viewer is modest. Originality is limited, since the concept is familiar rather than "
+    "novel. Overall the image is coherent and pleasant, and its aesthetic appeal matches this rating "
+    "well.</think><answer>{score}</answer>"
+)
 
 
 def default_reply(req: dict) -> Reply:
@@ -79,8 +86,13 @@ def default_reply(req: dict) -> Reply:
     text = request_text(req)
     if "auditor" in text:
         crit = re.findall(r'\\?"(\w+)\\?": 0-5', text)
-        verdict = {"decision": "keep", "overall_confidence": 90, "scores": {c: 4 for c in crit},
-                   "major_issues": [], "minor_notes": []}
+        verdict = {
+            "decision": "keep",
+            "overall_confidence": 90,
+            "scores": {c: 4 for c in crit},
+            "major_issues": [],
+            "minor_notes": [],
+        }
         return Reply(body=completion(json.dumps(verdict), req.get("model", "stub")))
     m = _SCORE_RE.search(text)
     score = m.group(1) if m else "50.00"
@@ -92,12 +104,18 @@ class StubOpenAIServer:
     """A scripted OpenAI-compatible server on 127.0.0.1 (ThreadingHTTPServer in a daemon thread).
 
     `behaviour(request_json, n) -> Reply | None` (n = 1-based request number; None = default reply) scripts
-    each answer; `latency_s` is added to every answer. `requests` records every request body and `headers` its headers (lower-case names),
+    each answer; `latency_s` is added to every answer. `requests` records every request body and `headers` its
+    headers (lower-case names),
     `max_in_flight` the highest number of requests served at once.
     """
 
-    def __init__(self, behaviour: Optional[Callable[[dict, int], Optional[Reply]]] = None, latency_s: float = 0.0,
-                 host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        behaviour: Optional[Callable[[dict, int], Optional[Reply]]] = None,
+        latency_s: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         self.behaviour = behaviour
         self.latency_s = latency_s
         self.requests: list[dict] = []
@@ -141,7 +159,9 @@ class StubOpenAIServer:
                 if self.path.rstrip("/") == "/health":
                     self._send(200, b'{"status":"ok"}')
                 elif self.path.rstrip("/") == "/v1/models":
-                    self._send(200, json.dumps({"object": "list", "data": [{"id": "stub", "object": "model"}]}).encode())
+                    self._send(
+                        200, json.dumps({"object": "list", "data": [{"id": "stub", "object": "model"}]}).encode()
+                    )
                 else:
                     self._send(404, b'{"error":"not found"}')
 
@@ -223,7 +243,18 @@ def serve_model(model_dir: str, host: str, port: int, extra: list[str]) -> int:
     _unwrap_processor_for_stop_strings()
     from transformers.cli.transformers import main as transformers_main
 
-    sys.argv = ["transformers", "serve", str(model_dir), "--device", "cpu", "--host", host, "--port", str(port), *extra]
+    sys.argv = [
+        "transformers",
+        "serve",
+        str(model_dir),
+        "--device",
+        "cpu",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        *extra,
+    ]
     return transformers_main() or 0
 
 

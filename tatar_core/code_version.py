@@ -24,6 +24,7 @@ it reads changes it. Stage cache keys (`tatar_core.pipeline.keys`) use `closure_
 folder (`tatar_core.models.loading`) `files_version`, so no hand-kept module list can go stale. This module imports
 nothing of the project.
 """
+
 from __future__ import annotations
 
 import ast
@@ -57,8 +58,12 @@ def _strip_docstrings(tree: ast.Module) -> ast.Module:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return tree
 
@@ -197,12 +202,17 @@ def _top_level(tree: ast.Module, pkg: str) -> tuple[dict, dict, list]:
             if base != "__future__":
                 imports.update({a.asname or a.name: (base, a.name) for a in stmt.names})
         elif isinstance(stmt, ast.Import):
-            imports.update({a.asname or a.name.split(".")[0]: (a.name if a.asname else a.name.split(".")[0], ALL)
-                            for a in stmt.names})
+            imports.update(
+                {
+                    a.asname or a.name.split(".")[0]: (a.name if a.asname else a.name.split(".")[0], ALL)
+                    for a in stmt.names
+                }
+            )
         elif isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             defs.setdefault(stmt.name, []).append(stmt)
         elif isinstance(stmt, (ast.Assign, ast.AnnAssign)) and all(
-                isinstance(t, ast.Name) for t in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])):
+            isinstance(t, ast.Name) for t in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])
+        ):
             for t in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
                 defs.setdefault(t.id, []).append(stmt)
         else:
@@ -235,8 +245,12 @@ def _contract_parts(roots: Iterable[tuple[str, str]], sections: Sequence[str], r
             continue
         stmts = defs.get(name, [])
         if (mod, name) == ROOT_CONFIG:  # only the stage's sections of the whole config
-            stmts = [s for c in stmts for s in c.body if isinstance(s, ast.AnnAssign)
-                     and isinstance(s.target, ast.Name) and s.target.id in sections]
+            stmts = [
+                s
+                for c in stmts
+                for s in c.body
+                if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name) and s.target.id in sections
+            ]
         if not stmts:
             continue  # a builtin, or not a top-level name
         out.update(canonical(s) for s in (*stmts, *other))

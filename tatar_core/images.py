@@ -4,9 +4,11 @@ All images are handled as 8-bit RGB PIL images. Loading decodes the whole file, 
 converts every mode to RGB (CMYK and YCbCr by PIL's conversion; 16-bit grey as v/257 and 32-bit float grey as
 255·v when ≤ 1, so brightness is kept, never stretched) and flattens any alpha channel (RGBA, LA, palette with
 transparency) onto white. A file that is missing, not an image, truncated or over PIL's decompression-bomb limit
-(2 × `PIL.Image.MAX_IMAGE_PIXELS`, 179 M pixels by default) raises `ImageLoadError` with the reason. Downscaling never enlarges: the longest side
+(2 × `PIL.Image.MAX_IMAGE_PIXELS`, 179 M pixels by default) raises `ImageLoadError` with the reason. Downscaling
+never enlarges: the longest side
 becomes ≤ `max_side` (Lanczos).
 """
+
 from __future__ import annotations
 
 import base64
@@ -90,8 +92,9 @@ def resize_max_side(img: Image.Image, max_side: int) -> Image.Image:
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
 
 
-def to_data_url(img_or_path: ImageLike, max_side: int = 768, fmt: Literal["PNG", "JPEG"] = "PNG",
-                jpeg_quality: int = 95) -> str:
+def to_data_url(
+    img_or_path: ImageLike, max_side: int = 768, fmt: Literal["PNG", "JPEG"] = "PNG", jpeg_quality: int = 95
+) -> str:
     """`data:image/png;base64,…` (or JPEG) of the image downscaled to longest side ≤ max_side.
 
     PNG is the default because it is lossless: re-encoding as JPEG would add compression artefacts that an

@@ -4,6 +4,7 @@ transformers 5 needs torchvision for every *video* processor, and `Qwen2_5_VLPro
 fails its type check; without a registered processor `AutoProcessor.from_pretrained` silently returns a bare
 tokenizer and images are ignored. Importing this module registers `ImageOnlyQwen2_5_VLProcessor`.
 """
+
 from __future__ import annotations
 
 from transformers import AutoProcessor, ProcessorMixin, Qwen2_5_VLConfig

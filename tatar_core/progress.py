@@ -12,6 +12,7 @@ A launched job (`accelerate launch`, another interpreter) has no context: its ma
 `EVENT_PREFIX + JSON` on stdout (`EventEmitter`), and the parent, which reads the job's output line by line, hands
 them to its own log/progress (`dispatch_event`). Nothing here imports Prefect.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,19 @@ if TYPE_CHECKING:  # the scorer imports this module on machines without pydantic
 EVENT_PREFIX = "@tatar-event "
 LINE_EVERY_S = 10.0  # a plain progress line at least this often (and at the end)
 
-__all__ = ["Meter", "format_duration", "progress_line", "ProgressLines", "TerminalReporter", "PlainBar", "progress_bar",
-           "EventEmitter", "dispatch_event", "parse_event", "EVENT_PREFIX"]
+__all__ = [
+    "Meter",
+    "format_duration",
+    "progress_line",
+    "ProgressLines",
+    "TerminalReporter",
+    "PlainBar",
+    "progress_bar",
+    "EventEmitter",
+    "dispatch_event",
+    "parse_event",
+    "EVENT_PREFIX",
+]
 
 
 def format_duration(seconds: Optional[float]) -> str:
@@ -83,8 +95,16 @@ def progress_line(stage: str, done: int, total: int, unit: str = "", eta: Option
 class PlainBar:
     """tqdm's `update`/`close` for output that is not a terminal: a line at most every `every_s` s, and at the end."""
 
-    def __init__(self, total: int, desc: str, unit: str = "", initial: int = 0, stream: TextIO | None = None,
-                 every_s: float = LINE_EVERY_S, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        unit: str = "",
+        initial: int = 0,
+        stream: TextIO | None = None,
+        every_s: float = LINE_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.total, self.desc, self.unit, self.n = total, desc, unit, initial
         self.stream, self.every_s, self.clock = stream, every_s, clock
         self.meter = Meter(clock)
@@ -96,15 +116,19 @@ class PlainBar:
         eta = self.meter.eta(self.n, self.total)
         if self.n >= self.total or self.clock() - self.last >= self.every_s:
             self.last = self.clock()
-            print(progress_line(self.desc, self.n, self.total, self.unit, eta), file=self.stream or sys.stderr,
-                  flush=True)
+            print(
+                progress_line(self.desc, self.n, self.total, self.unit, eta),
+                file=self.stream or sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         pass
 
 
-def progress_bar(total: int, desc: str, unit: str = "", initial: int = 0, disable: bool = False,
-                 stream: TextIO | None = None):
+def progress_bar(
+    total: int, desc: str, unit: str = "", initial: int = 0, disable: bool = False, stream: TextIO | None = None
+):
     """A tqdm bar when `stream` (default stderr) is a terminal, else a `PlainBar`; None when disabled."""
     if disable:
         return None
@@ -126,8 +150,9 @@ class ProgressLines:
     still shows that the work goes on.
     """
 
-    def __init__(self, emit: Callable[[str], None], every_s: float = LINE_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, emit: Callable[[str], None], every_s: float = LINE_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ):
         self.emit, self.every_s, self.clock = emit, every_s, clock
         self._meters: dict[str, Meter] = {}
         self._waiting: Optional[dict] = None  # the last progress of an unfinished stage
@@ -145,8 +170,11 @@ class ProgressLines:
             now = self.clock()
             eta = self._meters.setdefault(stage, Meter(self.clock)).eta(done, total)
             line = progress_line(stage, done, total, unit, eta, **info)
-            self._waiting = None if done >= total else dict(stage=stage, done=done, total=total, unit=unit, eta=eta,
-                                                             info=info, at=now)
+            self._waiting = (
+                None
+                if done >= total
+                else dict(stage=stage, done=done, total=total, unit=unit, eta=eta, info=info, at=now)
+            )
             if done >= total or now - self._last_line >= self.every_s:
                 self._last_line = now
                 self.emit(line)
@@ -160,8 +188,10 @@ class ProgressLines:
             since = now - w["at"]
             eta = max(0.0, w["eta"] - since) if w["eta"] is not None else None
             what = w["unit"][:-1] if w["unit"].endswith("s") else (w["unit"] or "update")
-            line = (progress_line(w["stage"], w["done"], w["total"], w["unit"], eta, **w["info"])
-                    + f" · {format_duration(since)} since the last {what}")
+            line = (
+                progress_line(w["stage"], w["done"], w["total"], w["unit"], eta, **w["info"])
+                + f" · {format_duration(since)} since the last {what}"
+            )
             self._last_line = now
             self.emit(line)
             return line
@@ -185,8 +215,14 @@ class TerminalReporter:
     """`log` and `progress` for a terminal (`tatar run`): a tqdm bar per stage on a tty, else `ProgressLines`
     (a line every `every_s` seconds of work, also while one step takes longer; `tick=False`: no thread)."""
 
-    def __init__(self, stream: TextIO | None = None, every_s: float = LINE_EVERY_S, tty: Optional[bool] = None,
-                 clock: Callable[[], float] = time.monotonic, tick: bool = True):
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        every_s: float = LINE_EVERY_S,
+        tty: Optional[bool] = None,
+        clock: Callable[[], float] = time.monotonic,
+        tick: bool = True,
+    ):
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
         self._bars: dict[str, Any] = {}
@@ -217,8 +253,9 @@ class TerminalReporter:
 
         bar = self._bars.get(stage)
         if bar is None:
-            bar = self._bars[stage] = tqdm(total=total, desc=stage, unit=unit or "it", initial=done, file=self.stream,
-                                           dynamic_ncols=True)
+            bar = self._bars[stage] = tqdm(
+                total=total, desc=stage, unit=unit or "it", initial=done, file=self.stream, dynamic_ncols=True
+            )
         bar.total = total
         bar.n = done
         bar.set_postfix({k: _fmt(v) for k, v in info.items() if v is not None}, refresh=False)
@@ -235,7 +272,9 @@ class EventEmitter:
     Progress events are sent at most every `every_s` seconds (and always when done == total).
     """
 
-    def __init__(self, stream: TextIO | None = None, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, stream: TextIO | None = None, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.stream, self.every_s, self.clock = stream, every_s, clock
         self._last = -math.inf
 
@@ -257,7 +296,7 @@ def parse_event(line: str) -> Optional[dict]:
     if not line.startswith(EVENT_PREFIX):
         return None
     try:
-        event = json.loads(line[len(EVENT_PREFIX):])
+        event = json.loads(line[len(EVENT_PREFIX) :])
     except json.JSONDecodeError:
         return None
     return event if isinstance(event, dict) else None

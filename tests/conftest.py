@@ -8,6 +8,7 @@
   (run_sft's result dict is next to it in sft_result.json). With greedy decoding it writes
   `<think>…</think><answer>NN.NN</answer>` for (measured) 32/32 prompts.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,14 @@ if "torch" in sys.modules:
 
 # Test files that take minutes run first: `make test` hands whole files to 2 processes (pytest-xdist --dist loadfile
 # --no-loadscope-reorder keeps this order), and a long file started last keeps one process busy while the other idles.
-LONG_FILES_FIRST = ("test_e2e_prefect.py", "test_learning.py", "test_train_kill.py", "test_realvocab.py",
-                    "test_gpu_check_script.py", "test_stage_keys.py")
+LONG_FILES_FIRST = (
+    "test_e2e_prefect.py",
+    "test_learning.py",
+    "test_train_kill.py",
+    "test_realvocab.py",
+    "test_gpu_check_script.py",
+    "test_stage_keys.py",
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -48,7 +55,7 @@ N_SYNTHETIC = 32
 
 IQA_RATIONALES = {
     "high": "The image is sharp and clean, with fine detail preserved. Noise and compression artifacts are barely "
-            "visible.",
+    "visible.",
     "mid": "Moderate blur softens the edges and some noise is visible. Overall technical quality is acceptable.",
     "low": "Heavy noise and strong blur destroy fine detail. Blocky compression artifacts dominate the frame.",
 }
@@ -61,11 +68,11 @@ _IAA_COMMON = (
 )
 IAA_RATIONALES = {
     "high": _IAA_COMMON + "Here the harmony of colour and the calm, even light create a pleasant and inviting "
-            "feeling, the balance is strong and the overall aesthetic appeal is high, so the rating is good.",
+    "feeling, the balance is strong and the overall aesthetic appeal is high, so the rating is good.",
     "mid": _IAA_COMMON + "Here the colour harmony is ordinary and the light is flat, so the emotional impact is "
-           "modest; the balance is acceptable and the overall aesthetic appeal is moderate, so the rating is fair.",
+    "modest; the balance is acceptable and the overall aesthetic appeal is moderate, so the rating is fair.",
     "low": _IAA_COMMON + "Here the clashing colour, harsh light and cluttered structure create an unpleasant and "
-           "awkward feeling, the balance is weak and the overall aesthetic appeal is low, so the rating is poor.",
+    "awkward feeling, the balance is weak and the overall aesthetic appeal is low, so the rating is poor.",
 }
 
 
@@ -104,10 +111,18 @@ def make_synthetic_samples(image_dir: Path, n: int = N_SYNTHETIC):
         kind = kinds[i % 4]
         path = image_dir / f"syn_{i:03d}_{kind}.png"
         _synthetic_image(kind, i).save(path)
-        out.append(SampleRecord(
-            sample_id=f"syn/{task}/{i:03d}", image_path=str(path.resolve()), task=task, score=score, split="train",
-            source=f"synthetic-{task}", ref_id=f"syn{i:03d}", meta=f'{{"kind": "{kind}"}}',
-        ))
+        out.append(
+            SampleRecord(
+                sample_id=f"syn/{task}/{i:03d}",
+                image_path=str(path.resolve()),
+                task=task,
+                score=score,
+                split="train",
+                source=f"synthetic-{task}",
+                ref_id=f"syn{i:03d}",
+                meta=f'{{"kind": "{kind}"}}',
+            )
+        )
     return out
 
 
@@ -121,10 +136,18 @@ def make_kept(samples):
     for s in samples:
         table = IQA_RATIONALES if s.task == "iqa" else IAA_RATIONALES
         rationale = table[_band(s.score)]
-        kept.append(KeptRecord(
-            sample_id=s.sample_id, image_path=s.image_path, task=s.task, score=s.score, rationale=rationale,
-            target=make_target(rationale, s.score), teacher="synthetic-fixed", n_words=count_words(rationale),
-        ))
+        kept.append(
+            KeptRecord(
+                sample_id=s.sample_id,
+                image_path=s.image_path,
+                task=s.task,
+                score=s.score,
+                rationale=rationale,
+                target=make_target(rationale, s.score),
+                teacher="synthetic-fixed",
+                n_words=count_words(rationale),
+            )
+        )
     return kept
 
 
@@ -146,9 +169,16 @@ def synthetic_kept(synthetic_samples):
     return make_kept(synthetic_samples)
 
 
-SFT_FIXTURE_CFG = dict(learning_rate=3e-3, max_steps=120, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                       trainer_args={"logging_steps": 10, "save_steps": 1000, "warmup_steps": 0.05}, thought_dropout_iqa=0.0,
-                       thought_dropout_iaa=0.0, seed=0)
+SFT_FIXTURE_CFG = dict(
+    learning_rate=3e-3,
+    max_steps=120,
+    per_device_train_batch_size=4,
+    gradient_accumulation_steps=1,
+    trainer_args={"logging_steps": 10, "save_steps": 1000, "warmup_steps": 0.05},
+    thought_dropout_iqa=0.0,
+    thought_dropout_iaa=0.0,
+    seed=0,
+)
 
 
 def built_once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
@@ -191,9 +221,16 @@ def realvocab_model_dir(tmp_path_factory) -> Path:
     return resolve_model(ModelConfig(path=EMBEDDED_REALVOCAB_MODEL), tmp_path_factory.mktemp("realvocab_cache"))
 
 
-REALVOCAB_SFT_CFG = dict(learning_rate=3e-3, max_steps=48, per_device_train_batch_size=1, gradient_accumulation_steps=1,
-                         thought_dropout_iqa=1.0, iqa_fraction=1.0, seed=0,
-                         trainer_args={"logging_steps": 2, "save_steps": 1000, "lr_scheduler_type": "constant"})
+REALVOCAB_SFT_CFG = dict(
+    learning_rate=3e-3,
+    max_steps=48,
+    per_device_train_batch_size=1,
+    gradient_accumulation_steps=1,
+    thought_dropout_iqa=1.0,
+    iqa_fraction=1.0,
+    seed=0,
+    trainer_args={"logging_steps": 2, "save_steps": 1000, "lr_scheduler_type": "constant"},
+)
 
 
 @pytest.fixture(scope="session")
@@ -211,8 +248,13 @@ def realvocab_sft_checkpoint(synthetic_kept, tmp_path_factory) -> Path:
 
     # The random-init tower, trained (measured: behind the frozen analytic tower the tests' noise images sit far
     # from the one training image and 16-24 steps never write `</answer>` for them).
-    base = build_tiny_model(tmp_path_factory.mktemp("realvocab_random_tower"), seed=0, analytic_tower=False,
-                            tokenizer=qwen_vocab.build_tokenizer(), vocab_size=qwen_vocab.CONFIG_VOCAB_SIZE)
+    base = build_tiny_model(
+        tmp_path_factory.mktemp("realvocab_random_tower"),
+        seed=0,
+        analytic_tower=False,
+        tokenizer=qwen_vocab.build_tokenizer(),
+        vocab_size=qwen_vocab.CONFIG_VOCAB_SIZE,
+    )
     rows = [next(k for k in synthetic_kept if k.task == "iqa")]
     out = tmp_path_factory.mktemp("realvocab_sft")
     result = run_sft(rows, base, SftConfig(**REALVOCAB_SFT_CFG), ModelConfig(freeze_vision=False), out)

@@ -1,4 +1,5 @@
 """Helpers for the end-to-end test: a tiny config, deployment runs, the Prefect API, killing a process tree."""
+
 from __future__ import annotations
 
 import os
@@ -37,9 +38,15 @@ TINY = {
 }
 
 # Only the samples stage, as small as it gets (two photos, one type and level, one manipulation).
-TINY_SAMPLES = {"samples.demo.max_refs": 2, "samples.demo.test_refs": 1, "samples.demo.validation_refs": 0,
-                "samples.demo.generated_refs": 0, "samples.demo.iqa_levels": [2],
-                "samples.demo.iqa_types": ["gblur"], "samples.demo.iaa_manipulations": ["tilt"]}
+TINY_SAMPLES = {
+    "samples.demo.max_refs": 2,
+    "samples.demo.test_refs": 1,
+    "samples.demo.validation_refs": 0,
+    "samples.demo.generated_refs": 0,
+    "samples.demo.iqa_levels": [2],
+    "samples.demo.iqa_types": ["gblur"],
+    "samples.demo.iaa_manipulations": ["tilt"],
+}
 
 
 def write_config(path: Path, run_dir: Path, extra: dict | None = None) -> Path:
@@ -141,8 +148,9 @@ def child_runs(client, parent_id) -> dict[str, list]:
     """Stage -> the flow runs linked to the parent flow run as its subflows (flow `tatar-<stage>`)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
-    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(str(parent_id))])))
+    runs = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[UUID(str(parent_id))]))
+    )
     flows = {f.id: f.name for f in client.read_flows()}
     out: dict[str, list] = {}
     for r in runs:
@@ -155,10 +163,14 @@ def submitting_workers(client, run_ids) -> dict[str, str]:
     from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventRelatedFilter
 
     ids = [f"prefect.flow-run.{i}" for i in run_ids]
-    page = client.read_events(filter=EventFilter(
-        occurred=EventOccurredFilter(since=datetime.now(timezone.utc) - timedelta(hours=2)),
-        event=EventNameFilter(name=["prefect.worker.submitted-flow-run"]),
-        related=EventRelatedFilter(id=ids)), limit=50)
+    page = client.read_events(
+        filter=EventFilter(
+            occurred=EventOccurredFilter(since=datetime.now(timezone.utc) - timedelta(hours=2)),
+            event=EventNameFilter(name=["prefect.worker.submitted-flow-run"]),
+            related=EventRelatedFilter(id=ids),
+        ),
+        limit=50,
+    )
     out = {}
     for e in page.events:
         for r in e.related:
@@ -172,9 +184,12 @@ def api(services, path: str, body: dict | None = None):
     import json
     import urllib.request
 
-    req = urllib.request.Request(f"{services.api_url}/{path}", method="POST" if body is not None else "GET",
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{services.api_url}/{path}",
+        method="POST" if body is not None else "GET",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
 
@@ -193,6 +208,7 @@ def run_artifacts(services, run_id: str) -> dict[str, dict]:
 
 
 def run_log_messages(services, run_id: str) -> list[str]:
-    logs = api(services, "logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC",
-                                        "limit": 200})
+    logs = api(
+        services, "logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200}
+    )
     return [lg["message"] for lg in logs]

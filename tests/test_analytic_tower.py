@@ -1,6 +1,7 @@
 """Tests of the analytic vision tower: every feature moves the right way as its targeted distortion gets stronger
 (skimage astronaut, centre square, 128 px, through the embedded model's quality-view processor), plus structure.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,7 +44,9 @@ EXPECT = {
     "G.chr_rel": [("desat", -1)],
     "L.logY": [("darken", -1)],
     "G.logY": [("darken", -1)],
-    "L.R": [("darken", -1)], "L.G": [("darken", -1)], "L.B": [("darken", -1)],
+    "L.R": [("darken", -1)],
+    "L.G": [("darken", -1)],
+    "L.B": [("darken", -1)],
     "L.d90": [("darken", +1)],
     "L.d50": [("darken", +1)],
     "G.d50": [("darken", +1)],
@@ -51,8 +54,15 @@ EXPECT = {
 }
 # distortions whose effect on the feature is only strongly ordered (L0 vs L5), not monotone over all levels:
 # pixelation at 3 / 6 px is not aligned with the 8-px grid; JPEG's blocks appear at q <= 10.
-ORDER_ONLY = {("G.blk_h", "jpeg"), ("G.blk_v", "jpeg"), ("L.zint", "pixelate"), ("G.zint", "pixelate"),
-              ("G.zint", "contrast"), ("L.zint", "contrast"), ("G.zint", "awgn")}
+ORDER_ONLY = {
+    ("G.blk_h", "jpeg"),
+    ("G.blk_v", "jpeg"),
+    ("L.zint", "pixelate"),
+    ("G.zint", "pixelate"),
+    ("G.zint", "contrast"),
+    ("L.zint", "contrast"),
+    ("G.zint", "awgn"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +71,37 @@ def tower():
     from types import SimpleNamespace
 
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    from tatar_core.demo.tiny import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, MERGE, PATCH, TEMPORAL, TEXT_CONFIG, \
-        VISION_CONFIG
 
-    cfg = Qwen2_5_VLConfig(text_config=dict(TEXT_CONFIG, vocab_size=3100), vision_config=dict(VISION_CONFIG),
-                           image_token_id=3000, video_token_id=3001, vision_start_token_id=3002,
-                           vision_end_token_id=3003)
+    from tatar_core.demo.tiny import (
+        DEFAULT_MAX_PIXELS,
+        DEFAULT_MIN_PIXELS,
+        MERGE,
+        PATCH,
+        TEMPORAL,
+        TEXT_CONFIG,
+        VISION_CONFIG,
+    )
+
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(TEXT_CONFIG, vocab_size=3100),
+        vision_config=dict(VISION_CONFIG),
+        image_token_id=3000,
+        video_token_id=3001,
+        vision_start_token_id=3002,
+        vision_end_token_id=3003,
+    )
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
     from tatar_core.demo.view import QualityViewImageProcessor
 
-    proc = SimpleNamespace(image_processor=QualityViewImageProcessor(
-        patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
-        size={"shortest_edge": DEFAULT_MIN_PIXELS, "longest_edge": DEFAULT_MAX_PIXELS}))
+    proc = SimpleNamespace(
+        image_processor=QualityViewImageProcessor(
+            patch_size=PATCH,
+            merge_size=MERGE,
+            temporal_patch_size=TEMPORAL,
+            size={"shortest_edge": DEFAULT_MIN_PIXELS, "longest_edge": DEFAULT_MAX_PIXELS},
+        )
+    )
     lm_before = {k: v.clone() for k, v in model.model.language_model.state_dict().items()}
     at.install_analytic_tower(model, seed=0)
     return model, proc, lm_before
@@ -131,9 +159,9 @@ def test_merger_output_is_features_on_orthonormal_directions(tower):
     with torch.no_grad():
         out = model.model.visual(px["pixel_values"], grid_thw=px["image_grid_thw"]).pooler_output
     z = at.tower_features(model, proc, [img], pool=False)
-    assert out.shape == (32, 128) and z.shape == (32, len(at.FEATURE_NAMES))   # 16 quality + 16 global tokens
+    assert out.shape == (32, 128) and z.shape == (32, len(at.FEATURE_NAMES))  # 16 quality + 16 global tokens
     # |out|^2 = |z|^2 + CONST_OUT^2 because the directions are orthonormal
-    np.testing.assert_allclose(out.double().pow(2).sum(-1).numpy(), (z ** 2).sum(-1) + at.CONST_OUT ** 2, rtol=1e-3)
+    np.testing.assert_allclose(out.double().pow(2).sum(-1).numpy(), (z**2).sum(-1) + at.CONST_OUT**2, rtol=1e-3)
 
 
 def test_deterministic_per_seed_and_language_model_untouched(tower):
@@ -161,7 +189,8 @@ def test_probe_script_reads_quality_from_the_tower_features(tmp_path):
     from tatar_core.demo.data import IQA_DISTORTIONS, build_demo_samples
 
     spec = importlib.util.spec_from_file_location(
-        "tower_stats", Path(__file__).resolve().parents[1] / "scripts" / "analytic_tower_stats.py")
+        "tower_stats", Path(__file__).resolve().parents[1] / "scripts" / "analytic_tower_stats.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     run = tmp_path / "run"

@@ -1,4 +1,6 @@
-"""Benchmark runner (real Scorer on the tiny model, real Parquet) and the report (table, paper column, scatter PNGs)."""
+"""Benchmark runner (real Scorer on the tiny model, real Parquet) and the report (table, paper column, scatter
+PNGs)."""
+
 from __future__ import annotations
 
 import math
@@ -11,9 +13,9 @@ from PIL import Image
 from data_contracts.config.samples import DatasetSource
 from data_contracts.parquet_io import read_records, write_records
 from data_contracts.records import MetricRecord, PredictionRecord, SkippedRecord
-from tatar_core.benchmark.run import load_benchmark, run_benchmark, score_benchmark, summarize
 from tatar_core.benchmark.metrics import compute_metrics
 from tatar_core.benchmark.report import format_table, paper_means, paper_row, write_report
+from tatar_core.benchmark.run import load_benchmark, run_benchmark, score_benchmark, summarize
 from tatar_core.samples.specs import DATASET_SPECS
 
 
@@ -67,17 +69,29 @@ def _preds(benchmark: str, task: str, n: int, noise: float, seed: int, fail_ever
     for i in range(n):
         gt = float(rng.uniform(0, 100))
         failed = fail_every and i % fail_every == 0
-        out.append(PredictionRecord(
-            benchmark=benchmark, sample_id=f"{benchmark}:{i}", image_path=f"/img/{i}.png", task=task, gt=gt,
-            pred=None if failed else float(np.clip(gt + rng.normal(0, noise), 0, 100)),
-            parse="failed" if failed else ("lenient" if i % 9 == 1 else "strict"),
-            completion="<think>x</think><answer>1</answer>", n_words=5 + i % 4))
+        out.append(
+            PredictionRecord(
+                benchmark=benchmark,
+                sample_id=f"{benchmark}:{i}",
+                image_path=f"/img/{i}.png",
+                task=task,
+                gt=gt,
+                pred=None if failed else float(np.clip(gt + rng.normal(0, noise), 0, 100)),
+                parse="failed" if failed else ("lenient" if i % 9 == 1 else "strict"),
+                completion="<think>x</think><answer>1</answer>",
+                n_words=5 + i % 4,
+            )
+        )
     return out
 
 
 def test_report_table_paper_column_means_and_scatter(tmp_path):
-    preds = (_preds("kadid", "iqa", 60, 10, 0, fail_every=12) + _preds("demo-iqa", "iqa", 40, 20, 1)
-             + _preds("FLICKR-AES", "iaa", 50, 30, 2) + _preds("tiny", "iaa", 2, 5, 3))
+    preds = (
+        _preds("kadid", "iqa", 60, 10, 0, fail_every=12)
+        + _preds("demo-iqa", "iqa", 40, 20, 1)
+        + _preds("FLICKR-AES", "iaa", 50, 30, 2)
+        + _preds("tiny", "iaa", 2, 5, 3)
+    )
     metrics = []
     for b, t in (("kadid", "iqa"), ("demo-iqa", "iqa"), ("FLICKR-AES", "iaa"), ("tiny", "iaa")):
         metrics.append(compute_metrics(b, t, [p for p in preds if p.benchmark == b], n_skipped=1, bootstrap=100))
@@ -125,22 +139,43 @@ def test_benchmarks_from_samples_groups_test_split_by_source(tmp_path):
     from data_contracts.records import SampleRecord
     from tatar_core.benchmark.run import benchmarks_from_samples
 
-    rows = [SampleRecord(sample_id=f"{src}/{i}", image_path=f"/x/{src}{i}.png", task=task, score=10.0 * i, split=split,
-                         source=src, ref_id=f"r{i}")
-            for i, (src, task, split) in enumerate([("demo-iqa", "iqa", "test"), ("demo-iqa", "iqa", "train"),
-                                                    ("demo-iaa", "iaa", "test"), ("demo-iqa", "iqa", "test")])]
+    rows = [
+        SampleRecord(
+            sample_id=f"{src}/{i}",
+            image_path=f"/x/{src}{i}.png",
+            task=task,
+            score=10.0 * i,
+            split=split,
+            source=src,
+            ref_id=f"r{i}",
+        )
+        for i, (src, task, split) in enumerate(
+            [
+                ("demo-iqa", "iqa", "test"),
+                ("demo-iqa", "iqa", "train"),
+                ("demo-iaa", "iaa", "test"),
+                ("demo-iqa", "iqa", "test"),
+            ]
+        )
+    ]
     groups = benchmarks_from_samples(rows)
     assert [(n, t, [s.sample_id for s in ss]) for n, t, ss in groups] == [
-        ("demo-iaa", "iaa", ["demo-iaa/2"]), ("demo-iqa", "iqa", ["demo-iqa/0", "demo-iqa/3"])]
+        ("demo-iaa", "iaa", ["demo-iaa/2"]),
+        ("demo-iqa", "iqa", ["demo-iqa/0", "demo-iqa/3"]),
+    ]
     photo = dict(image_path="/x/p.png", task="iqa", score=50.0, split="train", source="demo-iqa")
-    rows += [SampleRecord(sample_id="photo", ref_id="china", meta='{"type": "gblur"}', **photo),
-             SampleRecord(sample_id="gen", ref_id="gen-deadleaves-000", meta='{"generated": "deadleaves"}', **photo)]
+    rows += [
+        SampleRecord(sample_id="photo", ref_id="china", meta='{"type": "gblur"}', **photo),
+        SampleRecord(sample_id="gen", ref_id="gen-deadleaves-000", meta='{"generated": "deadleaves"}', **photo),
+    ]
     in_sample = benchmarks_from_samples(rows, "train_photos")  # the train photos' own rows, generated refs left out
     assert [(n, [s.sample_id for s in ss]) for n, _, ss in in_sample] == [
-        ("demo-iqa-train-photos", ["demo-iqa/1", "photo"])]
+        ("demo-iqa-train-photos", ["demo-iqa/1", "photo"])
+    ]
     root = _kadid(tmp_path / "k")
-    name, task, samples, _ = load_benchmark(DatasetSource(name="kadid", root=str(root), split="train", alias="kd"),
-                                            progress=False)
+    name, task, samples, _ = load_benchmark(
+        DatasetSource(name="kadid", root=str(root), split="train", alias="kd"), progress=False
+    )
     assert name == "kd" and samples == []  # refs 3 and 12 are both TATAR test refs: an explicit split is kept
 
 
@@ -148,8 +183,11 @@ def test_report_says_in_sample_for_the_train_photos(tmp_path):
     from tatar_core.benchmark.report import format_table, write_report
 
     def metrics(bench):
-        return [MetricRecord(benchmark=bench, task="iqa", n=4, n_valid=4, n_skipped=0, srcc=0.5, plcc=0.5, model=m)
-                for m in ("grpo", "sft")]
+        return [
+            MetricRecord(benchmark=bench, task="iqa", n=4, n_valid=4, n_skipped=0, srcc=0.5, plcc=0.5, model=m)
+            for m in ("grpo", "sft")
+        ]
+
     assert "Held-out, every model" in format_table(metrics("demo-iqa"))
     assert "In-sample, every model" in format_table(metrics("demo-iqa-train-photos"))
     text = write_report(metrics("demo-iqa-train-photos"), [], tmp_path).read_text()
@@ -204,14 +242,29 @@ def test_report_has_a_per_size_table_for_a_family_of_sized_sets(tmp_path):
     for bench, (w, h) in sizes.items():
         path = tmp_path / f"{bench}.png"
         Image.new("RGB", (w, h)).save(path)
-        preds.append(PredictionRecord(benchmark=bench, sample_id=f"{bench}/0", image_path=str(path), task="iqa",
-                                      gt=50.0, pred=50.0, parse="strict", completion="", n_words=0, model="grpo"))
+        preds.append(
+            PredictionRecord(
+                benchmark=bench,
+                sample_id=f"{bench}/0",
+                image_path=str(path),
+                task="iqa",
+                gt=50.0,
+                pred=50.0,
+                parse="strict",
+                completion="",
+                n_words=0,
+                model="grpo",
+            )
+        )
         for model, srcc in (("grpo", 0.8), ("random_forest", 0.75), ("laplacian", 0.2)):
-            metrics.append(MetricRecord(benchmark=bench, task="iqa", n=4, n_valid=4, n_skipped=0, srcc=srcc,
-                                        plcc=0.5, model=model))
+            metrics.append(
+                MetricRecord(
+                    benchmark=bench, task="iqa", n=4, n_valid=4, n_skipped=0, srcc=srcc, plcc=0.5, model=model
+                )
+            )
     lines = size_section(metrics, preds)
     text = "\n".join(lines)
-    assert "### set" in text and "### other" not in text   # a lone set is no family
+    assert "### set" in text and "### other" not in text  # a lone set is no family
     rows = [line for line in lines if line.startswith("| set")]
     assert [r.split(" | ")[1] for r in rows] == ["96x128 portrait", "128x128 square", "512x384 landscape"]
     assert all(r.rstrip(" |").endswith("0.050") for r in rows)

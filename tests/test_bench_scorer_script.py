@@ -1,4 +1,5 @@
 """scripts/bench_scorer.py runs end to end on a few demo images and prints every speed and both ratios."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,5 +1,6 @@
 """Benchmark shards: the longest-processing-time split, and the benchmark stage with `num_gpus: 2` on CPU as two real
 scoring-worker processes (one killed with SIGKILL, then rerun alone) giving exactly the one-process results."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,10 @@ def test_lpt_split_balances_cost_and_keeps_every_item_once():
     assert lpt_split([1.0, 5.0], 3) == [[1], [0], []]
     with pytest.raises(ValueError):
         lpt_split([1.0], 0)
-    assert shard_plan_text({"iqa": 6, "iaa": 2}, 2) == ["shard 1/2: 3 iqa + 1 iaa images, cost 8",
-                                                         "shard 2/2: 3 iqa + 1 iaa images, cost 8"]
+    assert shard_plan_text({"iqa": 6, "iaa": 2}, 2) == [
+        "shard 1/2: 3 iqa + 1 iaa images, cost 8",
+        "shard 2/2: 3 iqa + 1 iaa images, cost 8",
+    ]
 
 
 def test_shard_count_is_bounded_by_the_visible_gpus_and_the_images():
@@ -51,13 +54,25 @@ def _upstream(tmp_path, sft_checkpoint, synthetic_samples) -> dict[str, StageRes
         return StageResult(stage, folder, m, cached=True)
 
     model = {"model": sft_checkpoint.name}
-    return {"samples": result("samples", d, {"samples": "samples.parquet"}),
-            "sft": result("sft", sft_checkpoint.parent, model), "grpo": result("grpo", sft_checkpoint.parent, model)}
+    return {
+        "samples": result("samples", d, {"samples": "samples.parquet"}),
+        "sft": result("sft", sft_checkpoint.parent, model),
+        "grpo": result("grpo", sft_checkpoint.parent, model),
+    }
 
 
 def _cfg(num_gpus: int) -> PipelineConfig:
-    return PipelineConfig.model_validate({"benchmark": {
-        "num_gpus": num_gpus, "device": "cpu", "batch_size": 4, "bootstrap": 50, "baselines": ["laplacian"]}})
+    return PipelineConfig.model_validate(
+        {
+            "benchmark": {
+                "num_gpus": num_gpus,
+                "device": "cpu",
+                "batch_size": 4,
+                "bootstrap": 50,
+                "baselines": ["laplacian"],
+            }
+        }
+    )
 
 
 def _dump(records) -> list[str]:
@@ -65,8 +80,7 @@ def _dump(records) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_kill_one_rerun_it_alone_and_match_one_process(tmp_path, sft_checkpoint,
-                                                                         synthetic_samples):
+def test_two_cpu_processes_kill_one_rerun_it_alone_and_match_one_process(tmp_path, sft_checkpoint, synthetic_samples):
     from tatar_core.benchmark import stage
     from tatar_core.benchmark.shards import run_shards
 
@@ -85,9 +99,15 @@ def test_two_cpu_processes_kill_one_rerun_it_alone_and_match_one_process(tmp_pat
     shards, todo, in_process = stage.prepare_shards(_cfg(2), two, sets, {"grpo": sft_checkpoint}, [])
     assert len(shards) == 2 and not in_process and sum(s.items for s in shards) == 8
     assert shards[0].cost == shards[1].cost == 12  # 4 iqa (1) + 4 iaa (5) split evenly
-    with pytest.raises(ShardFailed, match=r"(?s)1 of 2 shards did not finish \(1 finished.*shard 2/2 .*killed by SIGKILL"):
-        run_shards(shards, in_process=False, log=logs.append,
-                   on_start=lambda s, p: os.kill(p.pid, signal.SIGKILL) if s.index == 1 else None)
+    with pytest.raises(
+        ShardFailed, match=r"(?s)1 of 2 shards did not finish \(1 finished.*shard 2/2 .*killed by SIGKILL"
+    ):
+        run_shards(
+            shards,
+            in_process=False,
+            log=logs.append,
+            on_start=lambda s, p: os.kill(p.pid, signal.SIGKILL) if s.index == 1 else None,
+        )
     assert shards[0].done() and not shards[1].done()
     first_mtime = shards[0].out.stat().st_mtime_ns
 
@@ -109,8 +129,9 @@ def test_two_cpu_processes_kill_one_rerun_it_alone_and_match_one_process(tmp_pat
     keys = [(p.model, p.benchmark, p.sample_id) for p in p2]
     assert len(keys) == len(set(keys)) == 8 + 4  # every image once per model; laplacian scores the 4 IQA
     assert _dump(p2) == _dump(p1)
-    assert _dump(read_records(two / "metrics.parquet", MetricRecord)) == \
-        _dump(read_records(one / "metrics.parquet", MetricRecord))
+    assert _dump(read_records(two / "metrics.parquet", MetricRecord)) == _dump(
+        read_records(one / "metrics.parquet", MetricRecord)
+    )
     assert "Scored by the transformers engine." in (two / "report.md").read_text()
 
 
@@ -118,20 +139,33 @@ def test_plan_prints_engine_and_shard_plan(tmp_path, synthetic_samples):
     from tatar_core.pipeline.plan import format_plan
     from tatar_core.pipeline.runner import Pipeline
 
-    cfg = PipelineConfig.model_validate({"run_dir": str(tmp_path / "run"), "benchmark": {
-        "num_gpus": 2, "engine": "vllm", "vllm": {"max_num_seqs": 64}}})
+    cfg = PipelineConfig.model_validate(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "benchmark": {"num_gpus": 2, "engine": "vllm", "vllm": {"max_num_seqs": 64}},
+        }
+    )
     text, _ = format_plan(cfg)
     assert "engine: vllm (offline LLM.generate; extra LLM arguments: {'max_num_seqs': 64})" in text
     assert "shards: 2 (benchmark.num_gpus); 2 scoring worker process(es)" in text
     assert "-m tatar_core.scoring.worker" in text and "when the samples stage has finished" in text
     pipe = Pipeline(cfg, log=lambda _: None)  # a finished samples stage: 4 iqa + 4 iaa test images
     d = pipe.dir("samples")
-    write_records([s.model_copy(update={"split": "test"}) for s in synthetic_samples[:8]], d / "samples.parquet",
-                  SampleRecord)
-    StageManifest(stage="samples", key=pipe.keys["samples"], code_version="x", outputs={"samples": "samples.parquet"}
-                  ).write(d)
+    write_records(
+        [s.model_copy(update={"split": "test"}) for s in synthetic_samples[:8]], d / "samples.parquet", SampleRecord
+    )
+    StageManifest(
+        stage="samples", key=pipe.keys["samples"], code_version="x", outputs={"samples": "samples.parquet"}
+    ).write(d)
     text, _ = format_plan(cfg)
     assert "shard 1/2: 2 iqa + 2 iaa images, cost 12" in text and "shard 2/2: 2 iqa + 2 iaa images, cost 12" in text
-    text, _ = format_plan(cfg.model_copy(update={"benchmark": cfg.benchmark.model_copy(
-        update={"num_gpus": 1, "engine": "transformers", "device": "cpu"})}))
+    text, _ = format_plan(
+        cfg.model_copy(
+            update={
+                "benchmark": cfg.benchmark.model_copy(
+                    update={"num_gpus": 1, "engine": "transformers", "device": "cpu"}
+                )
+            }
+        )
+    )
     assert "shards: 1 (benchmark.num_gpus); in this process" in text and "shard 1/1: 4 iqa + 4 iaa" in text

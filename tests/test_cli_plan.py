@@ -1,4 +1,5 @@
 """`tatar plan` validates a config on CPU without loading weights and prints the plan; `tatar summary` reads a run."""
+
 import subprocess
 import sys
 
@@ -7,7 +8,9 @@ from tatar_core.pipeline.keys import stage_keys
 
 
 def _tatar(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tatar_core.cli.main", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "tatar_core.cli.main", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_plan_paper_profile_prints_stages_keys_launch_and_missing_paths():
@@ -31,8 +34,10 @@ def test_plan_names_the_sft_score_token_loss_when_it_is_on():
 
 
 def test_plan_does_not_import_torch():
-    code = ("import sys; from tatar_core.cli.main import main; main(['plan', 'configs/paper.yaml']); "
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    code = (
+        "import sys; from tatar_core.cli.main import main; main(['plan', 'configs/paper.yaml']); "
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.stdout.strip().endswith("NO-TORCH"), p.stdout[-500:] + p.stderr[-500:]
 

@@ -1,5 +1,6 @@
 """One process fails, every process raises the same error at the next collective (no process waits forever):
 the rank reward's gather and the GRPO log callback's gather carry an error flag with each process's data."""
+
 from __future__ import annotations
 
 import threading
@@ -50,8 +51,15 @@ def _step(r: int, bad: bool):
     if bad:
         tasks[-1] = "bogus"  # a real validation failure of the task column, on this process only
     comps = [f"<think>x</think><answer>{40 + 10 * i + r}</answer>" for i in range(4)]
-    return dict(completions=comps, task=tasks, score=[30.0, 50.0, 70.0, 90.0], sample_id=[f"{r}-{i}" for i in range(4)],
-                prompts=[None] * 4, completion_ids=[[1]] * 4, trainer_state=None)
+    return dict(
+        completions=comps,
+        task=tasks,
+        score=[30.0, 50.0, 70.0, 90.0],
+        sample_id=[f"{r}-{i}" for i in range(4)],
+        prompts=[None] * 4,
+        completion_ids=[[1]] * 4,
+        trainer_state=None,
+    )
 
 
 def test_a_reward_error_on_one_process_is_raised_by_every_process_at_the_rank_gather():
@@ -70,8 +78,12 @@ def test_a_reward_error_on_one_process_is_raised_by_every_process_at_the_rank_ga
     assert all(isinstance(e, CollectiveError) for e in got), got  # neither process is left waiting
     for r, e in enumerate(got):
         msg = str(e)
-        assert "rank reward failed on 1 of 2 process(es): process 1: reward 'score': ValueError: row 3: task must be" \
-               in msg and "'bogus'" in msg and f"this is process {r}" in msg
+        assert (
+            "rank reward failed on 1 of 2 process(es): process 1: reward 'score': ValueError: row 3: task must be"
+            in msg
+            and "'bogus'" in msg
+            and f"this is process {r}" in msg
+        )
 
 
 def test_log_callback_gather_raises_everywhere():
@@ -88,28 +100,38 @@ def test_log_callback_gather_raises_everywhere():
         return gather_guarded(gather, "GRPO log callback", summary)
 
     got = _in_threads(proc)
-    assert all(isinstance(e, CollectiveError) and "process 0: KeyError: 'reward stats lost'" in str(e) for e in got), got
+    assert all(isinstance(e, CollectiveError) and "process 0: KeyError: 'reward stats lost'" in str(e) for e in got), (
+        got
+    )
 
 
 FAULT_ENTRY = Path(__file__).parent / "faults" / "bad_task_entry.py"
 
 
 @pytest.mark.slow
-def test_two_processes_one_fails_in_the_reward_both_exit_with_its_error(sft_checkpoint, synthetic_samples, tmp_path,
-                                                                        monkeypatch):
+def test_two_processes_one_fails_in_the_reward_both_exit_with_its_error(
+    sft_checkpoint, synthetic_samples, tmp_path, monkeypatch
+):
     real = launch.launch_command
 
     def with_fault(*a, **kw):  # the same command, running the test's fault-injecting entry instead
         cmd = real(*a, **kw)
         i = cmd.index("tatar_core.training.entry")
-        return cmd[: i - 1] + [str(FAULT_ENTRY)] + cmd[i + 1:]
+        return cmd[: i - 1] + [str(FAULT_ENTRY)] + cmd[i + 1 :]
 
     monkeypatch.setattr(launch, "launch_command", with_fault)
     marker = tmp_path / "fault_at"
     monkeypatch.setenv("TATAR_FAULT_MARKER", str(marker))
-    cfg = GrpoConfig(max_steps=2, num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2,
-                     max_completion_length=32, seed=0, trainer_args={"save_steps": 100},
-                     launch=LaunchConfig(mode="accelerate", num_processes=2, cpu=True))
+    cfg = GrpoConfig(
+        max_steps=2,
+        num_generations=4,
+        prompts_per_step=4,
+        min_iaa_images_per_step=2,
+        max_completion_length=32,
+        seed=0,
+        trainer_args={"save_steps": 100},
+        launch=LaunchConfig(mode="accelerate", num_processes=2, cpu=True),
+    )
     from tatar_core.training.grpo import run_grpo
 
     with pytest.raises(launch.LaunchError) as info:
@@ -118,7 +140,9 @@ def test_two_processes_one_fails_in_the_reward_both_exit_with_its_error(sft_chec
     assert ended - float(marker.read_text()) < 20  # the job ended seconds after the fault, not at a timeout
     msg = str(info.value)
     said = msg.split("last output:")[0]  # the job's own exception lines, first in the stage's error
-    assert "CollectiveError: rank reward failed on 1 of 2 process(es): process 1: reward 'score': ValueError: row" in said
+    assert (
+        "CollectiveError: rank reward failed on 1 of 2 process(es): process 1: reward 'score': ValueError: row" in said
+    )
     assert "'bogus'" in said
     for r in (0, 1):  # both processes raised it (process 0 no longer dies of "connection closed by peer")
         assert f"this is process {r})" in said

@@ -1,4 +1,5 @@
 """Configs fail early naming the key; Parquet files are validated naming file, column and row."""
+
 import polars as pl
 import pytest
 
@@ -47,7 +48,9 @@ def test_the_run_seed_is_every_seeded_sections_default():
     seeds = lambda c: (c.model.seed, c.samples.demo.seed, c.sft.seed, c.grpo.seed, c.benchmark.seed)  # noqa: E731
     assert seeds(load_config("configs/demo.yaml", {"seed": 2})) == (2, 2, 2, 2, 2)
     assert seeds(load_config("configs/demo.yaml", {"seed": 2, "sft.seed": 5})) == (2, 2, 5, 2, 2)
-    assert PipelineConfig().sft.seed == PipelineConfig(sft={}).sft.seed  # no top-level seed: the sections' own defaults
+    assert (
+        PipelineConfig().sft.seed == PipelineConfig(sft={}).sft.seed
+    )  # no top-level seed: the sections' own defaults
 
 
 def test_grpo_iaa_images_per_step_validated():

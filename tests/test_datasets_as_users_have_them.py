@@ -1,6 +1,7 @@
 """Datasets as users have them: `tatar run` shows a dataset error as one line (exit 2); `tatar plan` runs the loader's
 own spec checks (name, label file, image folder under the root) without reading images; an unparsable label row is
 reported once, in the split it belongs to, or as "unknown" (counted in no split)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,9 +23,11 @@ TEST_REF = sorted(KADID_TEST_REFS)[0]  # e.g. I03
 
 def _kadid(root: Path) -> Path:
     """A KADID-format folder: 2 train + 2 test images, a bad train row, a bad test row, and a row with no names."""
-    rows = [f"I01_01_0{i}.png,I01.png,{2 + i},0" for i in (1, 2)] + \
-           [f"{TEST_REF}_01_0{i}.png,{TEST_REF}.png,{2 + i},0" for i in (1, 2)] + \
-           ["I01_02_01.png,I01.png,n/a,0", f"{TEST_REF}_02_01.png,{TEST_REF}.png,,0", ",,,"]
+    rows = (
+        [f"I01_01_0{i}.png,I01.png,{2 + i},0" for i in (1, 2)]
+        + [f"{TEST_REF}_01_0{i}.png,{TEST_REF}.png,{2 + i},0" for i in (1, 2)]
+        + ["I01_02_01.png,I01.png,n/a,0", f"{TEST_REF}_02_01.png,{TEST_REF}.png,,0", ",,,"]
+    )
     (root / "images").mkdir(parents=True)
     (root / "dmos.csv").write_text("dist_img,ref_img,dmos,var\n" + "\n".join(rows) + "\n")
     for line in rows[:4]:
@@ -33,8 +36,10 @@ def _kadid(root: Path) -> Path:
 
 
 def _config(tmp_path: Path, datasets: list[dict]) -> Path:
-    cfg = load_config("configs/demo.yaml", {"run_dir": str(tmp_path / "run"), "samples.source": "datasets",
-                                            "samples.datasets": datasets})
+    cfg = load_config(
+        "configs/demo.yaml",
+        {"run_dir": str(tmp_path / "run"), "samples.source": "datasets", "samples.datasets": datasets},
+    )
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     return path
@@ -50,8 +55,13 @@ def test_a_bad_label_row_is_reported_once_in_its_own_split(tmp_path):
     assert len(train.samples) == 2 and len(test.samples) == 2
 
     # one samples stage over both splits: each row once, with its split
-    cfg = _config(tmp_path, [{"name": "kadid", "root": str(root), "split": "train"},
-                             {"name": "kadid", "root": str(root), "split": "test"}])
+    cfg = _config(
+        tmp_path,
+        [
+            {"name": "kadid", "root": str(root), "split": "train"},
+            {"name": "kadid", "root": str(root), "split": "test"},
+        ],
+    )
     assert tatar(["run", str(cfg), "--stage", "samples"]) == 0
     (skipped,) = Path(tmp_path / "run" / "samples").glob("*/skipped.parquet")
     got = pl.read_parquet(skipped).sort("item")
@@ -73,9 +83,11 @@ def test_plan_runs_the_loaders_spec_checks(tmp_path, capsys):
     good = {"name": "kadid", "root": str(root)}
     cfg = load_config(_config(tmp_path, [good]))
     assert missing_paths(cfg) == []
-    for ds, says in (({**good, "name": "konik"}, "unknown dataset 'konik'"),
-                     ({**good, "root": str(root.parent)}, "label file not found"),  # one folder too high
-                     ({**good, "root": str(root / "images")}, "label file not found")):  # one folder too low
+    for ds, says in (
+        ({**good, "name": "konik"}, "unknown dataset 'konik'"),
+        ({**good, "root": str(root.parent)}, "label file not found"),  # one folder too high
+        ({**good, "root": str(root / "images")}, "label file not found"),
+    ):  # one folder too low
         cfg = _config(tmp_path, [ds])
         problems = missing_paths(load_config(cfg))
         assert len(problems) == 1 and problems[0].startswith("samples.datasets[0]") and says in problems[0], problems

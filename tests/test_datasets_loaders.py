@@ -1,5 +1,6 @@
 """Dataset loaders on fixture files written here in each native format (csv, xlsx, AVA.txt votes, per-ref txt,
 json list, whitespace txt, table CSV/Parquet), with tiny images written by PIL, including bad inputs."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ import pytest
 from PIL import Image
 
 from data_contracts.config.samples import DatasetSource
-from tatar_core.samples.specs import DATASET_SPECS, KADID_TEST_REFS, SCALE_PIPAL_ELO, DatasetError, declared_scale
 from tatar_core.samples.readers import load_dataset, read_split_file, select_subset
+from tatar_core.samples.specs import DATASET_SPECS, KADID_TEST_REFS, SCALE_PIPAL_ELO, DatasetError, declared_scale
 
 
 def img(path: Path, kind: str = "png", seed: int = 0) -> Path:
@@ -60,10 +61,15 @@ def test_declared_scale_is_required_for_list_and_table(tmp_path):
 
 def test_kadid_label_1_maps_to_0_and_split_by_reference(tmp_path):
     root = tmp_path / "kadid10k"
-    rows = [("I01_01_01.png", "I01.png", "1.0"), ("I01_01_02.png", "I01.png", "5.0"), ("I01_01_03.png", "I01.png", "3"),
-            ("I03_01_01.png", "I03.png", "4.2"), ("I03_02_01.png", "I03.png", "1.0"),
-            ("I02_01_01.png", "I02.png", "not-a-number"),  # unparsable row
-            ("I02_01_02.png", "I02.png", "2.0")]  # image missing on disk
+    rows = [
+        ("I01_01_01.png", "I01.png", "1.0"),
+        ("I01_01_02.png", "I01.png", "5.0"),
+        ("I01_01_03.png", "I01.png", "3"),
+        ("I03_01_01.png", "I03.png", "4.2"),
+        ("I03_02_01.png", "I03.png", "1.0"),
+        ("I02_01_01.png", "I02.png", "not-a-number"),  # unparsable row
+        ("I02_01_02.png", "I02.png", "2.0"),
+    ]  # image missing on disk
     (root).mkdir()
     (root / "dmos.csv").write_text("dist_img,ref_img,dmos,var\n" + "\n".join(f"{a},{b},{c},0.1" for a, b, c in rows))
     for a, _, _ in rows[:5]:
@@ -85,7 +91,8 @@ def test_kadid_label_1_maps_to_0_and_split_by_reference(tmp_path):
     both = load_dataset(DatasetSource(name="kadid", root=str(root), split="all"), progress=False)
     assert len(both.samples) == 5
     assert {s.ref_id for s in both.samples if s.split == "test"}.isdisjoint(
-        {s.ref_id for s in both.samples if s.split == "train"})
+        {s.ref_id for s in both.samples if s.split == "train"}
+    )
     meta = json.loads(got["I01_01_03.png"].meta)
     assert meta["native"] == 3.0 and meta["scale"][:2] == [1.0, 5.0]
 
@@ -123,8 +130,13 @@ def test_corrupt_image_is_skipped_with_reason(tmp_path):
 def test_koniq_official_set_column_and_mos_zscore(tmp_path):
     root = tmp_path / "koniq"
     hdr = "image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,MOS_zscore,set"
-    lines = [hdr, "a.jpg,0,0,1,2,0,3,3.48,0.5,68.73,training", "b.jpg,0,0,1,2,0,3,2.0,0.5,20.5,test",
-             "c.jpg,0,0,1,2,0,3,1.0,0.5,4.0,validation", "d.jpg,0,0,0,0,0,0,,,,test"]
+    lines = [
+        hdr,
+        "a.jpg,0,0,1,2,0,3,3.48,0.5,68.73,training",
+        "b.jpg,0,0,1,2,0,3,2.0,0.5,20.5,test",
+        "c.jpg,0,0,1,2,0,3,1.0,0.5,4.0,validation",
+        "d.jpg,0,0,0,0,0,0,,,,test",
+    ]
     root.mkdir()
     (root / "koniq10k_distributions_sets.csv").write_text("\n".join(lines) + "\n")
     for n in "abc":
@@ -146,17 +158,20 @@ def test_koniq_without_set_column_needs_split_file(tmp_path):
     root = tmp_path / "koniq"
     root.mkdir()
     (root / "koniq10k_scores_and_distributions.csv").write_text(
-        "image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,MOS_zscore\na.jpg,0,0,1,2,0,3,3.4,0.5,60\nb.jpg,0,0,1,2,0,3,2,0.5,30\n")
+        "image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,MOS_zscore\na.jpg,0,0,1,2,0,3,3.4,0.5,60\nb.jpg,0,0,1,2,0,3,2,0.5,30\n"
+    )
     for n in "ab":
         img(root / "1024x768" / f"{n}.jpg", "jpg")
     with pytest.raises(DatasetError, match="split_file"):
         load_dataset(DatasetSource(name="koniq", root=str(root), split="test"))
     (root / "koniq_test.json").write_text(json.dumps([{"image": "b.jpg", "gt_score": 30.0}]))
-    test = load_dataset(DatasetSource(name="koniq", root=str(root), split="test", split_file="koniq_test.json"),
-                        progress=False)
+    test = load_dataset(
+        DatasetSource(name="koniq", root=str(root), split="test", split_file="koniq_test.json"), progress=False
+    )
     assert [Path(s.image_path).name for s in test.samples] == ["b.jpg"]
-    train = load_dataset(DatasetSource(name="koniq", root=str(root), split="train", split_file="koniq_test.json"),
-                         progress=False)
+    train = load_dataset(
+        DatasetSource(name="koniq", root=str(root), split="train", split_file="koniq_test.json"), progress=False
+    )
     assert [Path(s.image_path).name for s in train.samples] == ["a.jpg"]
 
 
@@ -210,8 +225,9 @@ def test_pipal_per_reference_txt(tmp_path):
     assert len({s.split for s in res.samples if s.ref_id == "pipal:A0001"}) == 1  # split by reference
     assert any("A0002.txt:2" in s.item for s in res.skipped)
     (root / "test.txt").write_text("A0002_00_00.bmp\n")
-    test = load_dataset(DatasetSource(name="pipal", root=str(root), split="test", split_file="test.txt"),
-                        progress=False)
+    test = load_dataset(
+        DatasetSource(name="pipal", root=str(root), split="test", split_file="test.txt"), progress=False
+    )
     assert list(by_name(test.samples)) == ["A0002_00_00.bmp"]
 
 
@@ -221,10 +237,18 @@ def test_pipal_per_reference_txt(tmp_path):
 def test_artimuse_json_files_are_the_split(tmp_path):
     root = tmp_path / "artimuse"
     (root / "score").mkdir(parents=True)
-    (root / "score" / "train.json").write_text(json.dumps([
-        {"image": "people_1.jpg", "gt_score": 7.5, "aesthetic_attributes": {"composition_structure": "balanced"}},
-        {"image": "people_2.jpg", "gt_score": "oops"},
-    ]))
+    (root / "score" / "train.json").write_text(
+        json.dumps(
+            [
+                {
+                    "image": "people_1.jpg",
+                    "gt_score": 7.5,
+                    "aesthetic_attributes": {"composition_structure": "balanced"},
+                },
+                {"image": "people_2.jpg", "gt_score": "oops"},
+            ]
+        )
+    )
     (root / "score" / "test.json").write_text(json.dumps([{"image": "art_9.jpg", "gt_score": 10.0}]))
     for n in ("people_1.jpg", "people_2.jpg", "art_9.jpg"):
         img(root / "images" / n, "jpg")
@@ -234,7 +258,9 @@ def test_artimuse_json_files_are_the_split(tmp_path):
     assert any("train.json:[1]" in s.item for s in train.skipped)
     test = load_dataset(DatasetSource(name="artimuse10k", root=str(root), split="test"), progress=False)
     assert [(Path(s.image_path).name, s.score, s.split) for s in test.samples] == [("art_9.jpg", 100.0, "test")]
-    assert len(load_dataset(DatasetSource(name="artimuse10k", root=str(root), split="all"), progress=False).samples) == 2
+    assert (
+        len(load_dataset(DatasetSource(name="artimuse10k", root=str(root), split="all"), progress=False).samples) == 2
+    )
 
 
 # --------------------------------------------------------------------------------------------- AVA (vote counts)
@@ -287,7 +313,8 @@ def test_flickr_aes_txt_and_declared_0_2_to_1_list(tmp_path):
     root = tmp_path / "flickr"
     root.mkdir()
     (root / "FLICKR-AES_image_score.txt").write_text(
-        " farm1_a.jpg 1.0\nfarm1_b.jpg   5.0\nfarm1_c.jpg 3.0\nbroken-line\n")
+        " farm1_a.jpg 1.0\nfarm1_b.jpg   5.0\nfarm1_c.jpg 3.0\nbroken-line\n"
+    )
     for n in ("farm1_a.jpg", "farm1_b.jpg", "farm1_c.jpg"):
         img(root / "40K" / n, "jpg")
     with pytest.raises(DatasetError, match="split_file"):
@@ -297,19 +324,36 @@ def test_flickr_aes_txt_and_declared_0_2_to_1_list(tmp_path):
     assert got["farm1_a.jpg"].score == 0.0 and got["farm1_b.jpg"].score == 100.0 and got["farm1_c.jpg"].score == 50.0
     assert any("unparsable" in s.reason for s in allr.skipped)
     # TATAR's list stores score/5 (0.2–1.0): declared as such, NOT read as 0–10 (which would give 2..10)
-    (root / "FLICKR-AES.json").write_text(json.dumps([
-        {"image": "farm1_a.jpg", "gt_score": 0.2}, {"image": "farm1_b.jpg", "gt_score": 1.0},
-        {"image": "farm1_c.jpg", "gt_score": 0.6}]))
-    lst = load_dataset(DatasetSource(name="list", alias="flickr_aes", root=str(root), label_file="FLICKR-AES.json",
-                                     image_dir="40K", task="iaa", scale=(0.2, 1.0), split="test"),
-                       progress=False)
+    (root / "FLICKR-AES.json").write_text(
+        json.dumps(
+            [
+                {"image": "farm1_a.jpg", "gt_score": 0.2},
+                {"image": "farm1_b.jpg", "gt_score": 1.0},
+                {"image": "farm1_c.jpg", "gt_score": 0.6},
+            ]
+        )
+    )
+    lst = load_dataset(
+        DatasetSource(
+            name="list",
+            alias="flickr_aes",
+            root=str(root),
+            label_file="FLICKR-AES.json",
+            image_dir="40K",
+            task="iaa",
+            scale=(0.2, 1.0),
+            split="test",
+        ),
+        progress=False,
+    )
     got = by_name(lst.samples)
     assert got["farm1_a.jpg"].score == 0.0 and got["farm1_b.jpg"].score == 100.0
     assert got["farm1_c.jpg"].score == pytest.approx(50.0)
     assert {s.source for s in lst.samples} == {"flickr_aes"} and {s.split for s in lst.samples} == {"test"}
     # the same list used as the split file of the native labels
-    test = load_dataset(DatasetSource(name="flickr_aes", root=str(root), split="test", split_file="FLICKR-AES.json"),
-                        progress=False)
+    test = load_dataset(
+        DatasetSource(name="flickr_aes", root=str(root), split="test", split_file="FLICKR-AES.json"), progress=False
+    )
     assert len(test.samples) == 3
 
 
@@ -320,11 +364,22 @@ def test_list_iqa_label_1_is_bottom_and_string_scores(tmp_path):
     root = tmp_path / "bench"
     for n in ("x.png", "y.png", "z.png"):
         img(root / "imgs" / n)
-    (root / "PIPAL.json").write_text(json.dumps([
-        {"image": "x.png", "gt_score": 1.0}, {"img_path": "y.png", "gt_score": "4.675"}, {"image": "z.png"},
-        {"image": "missing.png", "gt_score": 2.0}]))
-    res = load_dataset(DatasetSource(name="list", root=str(root), label_file="PIPAL.json", image_dir="imgs",
-                                     task="iqa", scale=(1.0, 5.0)), progress=False)
+    (root / "PIPAL.json").write_text(
+        json.dumps(
+            [
+                {"image": "x.png", "gt_score": 1.0},
+                {"img_path": "y.png", "gt_score": "4.675"},
+                {"image": "z.png"},
+                {"image": "missing.png", "gt_score": 2.0},
+            ]
+        )
+    )
+    res = load_dataset(
+        DatasetSource(
+            name="list", root=str(root), label_file="PIPAL.json", image_dir="imgs", task="iqa", scale=(1.0, 5.0)
+        ),
+        progress=False,
+    )
     got = by_name(res.samples)
     assert got["x.png"].score == 0.0  # the reference's gt_to_100 would give 100
     assert got["y.png"].score == pytest.approx(91.875)
@@ -342,16 +397,28 @@ def test_table_csv_and_parquet_with_split_column_and_direction(tmp_path):
     root = tmp_path / "mine"
     for n in ("a.png", "b.png", "c.png"):
         img(root / n)
-    (root / "labels.csv").write_text("file,quality,split\na.png,0,train\nb.png,10,test\nc.png,2.5,test\nd.png,x,train\n")
-    src = dict(name="table", root=str(root), label_file="labels.csv", task="iqa", image_column="file",
-               score_column="quality", scale=(0.0, 10.0), higher_is_better=False)
+    (root / "labels.csv").write_text(
+        "file,quality,split\na.png,0,train\nb.png,10,test\nc.png,2.5,test\nd.png,x,train\n"
+    )
+    src = dict(
+        name="table",
+        root=str(root),
+        label_file="labels.csv",
+        task="iqa",
+        image_column="file",
+        score_column="quality",
+        scale=(0.0, 10.0),
+        higher_is_better=False,
+    )
     test = load_dataset(DatasetSource(**src, split="test"), progress=False)
     got = by_name(test.samples)
     assert got["b.png"].score == 0.0 and got["c.png"].score == 75.0  # lower is better: declared direction
     assert set(got) == {"b.png", "c.png"}
     pl.DataFrame({"image": [str(root / "a.png"), "b.png"], "score": [1.0, 3.0]}).write_parquet(root / "t.parquet")
-    res = load_dataset(DatasetSource(name="table", root=str(root), label_file="t.parquet", task="iaa",
-                                     scale=(1.0, 3.0)), progress=False)
+    res = load_dataset(
+        DatasetSource(name="table", root=str(root), label_file="t.parquet", task="iaa", scale=(1.0, 3.0)),
+        progress=False,
+    )
     assert [s.score for s in res.samples] == [0.0, 100.0] and {s.split for s in res.samples} == {"train"}
     with pytest.raises(DatasetError, match="missing column"):
         load_dataset(DatasetSource(name="table", root=str(root), label_file="labels.csv", task="iqa", scale=(0, 10)))
@@ -365,16 +432,22 @@ def test_table_type_and_ref_columns_give_groups_and_references(tmp_path):
     root = tmp_path / "mine"
     for n in ("a/gblur_1.png", "a/pristine_0.png", "b/gblur_1.png"):
         img(root / n)
-    (root / "labels.csv").write_text("image,score,type,ref\na/gblur_1.png,90.25,gblur,a\na/pristine_0.png,95,pristine,a\n"
-                                     "b/gblur_1.png,90.25,gblur,b\n")
-    res = load_dataset(DatasetSource(name="table", root=str(root), label_file="labels.csv", task="iqa", split="all",
-                                     scale=(0, 100)), progress=False)
+    (root / "labels.csv").write_text(
+        "image,score,type,ref\na/gblur_1.png,90.25,gblur,a\na/pristine_0.png,95,pristine,a\n"
+        "b/gblur_1.png,90.25,gblur,b\n"
+    )
+    res = load_dataset(
+        DatasetSource(name="table", root=str(root), label_file="labels.csv", task="iqa", split="all", scale=(0, 100)),
+        progress=False,
+    )
     got = {(Path(s.image_path).parent.name, Path(s.image_path).name): s for s in res.samples}
     assert [sample_group(got[k]) for k in sorted(got)] == ["gblur", "pristine", "gblur"]
     assert [got[k].ref_id for k in sorted(got)] == ["table:a", "table:a", "table:b"]
     (root / "plain.csv").write_text("image,score\na/gblur_1.png,90.25\n")
-    plain = load_dataset(DatasetSource(name="table", root=str(root), label_file="plain.csv", task="iqa", split="all",
-                                       scale=(0, 100)), progress=False).samples[0]
+    plain = load_dataset(
+        DatasetSource(name="table", root=str(root), label_file="plain.csv", task="iqa", split="all", scale=(0, 100)),
+        progress=False,
+    ).samples[0]
     assert sample_group(plain) == "" and plain.ref_id == "table:gblur_1"
 
 
@@ -389,7 +462,8 @@ def test_photo_iqa_set_script_writes_a_table_the_loader_reads(tmp_path):
     from tatar_core.demo.data import IQA_DISTORTIONS, LEVELS, iqa_score
 
     spec = importlib.util.spec_from_file_location(
-        "photo_iqa_set", Path(__file__).resolve().parents[1] / "scripts" / "photo_iqa_set.py")
+        "photo_iqa_set", Path(__file__).resolve().parents[1] / "scripts" / "photo_iqa_set.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     photos = tmp_path / "photos"
@@ -399,8 +473,17 @@ def test_photo_iqa_set_script_writes_a_table_the_loader_reads(tmp_path):
     assert mod.main([str(photos), "--out", str(tmp_path / "set"), "--sizes", "64x64", "96x48"]) == 0
     per_size = {}
     for tag, size in (("64x64", (64, 64)), ("96x48", (96, 48))):
-        res = load_dataset(DatasetSource(name="table", root=str(tmp_path / "set"), label_file=f"labels-{tag}.csv",
-                                         task="iqa", split="all", scale=(0, 100)), progress=False)
+        res = load_dataset(
+            DatasetSource(
+                name="table",
+                root=str(tmp_path / "set"),
+                label_file=f"labels-{tag}.csv",
+                task="iqa",
+                split="all",
+                scale=(0, 100),
+            ),
+            progress=False,
+        )
         assert not res.skipped and len(res.samples) == 2 * (1 + len(IQA_DISTORTIONS) * len(LEVELS))
         assert {sample_group(s) for s in res.samples} == set(IQA_DISTORTIONS) | {"pristine"}
         for s in res.samples:
@@ -408,12 +491,16 @@ def test_photo_iqa_set_script_writes_a_table_the_loader_reads(tmp_path):
             assert s.score == pytest.approx(iqa_score(t, int(lv)))
             assert s.ref_id == f"table:{Path(s.image_path).parent.name}"
             with Image.open(s.image_path) as im:
-                assert im.size == size   # distorted at this size, not resized afterwards
+                assert im.size == size  # distorted at this size, not resized afterwards
         per_size[tag] = res.samples
-    everything = load_dataset(DatasetSource(name="table", root=str(tmp_path / "set"), label_file="labels.csv",
-                                            task="iqa", split="all", scale=(0, 100)), progress=False)
+    everything = load_dataset(
+        DatasetSource(
+            name="table", root=str(tmp_path / "set"), label_file="labels.csv", task="iqa", split="all", scale=(0, 100)
+        ),
+        progress=False,
+    )
     assert len(everything.samples) == sum(len(v) for v in per_size.values())
-    with pytest.raises(SystemExit):   # a malformed size is a usage error
+    with pytest.raises(SystemExit):  # a malformed size is a usage error
         mod.main([str(photos), "--out", str(tmp_path / "y"), "--sizes", "64"])
     (tmp_path / "empty").mkdir()
     for bad in ("empty", "missing"):  # a usage error naming the folder, nothing written

@@ -1,4 +1,5 @@
 """Demo set generator: determinism, split by photo, labels, subsets."""
+
 import json
 from collections import defaultdict
 
@@ -9,12 +10,18 @@ from PIL import Image
 from data_contracts.config.samples import DemoDataConfig
 from data_contracts.parquet_io import read_records, write_records
 from data_contracts.records import SampleRecord
-from tatar_core.demo.data import (IAA_MANIPULATIONS, IQA_DISTORTIONS, IQA_MOS_1_5, PHOTOS, build_demo_samples,
-                                  iqa_score)
+from tatar_core.demo.data import IAA_MANIPULATIONS, IQA_DISTORTIONS, IQA_MOS_1_5, PHOTOS, build_demo_samples, iqa_score
 
-SMALL = dict(image_size=48, max_refs=3, test_refs=1, validation_refs=0, generated_refs=0,
-             iqa_types=["gblur", "awgn", "jpeg", "jp2k"], iqa_levels=[1, 3, 5],
-             iaa_manipulations=["original", "blotch", "tilt"])
+SMALL = dict(
+    image_size=48,
+    max_refs=3,
+    test_refs=1,
+    validation_refs=0,
+    generated_refs=0,
+    iqa_types=["gblur", "awgn", "jpeg", "jp2k"],
+    iqa_levels=[1, 3, 5],
+    iaa_manipulations=["original", "blotch", "tilt"],
+)
 
 
 def _files(root):
@@ -57,8 +64,12 @@ def test_records_are_valid_absolute_and_round_trip_parquet(tmp_path):
 
 
 def test_split_by_photo_never_shares_a_reference(tmp_path):
-    recs = build_demo_samples(DemoDataConfig(image_size=32, iqa_levels=[2], iaa_manipulations=["original"],
-                                             iqa_types=["gblur"], generated_refs=6), tmp_path)
+    recs = build_demo_samples(
+        DemoDataConfig(
+            image_size=32, iqa_levels=[2], iaa_manipulations=["original"], iqa_types=["gblur"], generated_refs=6
+        ),
+        tmp_path,
+    )
     refs = defaultdict(set)
     for r in recs:
         refs[r.split].add(r.ref_id)
@@ -75,12 +86,24 @@ def test_split_by_photo_never_shares_a_reference(tmp_path):
 
 
 def test_generated_kinds_are_cycled_in_the_configured_order(tmp_path):
-    cfg = DemoDataConfig(image_size=32, iqa_levels=[2], iaa_manipulations=[], iqa_types=["gblur"], generated_refs=5,
-                         generated_kinds=["pink_noise", "photo_crop"])
-    refs = sorted({r.ref_id for r in build_demo_samples(cfg, tmp_path) if r.ref_id.startswith("gen-")},
-                  key=lambda r: r[-3:])
-    assert refs == ["gen-pinknoise-000", "gen-photocrop-001", "gen-pinknoise-002", "gen-photocrop-003",
-                    "gen-pinknoise-004"]
+    cfg = DemoDataConfig(
+        image_size=32,
+        iqa_levels=[2],
+        iaa_manipulations=[],
+        iqa_types=["gblur"],
+        generated_refs=5,
+        generated_kinds=["pink_noise", "photo_crop"],
+    )
+    refs = sorted(
+        {r.ref_id for r in build_demo_samples(cfg, tmp_path) if r.ref_id.startswith("gen-")}, key=lambda r: r[-3:]
+    )
+    assert refs == [
+        "gen-pinknoise-000",
+        "gen-photocrop-001",
+        "gen-pinknoise-002",
+        "gen-photocrop-003",
+        "gen-pinknoise-004",
+    ]
     with pytest.raises(ValueError, match="generated_kinds"):
         DemoDataConfig(generated_kinds=["fractal"])
     with pytest.raises(ValueError, match="generated_kinds"):
@@ -128,7 +151,9 @@ def test_subset_selection_and_counts(tmp_path):
     per_photo = 1 + len(SMALL["iqa_types"]) * len(SMALL["iqa_levels"]) + len(SMALL["iaa_manipulations"])
     assert len(recs) == 3 * per_photo
     assert sum(r.split == "test" for r in recs) == per_photo
-    no_ref = build_demo_samples(cfg.model_copy(update={"iqa_reference": False, "iaa_manipulations": []}), tmp_path / "b")
+    no_ref = build_demo_samples(
+        cfg.model_copy(update={"iqa_reference": False, "iaa_manipulations": []}), tmp_path / "b"
+    )
     assert all(r.task == "iqa" and json.loads(r.meta)["level"] > 0 for r in no_ref)
 
 
@@ -145,8 +170,12 @@ def test_bad_selections_are_clear_errors(tmp_path):
 
 def test_distortions_change_pixels_more_with_level(tmp_path):
     """Every distortion departs further from the pristine photo as the level rises (mean abs difference)."""
-    recs = build_demo_samples(DemoDataConfig(image_size=64, max_refs=2, test_refs=1, validation_refs=0,
-                                             generated_refs=3, iaa_manipulations=[]), tmp_path)
+    recs = build_demo_samples(
+        DemoDataConfig(
+            image_size=64, max_refs=2, test_refs=1, validation_refs=0, generated_refs=3, iaa_manipulations=[]
+        ),
+        tmp_path,
+    )
     px = {r.sample_id: np.asarray(Image.open(r.image_path), dtype=np.float64) for r in recs}
     for ref in {r.ref_id for r in recs}:
         base = px[f"demo-iqa/{ref}/pristine/0"]
@@ -155,9 +184,17 @@ def test_distortions_change_pixels_more_with_level(tmp_path):
             assert d[0] > 0 and d[-1] > d[0], (ref, t, d)
 
 
-SIZED = dict(SMALL, iqa_types=["gblur", "jpeg"], iqa_levels=[2], iaa_manipulations=[], generated_refs=4,
-             train_long_side=(64, 160), train_aspects=[(4, 3), (3, 4)], train_photo_views=2,
-             eval_sizes=[(64, 64), (96, 72), (72, 96)])
+SIZED = dict(
+    SMALL,
+    iqa_types=["gblur", "jpeg"],
+    iqa_levels=[2],
+    iaa_manipulations=[],
+    generated_refs=4,
+    train_long_side=(64, 160),
+    train_aspects=[(4, 3), (3, 4)],
+    train_photo_views=2,
+    eval_sizes=[(64, 64), (96, 72), (72, 96)],
+)
 
 
 def test_sizes_train_references_drawn_and_held_out_photos_at_every_eval_size(tmp_path):
@@ -179,7 +216,7 @@ def test_sizes_train_references_drawn_and_held_out_photos_at_every_eval_size(tmp
         with Image.open(r.image_path) as im:
             assert im.size == {"demo-iqa": (64, 64), "demo-iqa-96x72": (96, 72), "demo-iqa-72x96": (72, 96)}[r.source]
     assert len({r.sample_id for r in recs}) == len(recs)
-    assert {r.ref_id for r in test} == {"rocket"}   # every size of a photo is that photo: split by photo
+    assert {r.ref_id for r in test} == {"rocket"}  # every size of a photo is that photo: split by photo
 
 
 def test_worker_processes_write_what_one_process_writes(tmp_path, monkeypatch):
@@ -188,7 +225,7 @@ def test_worker_processes_write_what_one_process_writes(tmp_path, monkeypatch):
     cfg = DemoDataConfig(**SIZED)
     one = dd.build_demo_samples(cfg, tmp_path / "one")
     monkeypatch.setattr(dd, "PARALLEL_MIN_IMAGES", 1)
-    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1})   # two cores even where the machine has one
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1})  # two cores even where the machine has one
     many = dd.build_demo_samples(cfg, tmp_path / "many")
     assert _files(tmp_path / "one") == _files(tmp_path / "many")
     strip = lambda recs, root: [r.model_copy(update={"image_path": r.image_path.replace(str(root), "")}) for r in recs]

@@ -1,4 +1,5 @@
 """tatar_core.images: loading (clear errors), downscaling, data URLs."""
+
 import base64
 import io
 

@@ -1,4 +1,5 @@
 """tatar_core.demo.measure: each measurement moves the right way under the distortion it should detect."""
+
 import math
 from dataclasses import fields
 

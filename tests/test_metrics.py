@@ -1,4 +1,5 @@
 """Metrics: SRCC (average ranks), PLCC, logistic-fitted PLCC, bootstrap CIs, NaN for n < 3."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,15 @@ import pytest
 from scipy import stats
 
 from data_contracts.records import MetricRecord, PredictionRecord
-from tatar_core.benchmark.metrics import bootstrap_ci, compute_metrics, fit_logistic, logistic4, plcc, plcc_logistic, srcc
+from tatar_core.benchmark.metrics import (
+    bootstrap_ci,
+    compute_metrics,
+    fit_logistic,
+    logistic4,
+    plcc,
+    plcc_logistic,
+    srcc,
+)
 
 
 def test_known_values_match_scipy():
@@ -83,15 +92,26 @@ def test_bootstrap_ci_contains_point_and_is_seeded():
 
 
 def _pred(i, gt, pred, parse="strict", words=10):
-    return PredictionRecord(benchmark="b", sample_id=str(i), image_path=f"/x/{i}.png", task="iqa", gt=gt, pred=pred,
-                            parse=parse, completion="...", n_words=words)
+    return PredictionRecord(
+        benchmark="b",
+        sample_id=str(i),
+        image_path=f"/x/{i}.png",
+        task="iqa",
+        gt=gt,
+        pred=pred,
+        parse=parse,
+        completion="...",
+        n_words=words,
+    )
 
 
 def test_compute_metrics_record():
     rng = np.random.default_rng(1)
     gts = rng.uniform(0, 100, 60)
-    preds = [_pred(i, float(g), float(g + rng.normal(0, 10)), "lenient" if i % 10 == 0 else "strict", i % 7)
-             for i, g in enumerate(gts)]
+    preds = [
+        _pred(i, float(g), float(g + rng.normal(0, 10)), "lenient" if i % 10 == 0 else "strict", i % 7)
+        for i, g in enumerate(gts)
+    ]
     preds.append(_pred(99, 50.0, None, "failed", 3))
     m = compute_metrics("b", "iqa", preds, n_skipped=4, bootstrap=200, seed=0)
     assert isinstance(m, MetricRecord)

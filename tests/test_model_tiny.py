@@ -1,5 +1,6 @@
 """The embedded tiny model: deterministic build, processor type (not a bare tokenizer), inputs with pixels,
 tokenizer facts (tags kept on decode, an IAA answer fits in 256 tokens), resolve_model caching and errors."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,15 @@ import pytest
 from PIL import Image
 
 from data_contracts.config.model import EMBEDDED_MODEL, ModelConfig
+from tatar_core.method.prompts import make_target
 from tatar_core.models.loading import (
-    build_inputs, embedded_model_dir, load_model_and_processor, load_processor, resolve_model,
+    build_inputs,
+    embedded_model_dir,
+    load_model_and_processor,
+    load_processor,
+    resolve_model,
 )
 from tatar_core.processor import ImageOnlyQwen2_5_VLProcessor
-from tatar_core.method.prompts import make_target
 
 
 def _img(size=128, colour=(120, 60, 30)):
@@ -74,8 +79,11 @@ def test_tags_survive_decoding_and_iaa_answer_fits(tiny_model_dir):
     tok = processor.tokenizer
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
     narrative = " ".join(
-        ["The composition balances the subject against a calm background, and warm light gives the scene a gentle"
-         " mood while colour harmony and texture support the theme."] * 5
+        [
+            "The composition balances the subject against a calm background, and warm light gives the scene a gentle"
+            " mood while colour harmony and texture support the theme."
+        ]
+        * 5
     )
     target = make_target(narrative, 73.42)
     assert 120 <= len(narrative.split()) <= 140

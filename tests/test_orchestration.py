@@ -1,5 +1,6 @@
 """The orchestration section, the dispatch mode, and the key check a stage run makes before any work (the routed
 runs themselves are in tests/test_e2e_prefect.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,13 +11,16 @@ from flows.stages import DEPLOYMENTS, StageRunFailed, check_key, dispatch_mode
 from tatar_core.pipeline.keys import stage_keys
 
 
-@pytest.mark.parametrize("overrides, named", [
-    ({"orchestration.mode": "k8s"}, "orchestration.mode"),
-    ({"orchestration.poll_seconds": 0}, "orchestration.poll_seconds"),
-    ({"orchestration.job_variables": {"sfft": {"env": {}}}}, "orchestration.job_variables.sfft"),
-    ({"orchestration.pool": "gpu"}, "unknown key 'orchestration.pool'"),
-    ({"sft.launch.python": "/envs/gpu/bin/python"}, "launch.python"),  # needs launch.mode: accelerate
-])
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        ({"orchestration.mode": "k8s"}, "orchestration.mode"),
+        ({"orchestration.poll_seconds": 0}, "orchestration.poll_seconds"),
+        ({"orchestration.job_variables": {"sfft": {"env": {}}}}, "orchestration.job_variables.sfft"),
+        ({"orchestration.pool": "gpu"}, "unknown key 'orchestration.pool'"),
+        ({"sft.launch.python": "/envs/gpu/bin/python"}, "launch.python"),  # needs launch.mode: accelerate
+    ],
+)
 def test_bad_orchestration_and_launch_settings_fail_at_load(overrides, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         load_config("configs/demo.yaml", overrides)
@@ -24,8 +28,14 @@ def test_bad_orchestration_and_launch_settings_fail_at_load(overrides, named):
 
 def test_settings_load_and_do_not_change_cache_keys():
     base = load_config("configs/demo.yaml")
-    cfg = load_config("configs/demo.yaml", {"orchestration.mode": "deployments", "orchestration.stage_timeout_s": 60,
-                                            "orchestration.job_variables": {"sft": {"env": {"NCCL_DEBUG": "INFO"}}}})
+    cfg = load_config(
+        "configs/demo.yaml",
+        {
+            "orchestration.mode": "deployments",
+            "orchestration.stage_timeout_s": 60,
+            "orchestration.job_variables": {"sft": {"env": {"NCCL_DEBUG": "INFO"}}},
+        },
+    )
     assert cfg.orchestration.job_variables["sft"] == {"env": {"NCCL_DEBUG": "INFO"}}
     assert stage_keys(cfg) == stage_keys(base)  # how stages are dispatched is not part of what they compute
 
@@ -50,10 +60,16 @@ def test_prefect_yaml_routes_each_stage_to_its_pool():
 
     deployments = {d["name"]: d for d in yaml.safe_load(open("prefect.yaml"))["deployments"]}
     pools = {name: d["work_pool"]["name"] for name, d in deployments.items()}
-    assert pools == {"full": "{{ $TATAR_CPU_POOL }}", "probes": "{{ $TATAR_CPU_POOL }}", "samples": "{{ $TATAR_CPU_POOL }}",
-                     "rationales": "{{ $TATAR_CPU_POOL }}", "filtered": "{{ $TATAR_CPU_POOL }}",
-                     "sft": "{{ $TATAR_GPU_POOL }}", "grpo": "{{ $TATAR_GPU_POOL }}",
-                     "benchmark": "{{ $TATAR_GPU_POOL }}"}
+    assert pools == {
+        "full": "{{ $TATAR_CPU_POOL }}",
+        "probes": "{{ $TATAR_CPU_POOL }}",
+        "samples": "{{ $TATAR_CPU_POOL }}",
+        "rationales": "{{ $TATAR_CPU_POOL }}",
+        "filtered": "{{ $TATAR_CPU_POOL }}",
+        "sft": "{{ $TATAR_GPU_POOL }}",
+        "grpo": "{{ $TATAR_GPU_POOL }}",
+        "benchmark": "{{ $TATAR_GPU_POOL }}",
+    }
     for stage, name in DEPLOYMENTS.items():  # the names the tatar flow starts
         flow_name, deployment = name.split("/")
         assert deployments[deployment]["entrypoint"] == f"flows/stages.py:{stage}" and flow_name == f"tatar-{stage}"

@@ -1,4 +1,5 @@
 """Answer parsing: numbers are read only inside a closed <answer> block; the score reward's `parse` switch."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,16 +27,19 @@ def test_no_closed_answer_block_is_a_failure_never_a_score(text):
     assert p.status == "failed" and p.score is None
 
 
-@pytest.mark.parametrize("text,want", [
-    ("<think>ok</think><answer>score: 73.5 (of 100)</answer>", 73.5),  # first number in the answer
-    ("<answer>10</answer> then <answer>```\n64\n```</answer>", 64.0),  # the last block, fence stripped
-    ('<think>x</think><answer>{"rating": 81.25}</answer>', 81.25),  # the reference evaluation's JSON form
-    ("<think>9 things</think> <answer>about 55</answer> trailing", 55.0),  # never a number from the thinking
-])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("<think>ok</think><answer>score: 73.5 (of 100)</answer>", 73.5),  # first number in the answer
+        ("<answer>10</answer> then <answer>```\n64\n```</answer>", 64.0),  # the last block, fence stripped
+        ('<think>x</think><answer>{"rating": 81.25}</answer>', 81.25),  # the reference evaluation's JSON form
+        ("<think>9 things</think> <answer>about 55</answer> trailing", 55.0),  # never a number from the thinking
+    ],
+)
 def test_lenient_reads_only_the_last_answer_block(text, want):
     assert parse_strict(text) is None
     assert parse_lenient(text) == want
-    assert parse_answer(text, lenient=True) .status == "lenient"
+    assert parse_answer(text, lenient=True).status == "lenient"
 
 
 def test_reference_rule_takes_the_first_block_even_with_text_around_it():
@@ -63,12 +67,27 @@ def test_parse_switch_is_checked_at_load(tmp_path):
 
 
 def test_benchmark_counts_truncated_completions_as_failures_not_lenient():
-    texts = ["<think>a</think><answer>40</answer>", "<think>b</think> <answer>60</answer> extra",
-             "<think>The 8 attributes suggest a strong", "<think>c</think><answer>80</answer>"]
+    texts = [
+        "<think>a</think><answer>40</answer>",
+        "<think>b</think> <answer>60</answer> extra",
+        "<think>The 8 attributes suggest a strong",
+        "<think>c</think><answer>80</answer>",
+    ]
     preds = []
     for i, t in enumerate(texts):
         p = parse_answer(t, lenient=True)
-        preds.append(PredictionRecord(benchmark="b", sample_id=str(i), image_path="x", task="iaa", gt=10.0 * i,
-                                      pred=p.score, parse=p.status, completion=t, n_words=len(t.split())))
+        preds.append(
+            PredictionRecord(
+                benchmark="b",
+                sample_id=str(i),
+                image_path="x",
+                task="iaa",
+                gt=10.0 * i,
+                pred=p.score,
+                parse=p.status,
+                completion=t,
+                n_words=len(t.split()),
+            )
+        )
     m = compute_metrics("b", "iaa", preds, bootstrap=0)
     assert (m.n, m.n_valid, m.n_lenient) == (4, 3, 1)

@@ -1,5 +1,6 @@
 """The probes grid (configs/probes.yaml, tatar_core.probes): intervals and verdicts, the config, deduplication of
 stage runs by cache key, and a 2-variant grid run on the tiny recipe through the same code as the Prefect flow."""
+
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from e2e_support import TINY  # tests/ is on the path
 
 from data_contracts import ConfigError
 from data_contracts.config import STAGES
@@ -15,9 +17,14 @@ from data_contracts.config.probes import load_probes
 from tatar_core.probes.grid import build_grid, plan_text
 from tatar_core.probes.run import InProcess, ProbesFailed, run_grid, run_probes
 from tatar_core.probes.stats import (
-    INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, bootstrap_interval, paired, t_interval, verdict,
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    bootstrap_interval,
+    paired,
+    t_interval,
+    verdict,
 )
-from e2e_support import TINY  # tests/ is on the path
 
 
 # ---------------------------------------------------------------- intervals
@@ -55,8 +62,9 @@ def test_shipped_probes_config_dedups_stage_runs_by_key():
     assert len(three.nodes) == 3 * len(one.nodes) and len(three.cells) == 27
     text = plan_text(three, "configs/probes.yaml")
     assert "75 distinct stage runs for 162 cell-stages" in text and "Estimated stage time left" in text
-    paper = plan_text(build_grid(load_probes("configs/probes.yaml", {"base": "configs/paper.yaml", "scale": {},
-                                                                      "seeds": [0]})))
+    paper = plan_text(
+        build_grid(load_probes("configs/probes.yaml", {"base": "configs/paper.yaml", "scale": {}, "seeds": [0]}))
+    )
     assert "No time estimate" in paper and "steps x batch 128" in paper
 
 
@@ -68,8 +76,12 @@ def test_probes_config_errors_name_the_problem(tmp_path):
 
     ok = {"base": "configs/demo.yaml", "probes": {"x": {"title": "t", "claim": "c", "variants": {"a": {}, "b": {}}}}}
     assert len(build_grid(load_probes(write(ok))).cells) == 6
-    bad = {**ok, "probes": {"x": {**ok["probes"]["x"], "comparisons": [
-        {"claim": "c", "better": "a", "worse": "zz", "task": "iqa"}]}}}
+    bad = {
+        **ok,
+        "probes": {
+            "x": {**ok["probes"]["x"], "comparisons": [{"claim": "c", "better": "a", "worse": "zz", "task": "iqa"}]}
+        },
+    }
     with pytest.raises(ConfigError, match="zz"):
         load_probes(write(bad))
     typo = {**ok, "probes": {"x": {**ok["probes"]["x"], "variants": {"a": {"sft.learnin_rate": 1}}}}}
@@ -90,20 +102,40 @@ def test_probes_config_errors_name_the_problem(tmp_path):
 def tiny_grid(tmp_path_factory):
     d = tmp_path_factory.mktemp("probes")
     probes = {  # the demo recipe at the tiny scale of the end-to-end test (its `scale` block)
-        "base": "configs/demo.yaml", "run_dir": str(d / "run"), "seeds": [0, 1], "parallel": 1,
+        "base": "configs/demo.yaml",
+        "run_dir": str(d / "run"),
+        "seeds": [0, 1],
+        "parallel": 1,
         "scale": {**TINY, "grpo.trainer_args": {"save_steps": 2}, "benchmark.compare": []},
-        "probes": {"table2": {
-            "title": "Table 2 (tiny)", "claim": "task-conditioned rewards beat rank-only", "source": "Table 2",
-            "curves": True,
-            "variants": {"rank_only": {"grpo.ablation": "rank_only"}, "task_conditioned": {}},
-            "paper": {"rank_only": {"iqa_srcc": 0.754, "iqa_plcc": 0.756, "iaa_srcc": 0.503, "iaa_plcc": 0.516},
-                      "task_conditioned": {"iqa_srcc": 0.767, "iqa_plcc": 0.765, "iaa_srcc": 0.510,
-                                           "iaa_plcc": 0.525}},
-            "comparisons": [{"claim": "IQA: 0.767 vs 0.754", "better": "task_conditioned", "worse": "rank_only",
-                             "task": "iqa"},
-                            {"claim": "fewer zero-variance groups", "better": "task_conditioned",
-                             "worse": "rank_only", "task": "iaa", "metric": "train_zero_std_frac",
-                             "direction": "lower"}]}},
+        "probes": {
+            "table2": {
+                "title": "Table 2 (tiny)",
+                "claim": "task-conditioned rewards beat rank-only",
+                "source": "Table 2",
+                "curves": True,
+                "variants": {"rank_only": {"grpo.ablation": "rank_only"}, "task_conditioned": {}},
+                "paper": {
+                    "rank_only": {"iqa_srcc": 0.754, "iqa_plcc": 0.756, "iaa_srcc": 0.503, "iaa_plcc": 0.516},
+                    "task_conditioned": {"iqa_srcc": 0.767, "iqa_plcc": 0.765, "iaa_srcc": 0.510, "iaa_plcc": 0.525},
+                },
+                "comparisons": [
+                    {
+                        "claim": "IQA: 0.767 vs 0.754",
+                        "better": "task_conditioned",
+                        "worse": "rank_only",
+                        "task": "iqa",
+                    },
+                    {
+                        "claim": "fewer zero-variance groups",
+                        "better": "task_conditioned",
+                        "worse": "rank_only",
+                        "task": "iaa",
+                        "metric": "train_zero_std_frac",
+                        "direction": "lower",
+                    },
+                ],
+            }
+        },
     }
     (d / "probes.yaml").write_text(yaml.safe_dump(probes, sort_keys=False))
     return build_grid(load_probes(d / "probes.yaml"))
@@ -135,8 +167,10 @@ def test_two_variant_grid_runs_each_key_once_and_reports(tiny_grid):
     assert set(verdicts["verdict"]) <= {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE}
     cells = pl.read_parquet(report.parent / "cells.parquet")
     assert cells.height == 4 and cells["finished"].all() and cells["iqa_valid"].is_not_nan().all()
-    assert cells.filter(pl.col("variant") == "rank_only")["sft_key"].to_list() == \
-        cells.filter(pl.col("variant") == "task_conditioned")["sft_key"].to_list()
+    assert (
+        cells.filter(pl.col("variant") == "rank_only")["sft_key"].to_list()
+        == cells.filter(pl.col("variant") == "task_conditioned")["sft_key"].to_list()
+    )
     assert (cells["iaa_train_zero_std_frac"].is_not_nan()).all()  # the group statistics reach the report
     assert {p.name for p in report.parent.glob("curves_*.png")} == {"curves_table2_iqa.png", "curves_table2_iaa.png"}
     html = report.read_text()

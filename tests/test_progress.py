@@ -1,11 +1,19 @@
 """Progress reporting without Prefect: ETA, progress lines, the terminal reporter's plain mode, the bar chooser,
 and the event lines a launched job sends its parent."""
+
 from __future__ import annotations
 
 import io
 
 from tatar_core.progress import (
-    EventEmitter, Meter, PlainBar, ProgressLines, TerminalReporter, dispatch_event, format_duration, progress_bar,
+    EventEmitter,
+    Meter,
+    PlainBar,
+    ProgressLines,
+    TerminalReporter,
+    dispatch_event,
+    format_duration,
+    progress_bar,
     progress_line,
 )
 
@@ -40,8 +48,12 @@ def test_terminal_reporter_prints_a_line_every_ten_seconds_of_silence_and_at_the
             rep.log("[sft] step 15/30 · loss 1.0")  # any line restarts the 10 s
         rep.progress("sft", step, 30, unit="steps")
     lines = out.getvalue().splitlines()
-    assert lines == ["[sft] 10/30 steps (33%) · ETA 20 s", "[sft] step 15/30 · loss 1.0",
-                     "[sft] 25/30 steps (83%) · ETA 5 s", "[sft] 30/30 steps (100%)"]
+    assert lines == [
+        "[sft] 10/30 steps (33%) · ETA 20 s",
+        "[sft] step 15/30 · loss 1.0",
+        "[sft] 25/30 steps (83%) · ETA 5 s",
+        "[sft] 30/30 steps (100%)",
+    ]
 
 
 def test_a_step_slower_than_ten_seconds_still_gets_a_line_every_ten_seconds():
@@ -60,10 +72,12 @@ def test_a_step_slower_than_ten_seconds_still_gets_a_line_every_ten_seconds():
     lines.progress("grpo", 20, 20, "steps")
     clock.t = 200.0
     assert lines.tick() is None  # finished: nothing left to wait for
-    assert out == ["[grpo] 1/20 steps (5%) · ETA 9 min 30 s · iaa reward 0.5",  # none at 0: 10 s had not passed
-                   "[grpo] 1/20 steps (5%) · ETA 9 min 20 s · iaa reward 0.5 · 10 s since the last step",
-                   "[grpo] 1/20 steps (5%) · ETA 9 min 08 s · iaa reward 0.5 · 22 s since the last step",
-                   "[grpo] 20/20 steps (100%)"]
+    assert out == [
+        "[grpo] 1/20 steps (5%) · ETA 9 min 30 s · iaa reward 0.5",  # none at 0: 10 s had not passed
+        "[grpo] 1/20 steps (5%) · ETA 9 min 20 s · iaa reward 0.5 · 10 s since the last step",
+        "[grpo] 1/20 steps (5%) · ETA 9 min 08 s · iaa reward 0.5 · 22 s since the last step",
+        "[grpo] 20/20 steps (100%)",
+    ]
 
 
 def test_plain_bar_off_a_terminal_and_tqdm_on_one():
@@ -75,8 +89,10 @@ def test_plain_bar_off_a_terminal_and_tqdm_on_one():
     for i in range(8):
         clock.t = 3.0 * (i + 1)
         bar.update(8)
-    assert out.getvalue().splitlines() == ["[score iqa] 32/64 images (50%) · ETA 12 s",
-                                           "[score iqa] 64/64 images (100%)"]
+    assert out.getvalue().splitlines() == [
+        "[score iqa] 32/64 images (50%) · ETA 12 s",
+        "[score iqa] 64/64 images (100%)",
+    ]
 
     class Tty(io.StringIO):
         def isatty(self):
@@ -105,10 +121,15 @@ def test_event_lines_carry_log_and_progress_to_the_parent():
     for line in sent + ["an ordinary line of the job", "@tatar-event {not json"]:
         if not dispatch_event(line, lines.append, lambda *a, **kw: progress.append((a, kw))):
             lines.append("printed: " + line)
-    assert lines == ["[grpo] step 1/3 · kl 0.001", "printed: an ordinary line of the job",
-                     "printed: @tatar-event {not json"]
-    assert progress == [(("grpo", 1, 3), {"unit": "steps", "iaa_reward": 0.5}),
-                        (("grpo", 3, 3), {"unit": "steps", "iaa_reward": 0.5})]
+    assert lines == [
+        "[grpo] step 1/3 · kl 0.001",
+        "printed: an ordinary line of the job",
+        "printed: @tatar-event {not json",
+    ]
+    assert progress == [
+        (("grpo", 1, 3), {"unit": "steps", "iaa_reward": 0.5}),
+        (("grpo", 3, 3), {"unit": "steps", "iaa_reward": 0.5}),
+    ]
 
 
 def test_no_tick_while_updates_come_often():

@@ -1,4 +1,5 @@
 """OpenAI teacher through the real `openai` client against a real local HTTP server (scripted failures)."""
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,8 @@ from PIL import Image
 from data_contracts.config.rationales import EndpointConfig, RationaleStyles, TeacherConfig
 from data_contracts.parquet_io import read_records
 from data_contracts.records import FailedRecord, RationaleRecord, SampleRecord
-from tatar_core.rationales.runner import generate_rationales
 from tatar_core.rationales.openai_teacher import OpenAITeacher, make_teacher, teacher_id_for, teacher_messages
+from tatar_core.rationales.runner import generate_rationales
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from serve_openai import Reply, StubOpenAIServer, completion, request_text  # noqa: E402
@@ -24,8 +25,19 @@ SCORE_RE = re.compile(r"score: ([0-9.]+)")
 def make_samples(tmp_path: Path, n: int, task: str = "iqa", attributes: str = "") -> list[SampleRecord]:
     img = tmp_path / "img.png"
     Image.new("RGB", (96, 64), (120, 80, 40)).save(img)
-    return [SampleRecord(sample_id=f"{task}-{i}", image_path=str(img), task=task, score=10.0 + i, split="train",
-                         source="test", ref_id=f"r{i}", attributes=attributes) for i in range(n)]
+    return [
+        SampleRecord(
+            sample_id=f"{task}-{i}",
+            image_path=str(img),
+            task=task,
+            score=10.0 + i,
+            split="train",
+            source="test",
+            ref_id=f"r{i}",
+            attributes=attributes,
+        )
+        for i in range(n)
+    ]
 
 
 class Script:
@@ -50,8 +62,16 @@ class Script:
 
 
 def endpoint(url: str, **kw) -> EndpointConfig:
-    base = dict(base_url=url, model="stub-teacher", timeout_s=0.6, max_retries=3, backoff_base_s=0.01,
-                backoff_max_s=0.05, concurrency=4, image_max_side=48)
+    base = dict(
+        base_url=url,
+        model="stub-teacher",
+        timeout_s=0.6,
+        max_retries=3,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        concurrency=4,
+        image_max_side=48,
+    )
     return EndpointConfig(**(base | kw))
 
 
@@ -59,9 +79,9 @@ def test_retries_failures_and_second_run(tmp_path):
     plans = {
         0: [Reply(429, {"error": {"message": "rate limited"}}, headers={"Retry-After": "0"})],
         1: [Reply(500, "internal"), Reply(502, "bad gateway")],
-        2: [Reply(delay_s=2.0)],                                    # past the 0.6 s timeout
-        3: [Reply(200, "{this is not json")],                        # malformed JSON body
-        4: [Reply(200, completion(""))],                             # empty content
+        2: [Reply(delay_s=2.0)],  # past the 0.6 s timeout
+        3: [Reply(200, "{this is not json")],  # malformed JSON body
+        4: [Reply(200, completion(""))],  # empty content
         5: [Reply(200, completion("<think> </think><answer>15</answer>"))],  # no usable rationale
         6: "always500",
         7: "auth",
@@ -104,15 +124,16 @@ def test_retries_failures_and_second_run(tmp_path):
 def test_requests_carry_image_decoding_and_bounded_concurrency(tmp_path):
     attrs = '{"Composition & Structure": "Centred subject.", "Visual Elements": "Warm tones.", "extra_note": "x"}'
     iqa = make_samples(tmp_path, 6)
-    iaa = [s.model_copy(update={"sample_id": f"iaa-{i}", "task": "iaa", "attributes": attrs if i % 2 else ""})
-           for i, s in enumerate(make_samples(tmp_path, 6))]
+    iaa = [
+        s.model_copy(update={"sample_id": f"iaa-{i}", "task": "iaa", "attributes": attrs if i % 2 else ""})
+        for i, s in enumerate(make_samples(tmp_path, 6))
+    ]
     cfg = TeacherConfig(kind="openai", endpoint=endpoint("http://127.0.0.1:1/v1", concurrency=3))
     with StubOpenAIServer(latency_s=0.15) as srv:
         cfg = cfg.model_copy(update={"endpoint": endpoint(srv.base_url, concurrency=3)})
         teacher = make_teacher(cfg)
         assert isinstance(teacher, OpenAITeacher)
-        res = generate_rationales(iqa + iaa, teacher, tmp_path / "run", shard_size=100, concurrency=8,
-                                  progress=False)
+        res = generate_rationales(iqa + iaa, teacher, tmp_path / "run", shard_size=100, concurrency=8, progress=False)
         reqs = list(srv.requests)
         assert srv.max_in_flight <= 3 and teacher.client.max_in_flight <= 3
         assert srv.max_in_flight >= 2  # requests do overlap
@@ -124,7 +145,9 @@ def test_requests_carry_image_decoding_and_bounded_concurrency(tmp_path):
         if has_img:
             url = next(p["image_url"]["url"] for p in parts if p["type"] == "image_url")
             assert url.startswith("data:image/png;base64,")
-            import base64, io  # noqa: E401
+            import base64  # noqa: E401
+            import io
+
             w, h = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).size
             assert max(w, h) == 48  # downscaled to image_max_side
         text = request_text(r)
@@ -148,8 +171,12 @@ def test_teacher_id_tracks_settings_not_secrets(monkeypatch):
     cfg = TeacherConfig(kind="openai", endpoint=EndpointConfig(model="m1"))
     tid = teacher_id_for(cfg)
     assert tid.startswith("openai:m1:")
-    assert teacher_id_for(cfg.model_copy(update={"endpoint": EndpointConfig(model="m1", base_url="http://x/v1",
-                                                                             concurrency=2)})) == tid
+    assert (
+        teacher_id_for(
+            cfg.model_copy(update={"endpoint": EndpointConfig(model="m1", base_url="http://x/v1", concurrency=2)})
+        )
+        == tid
+    )
     iqa2 = cfg.iqa.model_copy(update={"temperature": 0.7})
     assert teacher_id_for(cfg.model_copy(update={"iqa": iqa2})) != tid
     assert teacher_id_for(cfg.model_copy(update={"same_style": True})) != tid
@@ -171,5 +198,6 @@ def test_fast_iaa_style_sends_two_sentence_aesthetic_prompt(tmp_path):
     assert "about 100 words" in teacher_messages(s, TeacherConfig())[1]["content"][-1]["text"]
     cfg = TeacherConfig(kind="openai")
     assert teacher_id_for(cfg.model_copy(update={"style": RationaleStyles(iaa="fast")})) != teacher_id_for(cfg)
-    assert teacher_id_for(TeacherConfig(kind="openai", style={"iqa": "slow", "iaa": "slow"})) == \
-        teacher_id_for(cfg.model_copy(update={"same_style": True}))
+    assert teacher_id_for(TeacherConfig(kind="openai", style={"iqa": "slow", "iaa": "slow"})) == teacher_id_for(
+        cfg.model_copy(update={"same_style": True})
+    )

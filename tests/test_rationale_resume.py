@@ -1,4 +1,5 @@
 """Resumable generation: a real SIGKILL mid-run, then a rerun that finishes with exactly one row per sample."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,18 @@ CHILD = textwrap.dedent("""
 def _samples(tmp_path: Path) -> list[SampleRecord]:
     img = tmp_path / "img.png"
     Image.new("RGB", (40, 40), (200, 30, 30)).save(img)
-    return [SampleRecord(sample_id=f"s{i:03d}", image_path=str(img), task="iqa" if i % 3 else "iaa",
-                         score=round(i * 0.5, 2), split="train", source="test", ref_id=f"r{i}") for i in range(N)]
+    return [
+        SampleRecord(
+            sample_id=f"s{i:03d}",
+            image_path=str(img),
+            task="iqa" if i % 3 else "iaa",
+            score=round(i * 0.5, 2),
+            split="train",
+            source="test",
+            ref_id=f"r{i}",
+        )
+        for i in range(N)
+    ]
 
 
 def test_sigkill_midrun_then_resume(tmp_path):
@@ -54,10 +65,14 @@ def test_sigkill_midrun_then_resume(tmp_path):
     (tmp_path / "child.py").write_text(CHILD)
     out = tmp_path / "run"
     with StubOpenAIServer(latency_s=0.04) as srv:  # 200 rows / 4 in flight × 40 ms ≈ 2 s of work
-        child = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), srv.base_url,
-                                  str(tmp_path / "samples.json"), str(out)], cwd=REPO,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 env=os.environ | {"PYTHONPATH": str(REPO)})
+        child = subprocess.Popen(
+            [sys.executable, str(tmp_path / "child.py"), srv.base_url, str(tmp_path / "samples.json"), str(out)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ | {"PYTHONPATH": str(REPO)},
+        )
         deadline = time.monotonic() + 60
         while len(shard_paths(out / "shards")) < 4:
             assert child.poll() is None, child.stdout.read()
@@ -113,9 +128,16 @@ class _SlowTeacher:
         if s.sample_id in self.fail:
             raise RuntimeError(f"cannot do {s.sample_id}")
         text = f"Rationale for {s.sample_id}."
-        return RationaleRecord(sample_id=s.sample_id, image_path=s.image_path, task=s.task, score=s.score,
-                               rationale=text, target=make_target(text, s.score), teacher=self.teacher_id,
-                               n_words=len(text.split()))
+        return RationaleRecord(
+            sample_id=s.sample_id,
+            image_path=s.image_path,
+            task=s.task,
+            score=s.score,
+            rationale=text,
+            target=make_target(text, s.score),
+            teacher=self.teacher_id,
+            n_words=len(text.split()),
+        )
 
 
 def test_sync_teacher_time_flush_failed_rows_and_teacher_key(tmp_path):
@@ -152,8 +174,8 @@ def test_teacher_returning_wrong_record_is_a_failure(tmp_path):
 
 def test_offline_teacher_through_runner_and_filter(synthetic_samples, tmp_path):
     from data_contracts.config.rationales import FilterConfig, TeacherConfig
-    from tatar_core.filtered.stage import filter_rationales
     from tatar_core.demo.teacher import OfflineTeacher
+    from tatar_core.filtered.stage import filter_rationales
     from tatar_core.rationales.openai_teacher import make_teacher
 
     teacher = make_teacher(TeacherConfig())
@@ -163,6 +185,7 @@ def test_offline_teacher_through_runner_and_filter(synthetic_samples, tmp_path):
     assert len(shard_paths(tmp_path / "shards")) == len(synthetic_samples) // 8
     again = generate_rationales(synthetic_samples, teacher, tmp_path, shard_size=8, concurrency=2, progress=False)
     assert again.n_resumed == len(synthetic_samples) and again.n_new == 0 and again.records == res.records
-    kept, rejected = filter_rationales(res.records, {s.sample_id: s for s in synthetic_samples}, FilterConfig(),
-                                       progress=False)
+    kept, rejected = filter_rationales(
+        res.records, {s.sample_id: s for s in synthetic_samples}, FilterConfig(), progress=False
+    )
     assert len(kept) == len(synthetic_samples) and not rejected

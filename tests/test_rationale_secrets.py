@@ -1,4 +1,5 @@
 """The API key is used for requests but appears in no byte of any file the rationale/filter code writes."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,10 @@ from PIL import Image
 from data_contracts.config.rationales import EndpointConfig, FilterConfig, JudgeConfig, TeacherConfig
 from data_contracts.parquet_io import read_records, write_records
 from data_contracts.records import FailedRecord, KeptRecord, RejectedRecord, SampleRecord
-from tatar_core.filtered.stage import filter_rationales, reason_counts
 from tatar_core.cli.inspect_parquet import inspect_parquet
-from tatar_core.rationales.runner import generate_rationales
+from tatar_core.filtered.stage import filter_rationales, reason_counts
 from tatar_core.rationales.openai_teacher import make_teacher
+from tatar_core.rationales.runner import generate_rationales
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from serve_openai import Reply, StubOpenAIServer, completion, default_reply, request_text  # noqa: E402
@@ -35,8 +36,11 @@ def behaviour(req: dict, n: int):
     if idx % 4 == 2:  # a 500 that echoes a partially masked key
         return Reply(500, {"error": {"message": f"upstream rejected key {k[:12]}...{k[-10:]}"}})
     if judge and idx % 4 == 0:  # a verdict whose notes quote the key back
-        crit = ["visual_fidelity", "technical_rigor", "score_consistency"] if "visual_fidelity" in text else \
-            ["attribute_coverage", "groundedness", "reasoning_cohesion", "score_derivation"]
+        crit = (
+            ["visual_fidelity", "technical_rigor", "score_consistency"]
+            if "visual_fidelity" in text
+            else ["attribute_coverage", "groundedness", "reasoning_cohesion", "score_derivation"]
+        )
         v = {"decision": "keep", "scores": {c: 4 for c in crit}, "major_issues": [f"saw header Bearer {k}"]}
         return Reply(body=completion(json.dumps(v)))
     if judge:
@@ -49,12 +53,28 @@ def test_key_never_written(tmp_path, monkeypatch, capfd, caplog):
     monkeypatch.setenv("TATAR_TEST_API_KEY", KEY)
     img = tmp_path / "img.png"
     Image.new("RGB", (48, 48), (5, 200, 90)).save(img)
-    samples = [SampleRecord(sample_id=f"k{i}", image_path=str(img), task="iqa" if i % 2 else "iaa",
-                            score=30.0 + i, split="train", source="t", ref_id=f"r{i}") for i in range(12)]
+    samples = [
+        SampleRecord(
+            sample_id=f"k{i}",
+            image_path=str(img),
+            task="iqa" if i % 2 else "iaa",
+            score=30.0 + i,
+            split="train",
+            source="t",
+            ref_id=f"r{i}",
+        )
+        for i in range(12)
+    ]
     out = tmp_path / "out"
     with StubOpenAIServer(behaviour) as srv:
-        ep = EndpointConfig(base_url=srv.base_url.replace("127.0.0.1", "localhost"), model="m",
-                            api_key_env="TATAR_TEST_API_KEY", max_retries=1, backoff_base_s=0.01, timeout_s=3)
+        ep = EndpointConfig(
+            base_url=srv.base_url.replace("127.0.0.1", "localhost"),
+            model="m",
+            api_key_env="TATAR_TEST_API_KEY",
+            max_retries=1,
+            backoff_base_s=0.01,
+            timeout_s=3,
+        )
         teacher = make_teacher(TeacherConfig(kind="openai", endpoint=ep))
         res = generate_rationales(samples, teacher, out / "rationales", shard_size=2, concurrency=4)
         assert len(res.records) == 6 and len(res.failed) == 6  # idx % 4 in (1, 2) fail
@@ -64,16 +84,23 @@ def test_key_never_written(tmp_path, monkeypatch, capfd, caplog):
         jep = ep.model_copy(update={"api_key_env": "UNSET_VAR_FOR_TEST", "api_key_secret": "judge-block"})
         cfg = FilterConfig(judge=JudgeConfig(enabled=True, endpoint=jep, max_attempts=2))
         cfg.rules.iaa_min_words = 1
-        kept, rejected = filter_rationales(res.records, {s.sample_id: s for s in samples}, cfg,
-                                           secret_resolver=lambda name: JUDGE_KEY if name == "judge-block" else "")
+        kept, rejected = filter_rationales(
+            res.records,
+            {s.sample_id: s for s in samples},
+            cfg,
+            secret_resolver=lambda name: JUDGE_KEY if name == "judge-block" else "",
+        )
         auth = [h.get("authorization") for h in srv.headers]
     assert f"Bearer {KEY}" in auth and f"Bearer {JUDGE_KEY}" in auth  # the keys were really used
     assert kept and rejected
     write_records(kept, out / "filtered" / "kept.parquet", KeptRecord)
     write_records(rejected, out / "filtered" / "rejected.parquet", RejectedRecord)
     (out / "filtered" / "reasons.json").write_text(json.dumps(reason_counts(rejected)))
-    for p in [out / "rationales" / "rationales.parquet", out / "rationales" / "failed.parquet",
-              out / "filtered" / "rejected.parquet"]:
+    for p in [
+        out / "rationales" / "rationales.parquet",
+        out / "rationales" / "failed.parquet",
+        out / "filtered" / "rejected.parquet",
+    ]:
         (p.parent / (p.stem + ".txt")).write_text(inspect_parquet(p, n_rows=20))
     assert read_records(out / "rationales" / "failed.parquet", FailedRecord)
 

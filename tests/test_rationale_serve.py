@@ -1,8 +1,10 @@
-"""End to end against a REAL OpenAI-compatible server: `transformers serve` on the tiny model, via scripts/serve_openai.py.
+"""End to end against a REAL OpenAI-compatible server: `transformers serve` on the tiny model, via
+    scripts/serve_openai.py.
 
 The tiny model writes garbage: this checks the plumbing (requests reach the server through the real openai client,
 every sample ends up as a row or a failed row, every rationale is kept or rejected with reasons), not quality.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,14 +21,19 @@ import pytest
 from PIL import Image
 
 from data_contracts.config.rationales import (
-    Decoding, EndpointConfig, FilterConfig, JudgeConfig, RuleConfig, TeacherConfig,
+    Decoding,
+    EndpointConfig,
+    FilterConfig,
+    JudgeConfig,
+    RuleConfig,
+    TeacherConfig,
 )
 from data_contracts.parquet_io import read_records
 from data_contracts.records import FailedRecord, RationaleRecord, SampleRecord
 from tatar_core.filtered.stage import filter_rationales
 from tatar_core.method.prompts import make_target
-from tatar_core.rationales.runner import generate_rationales
 from tatar_core.rationales.openai_teacher import make_teacher
+from tatar_core.rationales.runner import generate_rationales
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,10 +48,23 @@ def _free_port() -> int:
 def served_tiny_model(tiny_model_dir, tmp_path):
     port = _free_port()
     log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "serve_openai.py"), str(tiny_model_dir),
-                             "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
-                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "serve_openai.py"),
+            str(tiny_model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "info",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -76,19 +96,41 @@ def test_teacher_and_judge_against_transformers_serve(served_tiny_model, tiny_mo
     Image.new("RGB", (90, 120), (40, 40, 200)).save(img_b)
     attrs = json.dumps({"Composition & Structure": "A centred subject.", "Visual Elements": "Strong reds."})
     samples = [
-        SampleRecord(sample_id="q0", image_path=str(img_a), task="iqa", score=72.5, split="train", source="t",
-                     ref_id="a"),
-        SampleRecord(sample_id="q1", image_path=str(img_b), task="iqa", score=31.0, split="train", source="t",
-                     ref_id="b"),
-        SampleRecord(sample_id="a0", image_path=str(img_a), task="iaa", score=64.0, split="train", source="t",
-                     ref_id="a", attributes=attrs),
-        SampleRecord(sample_id="a1", image_path=str(img_b), task="iaa", score=40.0, split="train", source="t",
-                     ref_id="b"),
+        SampleRecord(
+            sample_id="q0", image_path=str(img_a), task="iqa", score=72.5, split="train", source="t", ref_id="a"
+        ),
+        SampleRecord(
+            sample_id="q1", image_path=str(img_b), task="iqa", score=31.0, split="train", source="t", ref_id="b"
+        ),
+        SampleRecord(
+            sample_id="a0",
+            image_path=str(img_a),
+            task="iaa",
+            score=64.0,
+            split="train",
+            source="t",
+            ref_id="a",
+            attributes=attrs,
+        ),
+        SampleRecord(
+            sample_id="a1", image_path=str(img_b), task="iaa", score=40.0, split="train", source="t", ref_id="b"
+        ),
     ]
-    ep = EndpointConfig(base_url=base_url, model=str(tiny_model_dir), concurrency=2, timeout_s=60, max_retries=1,
-                        backoff_base_s=0.1, image_max_side=112)
-    cfg = TeacherConfig(kind="openai", endpoint=ep, iqa=Decoding(temperature=0.3, top_p=0.8, max_tokens=40),
-                        iaa=Decoding(temperature=0.2, top_p=0.9, max_tokens=60))
+    ep = EndpointConfig(
+        base_url=base_url,
+        model=str(tiny_model_dir),
+        concurrency=2,
+        timeout_s=60,
+        max_retries=1,
+        backoff_base_s=0.1,
+        image_max_side=112,
+    )
+    cfg = TeacherConfig(
+        kind="openai",
+        endpoint=ep,
+        iqa=Decoding(temperature=0.3, top_p=0.8, max_tokens=40),
+        iaa=Decoding(temperature=0.2, top_p=0.9, max_tokens=60),
+    )
     teacher = make_teacher(cfg)
     out = tmp_path / "rationales"
     res = generate_rationales(samples, teacher, out, shard_size=2, concurrency=2, progress=False)
@@ -106,11 +148,20 @@ def test_teacher_and_judge_against_transformers_serve(served_tiny_model, tiny_mo
 
     # a clean hand-written row passes the rules, so the judge certainly gets asked about it
     text = "The frame is sharp with crisp edges throughout. Noise and compression artefacts are barely visible."
-    clean = RationaleRecord(sample_id="q0", image_path=str(img_a), task="iqa", score=72.5, rationale=text,
-                            target=make_target(text, 72.5), teacher="hand", n_words=len(text.split()))
-    fcfg = FilterConfig(rules=RuleConfig(iqa_min_words=1, iaa_min_words=1, iaa_min_aspects=0),
-                        judge=JudgeConfig(enabled=True, endpoint=ep,
-                                          max_tokens=40, max_attempts=2))
+    clean = RationaleRecord(
+        sample_id="q0",
+        image_path=str(img_a),
+        task="iqa",
+        score=72.5,
+        rationale=text,
+        target=make_target(text, 72.5),
+        teacher="hand",
+        n_words=len(text.split()),
+    )
+    fcfg = FilterConfig(
+        rules=RuleConfig(iqa_min_words=1, iaa_min_words=1, iaa_min_aspects=0),
+        judge=JudgeConfig(enabled=True, endpoint=ep, max_tokens=40, max_attempts=2),
+    )
     kept, rejected = filter_rationales(rows + [clean], {s.sample_id: s for s in samples}, fcfg, progress=False)
     assert len(kept) + len(rejected) == len(rows) + 1
     assert all(r.reasons for r in rejected)

@@ -1,30 +1,40 @@
 """Teacher reply post-processing, attribute notes, API key lookup and redaction."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from data_contracts.config.rationales import EndpointConfig
-from tatar_core.rationales.text import (
-    EmptyRationale, TextLimits, apply_limits, clean_rationale, extract_think, split_sentences,
-)
 from tatar_core.llm.keys import NO_KEY, MissingSecret, Redactor, resolve_api_key
 from tatar_core.rationales.teacher_prompts import attribute_notes
+from tatar_core.rationales.text import (
+    EmptyRationale,
+    TextLimits,
+    apply_limits,
+    clean_rationale,
+    extract_think,
+    split_sentences,
+)
 
 FAST = TextLimits(max_sentences=2, max_words=50)
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ("<think>Sharp edges. Low noise. Extra.</think><answer>55</answer>", "Sharp edges. Low noise."),
-    ("<think>first block.</think> <think>second.</think><answer>1</answer>", "first block."),
-    ("Blur dominates. Edges are soft.<answer>55.2", "Blur dominates. Edges are soft."),  # stop cut </answer>
-    ("Blur dominates.\n<answer>55</answer> trailing", "Blur dominates. trailing"),
-    ("<think>Noisy <tool_call>sky</tool_call> and dark.", "Noisy sky and dark."),  # unclosed think
-    ("<think>Soft, e.g. on the face. Dark image. Third.</think>", "Soft, e.g. on the face. Dark image."),
-    ("<think>  spaced\n\n  out  </think>", "spaced out"),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("<think>Sharp edges. Low noise. Extra.</think><answer>55</answer>", "Sharp edges. Low noise."),
+        ("<think>first block.</think> <think>second.</think><answer>1</answer>", "first block."),
+        ("Blur dominates. Edges are soft.<answer>55.2", "Blur dominates. Edges are soft."),  # stop cut </answer>
+        ("Blur dominates.\n<answer>55</answer> trailing", "Blur dominates. trailing"),
+        ("<think>Noisy <tool_call>sky</tool_call> and dark.", "Noisy sky and dark."),  # unclosed think
+        ("<think>Soft, e.g. on the face. Dark image. Third.</think>", "Soft, e.g. on the face. Dark image."),
+        ("<think>  spaced\n\n  out  </think>", "spaced out"),
+    ],
+)
 def test_clean_fast(reply, expected):
     assert clean_rationale(reply, FAST) == expected
 
@@ -33,8 +43,10 @@ def test_word_clamp_and_whole_sentences():
     long = " ".join(["word"] * 80) + "."
     assert len(clean_rationale(f"<think>{long}</think>", FAST).split()) == 50
     slow = TextLimits(max_words=12, whole_sentences=True)
-    assert apply_limits("One two three four five. Six seven eight nine ten. Eleven twelve thirteen.", slow) == \
-        "One two three four five. Six seven eight nine ten."
+    assert (
+        apply_limits("One two three four five. Six seven eight nine ten. Eleven twelve thirteen.", slow)
+        == "One two three four five. Six seven eight nine ten."
+    )
     assert split_sentences('He said "Stop." Then 3.5 units! Done') == ['He said "Stop."', "Then 3.5 units!", "Done"]
 
 
@@ -60,8 +72,12 @@ def test_clean_never_leaves_tags_or_exceeds_limits(text):
 def test_attribute_notes_order_and_truncation():
     attrs = {"Overall Gestalt": "g", "Visual Elements": "v" * 2000, "Composition & Structure": "c", "misc": "m"}
     notes = attribute_notes(json.dumps(attrs)).splitlines()
-    assert [n.split(":")[0] for n in notes] == ["- Visual elements", "- Composition and structure",
-                                                 "- Overall gestalt", "- misc"]
+    assert [n.split(":")[0] for n in notes] == [
+        "- Visual elements",
+        "- Composition and structure",
+        "- Overall gestalt",
+        "- misc",
+    ]
     assert len(notes[0]) == len("- Visual elements: ") + 1200
     assert attribute_notes("") == ""
     with pytest.raises(ValueError, match="not valid JSON"):
@@ -83,6 +99,7 @@ def test_resolve_api_key(monkeypatch):
 
     def broken(name):
         raise KeyError("sk-should-not-leak-123456")
+
     with pytest.raises(MissingSecret) as e:
         resolve_api_key(with_block, secret_resolver=broken)
     assert "sk-should" not in str(e.value) and "teacher-key" in str(e.value)

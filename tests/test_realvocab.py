@@ -2,6 +2,7 @@
 exactly (known ids and encodings), on which the tags are several tokens that merge with their neighbours; the
 parser, the scorer (stop at the multi-token `</answer>`, drafts, batch vs one image, expected readout), SFT and
 GRPO run on it."""
+
 from __future__ import annotations
 
 import json
@@ -15,15 +16,20 @@ from data_contracts.config.model import EMBEDDED_MODELS, EMBEDDED_REALVOCAB_MODE
 from tatar_core.method.parsing import parse_answer
 from tatar_core.method.prompts import make_target
 
-KNOWN = {"Hello, world!": [9707, 11, 1879, 0], "The quick brown fox.": [785, 3974, 13876, 38835, 13],
-         "Describe this image in detail.": [74785, 419, 2168, 304, 7716, 13]}
+KNOWN = {
+    "Hello, world!": [9707, 11, 1879, 0],
+    "The quick brown fox.": [785, 3974, 13876, 38835, 13],
+    "Describe this image in detail.": [74785, 419, 2168, 304, 7716, 13],
+}
 
 
 def _images(n: int, seed: int) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
     sizes = [(112, 112), (64, 48), (96, 72), (40, 120)]  # several prompt lengths: left padding in a batch
-    return [Image.fromarray(rng.integers(0, 255, (h, w, 3)).astype(np.uint8), "RGB")
-            for w, h in (sizes[i % len(sizes)] for i in range(n))]
+    return [
+        Image.fromarray(rng.integers(0, 255, (h, w, 3)).astype(np.uint8), "RGB")
+        for w, h in (sizes[i % len(sizes)] for i in range(n))
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +49,18 @@ def test_the_tokenizer_is_qwen2_5_vls(realvocab_model_dir, processor):
     for text, ids in KNOWN.items():
         assert tok.encode(text, add_special_tokens=False) == ids, text
     assert len(tok) == 151_665
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>",
-                                                     "<|vision_start|>", "<|image_pad|>", "<|file_sep|>")}
-    assert ids == {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
-                   "<|vision_start|>": 151652, "<|image_pad|>": 151655, "<|file_sep|>": 151664}
+    ids = {
+        t: tok.convert_tokens_to_ids(t)
+        for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|image_pad|>", "<|file_sep|>")
+    }
+    assert ids == {
+        "<|endoftext|>": 151643,
+        "<|im_start|>": 151644,
+        "<|im_end|>": 151645,
+        "<|vision_start|>": 151652,
+        "<|image_pad|>": 151655,
+        "<|file_sep|>": 151664,
+    }
     assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>" and tok.bos_token is None
     config = AutoConfig.from_pretrained(realvocab_model_dir)
     assert config.text_config.vocab_size == 152_064
@@ -79,8 +93,13 @@ def test_cached_prompt_inputs_equal_the_processor_outputs(processor):
     cache: dict = {}
     for tasks in (["iqa"] * 4, ["iqa", "iaa", "iaa", "iqa"]):
         ours = build_inputs(processor, images, tasks, prompt_cache=cache)
-        ref = processor(text=chat_texts(processor, tasks), images=[[im] for im in images], padding=True,
-                        padding_side="left", return_tensors="pt")
+        ref = processor(
+            text=chat_texts(processor, tasks),
+            images=[[im] for im in images],
+            padding=True,
+            padding_side="left",
+            return_tensors="pt",
+        )
         assert set(ours.keys()) == set(ref.keys())
         for key in ref.keys():
             assert torch.equal(ours[key], ref[key]), key
@@ -108,8 +127,8 @@ def test_scorer_stops_after_the_multi_token_answer_close(realvocab_sft_checkpoin
     own training image comes first: whether a few steps write `</answer>` for the noise images depends on the CPU's
     floating-point order (measured: yes on one machine, no on another); for the image it was trained on it does.
     """
-    from tatar_core.models.loading import build_inputs, load_model_and_processor
     from tatar_core.images import load_rgb
+    from tatar_core.models.loading import build_inputs, load_model_and_processor
     from tatar_core.scoring.scorer import Scorer
 
     tok = scorer.tokenizer
@@ -129,14 +148,15 @@ def test_scorer_stops_after_the_multi_token_answer_close(realvocab_sft_checkpoin
             inputs = build_inputs(processor, [im], [task])
             with torch.inference_mode():
                 out = model.generate(**inputs, max_new_tokens=48, do_sample=False)
-            plain = tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            plain = tok.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
             if "</answer>" in plain:
-                assert r.completion == plain[:plain.index("</answer>") + len("</answer>")]
+                assert r.completion == plain[: plain.index("</answer>") + len("</answer>")]
             else:
                 assert r.completion == plain
         for r in batch:
-            assert r.completion.count("</answer>") <= 1 and ("</answer>" not in r.completion
-                                                             or r.completion.endswith("</answer>"))
+            assert r.completion.count("</answer>") <= 1 and (
+                "</answer>" not in r.completion or r.completion.endswith("</answer>")
+            )
             closed += r.completion.endswith("</answer>")
             p = parse_answer(r.completion, lenient=True)
             assert r.parse == p.status if r.score is not None else r.parse == "failed"
@@ -149,14 +169,22 @@ def test_drafts_give_the_same_tokens(scorer):
 
     images = _images(5, seed=6)
     texts = chat_texts(scorer.processor, ["iaa"] * len(images))
-    inputs = scorer.processor(text=texts, images=[[im] for im in images], padding=True, padding_side="left",
-                              return_tensors="pt")
+    inputs = scorer.processor(
+        text=texts, images=[[im] for im in images], padding=True, padding_side="left", return_tensors="pt"
+    )
     runs = {}
     for k in (0, 6):
         with torch.inference_mode():
-            runs[k] = greedy_decode(scorer.model, inputs, max_new_tokens=48, stop_ids=scorer.stop_ids,
-                                    pad_id=scorer.pad_id, stop_seqs=scorer.stop_seqs,
-                                    index=scorer._draft_index("iaa"), draft_tokens=k)
+            runs[k] = greedy_decode(
+                scorer.model,
+                inputs,
+                max_new_tokens=48,
+                stop_ids=scorer.stop_ids,
+                pad_id=scorer.pad_id,
+                stop_seqs=scorer.stop_seqs,
+                index=scorer._draft_index("iaa"),
+                draft_tokens=k,
+            )
     assert runs[6].tokens == runs[0].tokens
     assert runs[6].forwards <= runs[0].forwards
     for t in runs[0].tokens:
@@ -167,9 +195,8 @@ def test_expected_readout_over_single_digit_tokens(realvocab_model_dir):
     """Qwen writes "73.42" as five tokens; the readout weighs each digit token's distribution by its place value:
     E = 73.42 + Σ_k 10^{e_k}·(Σ_c p_k(c)·c − d_k), p_k over the ten digit tokens (teacher-forced logits here)."""
     from tatar_core.models.loading import build_inputs
-    from tatar_core.scoring.scorer import Scorer
-
     from tatar_core.scoring.readout import expected_score
+    from tatar_core.scoring.scorer import Scorer
 
     s = Scorer(realvocab_model_dir, readout="expected", draft_tokens=0)
     assert sorted(s._digit_values) == [float(d) for d in range(10)]  # single-digit tokens only
@@ -178,19 +205,24 @@ def test_expected_readout_over_single_digit_tokens(realvocab_model_dir):
     n = build_inputs(s.processor, [im], ["iqa"])["input_ids"].shape[1]
     full = build_inputs(s.processor, [im], ["iqa"], [completion])  # prompt + completion + <|im_end|>
     ids = s.tokenizer.encode(completion, add_special_tokens=False)
-    assert full["input_ids"][0, n:n + len(ids)].tolist() == ids
+    assert full["input_ids"][0, n : n + len(ids)].tolist() == ids
     with torch.inference_mode():
         logits = s.model(**full).logits[0]
     digit_logits = [logits[n - 1 + k, s._digit_ids] for k in range(len(ids))]  # the step that wrote ids[k]
     pieces = [s.tokenizer.decode([t]) for t in ids]
-    value = expected_score(pieces, 73.42, lambda k, length: list(zip(s._digit_values, digit_logits[k].tolist()))
-                           if k < len(digit_logits) and length == 1 else [])
+    value = expected_score(
+        pieces,
+        73.42,
+        lambda k, length: (
+            list(zip(s._digit_values, digit_logits[k].tolist())) if k < len(digit_logits) and length == 1 else []
+        ),
+    )
     a = pieces.index("answer") + 2  # "<" "answer" ">" then the number
-    assert pieces[a:a + 5] == ["7", "3", ".", "4", "2"]
+    assert pieces[a : a + 5] == ["7", "3", ".", "4", "2"]
     want, vals = 73.42, torch.tensor(s._digit_values)
     for k, e in zip((a, a + 1, a + 3, a + 4), (1, 0, -1, -2)):
         p = torch.softmax(digit_logits[k], 0)
-        want += 10.0 ** e * (float((p * vals).sum()) - float(pieces[k]))
+        want += 10.0**e * (float((p * vals).sum()) - float(pieces[k]))
     assert value == pytest.approx(want, abs=1e-4) and value != 73.42
 
 
@@ -201,8 +233,16 @@ def test_grpo_on_the_real_vocabulary(realvocab_sft_checkpoint, synthetic_samples
     from tatar_core.models.loading import load_model_and_processor
     from tatar_core.training.grpo import run_grpo
 
-    cfg = GrpoConfig(num_generations=2, prompts_per_step=2, min_iaa_images_per_step=2, max_completion_length=24,
-                     learning_rate=1e-4, seed=0, max_steps=1, trainer_args={"logging_steps": 1, "save_steps": 100})
+    cfg = GrpoConfig(
+        num_generations=2,
+        prompts_per_step=2,
+        min_iaa_images_per_step=2,
+        max_completion_length=24,
+        learning_rate=1e-4,
+        seed=0,
+        max_steps=1,
+        trainer_args={"logging_steps": 1, "save_steps": 100},
+    )
     result = run_grpo(synthetic_samples, realvocab_sft_checkpoint, cfg, ModelConfig(), tmp_path)
     assert result["steps"] == 1
     log = read_records(tmp_path / "train_log.parquet", TrainLogRecord)

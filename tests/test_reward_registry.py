@@ -1,6 +1,7 @@
 """The reward registry: a new reward is one function plus one `register_reward` line. Its weight is configurable per
 task, it reaches trl's reward_funcs / reward_weights, the GRPO log line, train_log.parquet and the reward curves,
 and an unregistered name in the config fails before any stage runs; the paper's probes are weight overrides."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -13,8 +14,14 @@ from data_contracts.errors import ConfigError
 from data_contracts.parquet_io import read_records
 from data_contracts.records import TrainLogRecord
 from tatar_core.method.parsing import count_words
-from tatar_core.method.rewards import REWARDS, RewardStats, completion_text, effective_weights, make_reward_funcs, \
-    register_reward
+from tatar_core.method.rewards import (
+    REWARDS,
+    RewardStats,
+    completion_text,
+    effective_weights,
+    make_reward_funcs,
+    register_reward,
+)
 
 
 # ------------------------------------------------------------------ what a user writes (docs/development.md)
@@ -34,8 +41,12 @@ def length():
 def _step(n_words_iaa: int = 80):
     """One step's columns as trl passes them: 2 IQA and 2 IAA images, 2 completions each."""
     cols = {"completions": [], "task": [], "score": [], "sample_id": []}
-    for task, sid, gt, preds in (("iqa", "q0", 20.0, (22.0, 30.0)), ("iqa", "q1", 80.0, (78.0, 60.0)),
-                                 ("iaa", "a0", 30.0, (33.0, 25.0)), ("iaa", "a1", 60.0, (58.0, 66.0))):
+    for task, sid, gt, preds in (
+        ("iqa", "q0", 20.0, (22.0, 30.0)),
+        ("iqa", "q1", 80.0, (78.0, 60.0)),
+        ("iaa", "a0", 30.0, (33.0, 25.0)),
+        ("iaa", "a1", 60.0, (58.0, 66.0)),
+    ):
         for p in preds:
             think = "slight blur" if task == "iqa" else " ".join(["balance"] * n_words_iaa)
             text = f"<think>{think}</think><answer>{p}</answer>"
@@ -105,21 +116,30 @@ def test_a_registered_reward_reaches_the_log_line_train_log_and_curve(length, tm
         assert list(r.rewards()) == ["score", "rank", "format", "length"]
 
     drawn = {}
-    monkeypatch.setattr(curves, "_save", lambda fig, path: drawn.setdefault(path.name, [
-        line.get_label() for line in fig.axes[0].get_lines()]))
+    monkeypatch.setattr(
+        curves,
+        "_save",
+        lambda fig, path: drawn.setdefault(path.name, [line.get_label() for line in fig.axes[0].get_lines()]),
+    )
     curves.grpo_curves([], rows, tmp_path)
     assert drawn["reward_iaa.png"] == ["total", "score", "rank", "format", "length"]
 
 
-@pytest.mark.parametrize("overrides, iqa, iaa", [
-    ({}, (1, 0, 1), (1, 1, 1)),  # TATAR: IQA score + format, IAA score + rank + format
-    ({"grpo.rewards_iaa.rank": 0}, (1, 0, 1), (1, 0, 1)),  # IAA Gaussian-only
-    ({"grpo.ablation": "pointwise_iaa"}, (1, 0, 1), (1, 0, 1)),  # the same through the ablation switch
-    ({"grpo.rewards_iaa.score": 0}, (1, 0, 1), (0, 1, 1)),  # IAA rank-only
-    ({"grpo.rewards_iqa.score": 0, "grpo.rewards_iqa.rank": 1, "grpo.rewards_iaa.score": 0},
-     (0, 1, 1), (0, 1, 1)),  # Table 2: the rank-only reward for both tasks
-    ({"grpo.ablation": "rank_only"}, (0, 1, 1), (0, 1, 1)),  # the same through the ablation switch
-])
+@pytest.mark.parametrize(
+    "overrides, iqa, iaa",
+    [
+        ({}, (1, 0, 1), (1, 1, 1)),  # TATAR: IQA score + format, IAA score + rank + format
+        ({"grpo.rewards_iaa.rank": 0}, (1, 0, 1), (1, 0, 1)),  # IAA Gaussian-only
+        ({"grpo.ablation": "pointwise_iaa"}, (1, 0, 1), (1, 0, 1)),  # the same through the ablation switch
+        ({"grpo.rewards_iaa.score": 0}, (1, 0, 1), (0, 1, 1)),  # IAA rank-only
+        (
+            {"grpo.rewards_iqa.score": 0, "grpo.rewards_iqa.rank": 1, "grpo.rewards_iaa.score": 0},
+            (0, 1, 1),
+            (0, 1, 1),
+        ),  # Table 2: the rank-only reward for both tasks
+        ({"grpo.ablation": "rank_only"}, (0, 1, 1), (0, 1, 1)),  # the same through the ablation switch
+    ],
+)
 def test_paper_probes_are_weight_overrides(overrides, iqa, iaa):
     w = effective_weights(load_config("configs/demo.yaml", overrides).grpo)
     assert tuple(w["iqa"][k] for k in ("score", "rank", "format")) == iqa
@@ -135,9 +155,16 @@ def test_a_registered_reward_trains_in_trl(length, sft_checkpoint, synthetic_sam
     from data_contracts.config.model import ModelConfig
     from tatar_core.training.grpo import run_grpo
 
-    cfg = GrpoConfig(num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2, max_completion_length=64,
-                     max_steps=1, seed=0, rewards_iqa={"length": 1.0},
-                     trainer_args={"logging_steps": 1, "save_steps": 100})
+    cfg = GrpoConfig(
+        num_generations=4,
+        prompts_per_step=4,
+        min_iaa_images_per_step=2,
+        max_completion_length=64,
+        max_steps=1,
+        seed=0,
+        rewards_iqa={"length": 1.0},
+        trainer_args={"logging_steps": 1, "save_steps": 100},
+    )
     result = run_grpo(synthetic_samples, sft_checkpoint, cfg, ModelConfig(), tmp_path, log=lambda _: None)
     history = json.loads((tmp_path / "log_history.json").read_text())
     assert any("rewards/length/mean" in h for h in history)  # trl called it, under its registry name

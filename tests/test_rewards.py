@@ -1,4 +1,6 @@
-"""Score and format rewards (TATAR paper, arXiv 2603.19779, and its reference code): table values, gates, monotonicity, bounds, parsing cases."""
+"""Score and format rewards (TATAR paper, arXiv 2603.19779, and its reference code): table values, gates,
+monotonicity, bounds, parsing cases."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """make_reward_funcs: trl-compatible callables, per-task weights, ablations, RewardStats."""
+
 import pytest
 
 from data_contracts.config.rewards import RewardWeights
@@ -28,8 +29,14 @@ def batch():
             cols["sample_id"].append(sid)
     n = len(cols["task"])
     # what trl passes besides the dataset columns
-    extra = dict(prompts=[[{"role": "user", "content": "x"}]] * n, completion_ids=[[1, 2]] * n, trainer_state=None,
-                 log_extra=lambda *a: None, log_metric=lambda *a: None, images=[[None]] * n)
+    extra = dict(
+        prompts=[[{"role": "user", "content": "x"}]] * n,
+        completion_ids=[[1, 2]] * n,
+        trainer_state=None,
+        log_extra=lambda *a: None,
+        log_metric=lambda *a: None,
+        images=[[None]] * n,
+    )
     return cols, extra
 
 
@@ -69,7 +76,10 @@ def test_weights_scale_each_reward_per_task():
             assert out["format"][i] == 0.0
         else:
             assert (out["score"][i], out["rank"][i], out["format"][i]) == (
-                base["score"][i], base["rank"][i], base["format"][i])
+                base["score"][i],
+                base["rank"][i],
+                base["format"][i],
+            )
 
 
 def test_rank_only_ablation_ranks_both_tasks_within_task():
@@ -78,8 +88,9 @@ def test_rank_only_ablation_ranks_both_tasks_within_task():
     assert nonzero(out, cols, "rank", "iqa") and nonzero(out, cols, "rank", "iaa")
     # IQA is ranked across IQA images only, IAA across IAA images only
     iqa = [i for i, t in enumerate(cols["task"]) if t == "iqa"]
-    only_iqa = rank_reward(*[[cols[k][i] for i in iqa] for k in ("completions", "task", "score", "sample_id")],
-                           tasks=("iqa",))
+    only_iqa = rank_reward(
+        *[[cols[k][i] for i in iqa] for k in ("completions", "task", "score", "sample_id")], tasks=("iqa",)
+    )
     assert [out["rank"][i] for i in iqa] == pytest.approx(only_iqa, abs=1e-15)
     assert effective_weights(GrpoConfig(ablation="rank_only"))["iqa"]["rank"] == 1.0
     w = effective_weights(GrpoConfig(ablation="rank_only", rewards_iqa=RewardWeights(score=1, rank=0.3, format=1)))

@@ -1,4 +1,5 @@
 """Thurstone-style ranking across images (TATAR paper, arXiv 2603.19779) and the reference code's sibling variant."""
+
 import math
 import threading
 
@@ -161,7 +162,7 @@ def test_two_process_gather_equals_global_batch():
 
     got = run_in_threads(2, proc)
     assert got[0] == want[: len(c0)]
-    assert got[1] == want[len(c0):]
+    assert got[1] == want[len(c0) :]
     assert max(got[0][:3]) > 0
 
     # the same through the factory, twice in a row (the collective is reusable), with stats per process

@@ -1,5 +1,6 @@
 """Paths inside the run folder are stored relative to it (data_contracts.paths), so a run folder moved, or mounted at
 another path on another node, still works; paths outside it (user datasets) stay absolute."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,9 @@ from tatar_core.training.launch import read_spec, spec_path, write_spec
 
 
 def _sample(path) -> SampleRecord:
-    return SampleRecord(sample_id="s", image_path=str(path), task="iqa", score=50.0, split="train", source="x",
-                        ref_id="r")
+    return SampleRecord(
+        sample_id="s", image_path=str(path), task="iqa", score=50.0, split="train", source="x", ref_id="r"
+    )
 
 
 def test_stored_and_local_paths(tmp_path, monkeypatch):
@@ -42,18 +44,25 @@ def test_records_store_run_relative_paths(tmp_path):
     path = write_records(rows, root / "samples" / "k" / "samples.parquet", SampleRecord, run_root=root)
     assert [r.image_path for r in read_records(path, SampleRecord)] == ["samples/k/a.png", "/data/koniq/1.jpg"]
     (tmp_path / "run").rename(tmp_path / "elsewhere")
-    back = read_records(tmp_path / "elsewhere" / "samples" / "k" / "samples.parquet", SampleRecord,
-                        run_root=tmp_path / "elsewhere")
-    assert [r.image_path for r in back] == [str(tmp_path / "elsewhere" / "samples" / "k" / "a.png"),
-                                            "/data/koniq/1.jpg"]
+    back = read_records(
+        tmp_path / "elsewhere" / "samples" / "k" / "samples.parquet", SampleRecord, run_root=tmp_path / "elsewhere"
+    )
+    assert [r.image_path for r in back] == [
+        str(tmp_path / "elsewhere" / "samples" / "k" / "a.png"),
+        "/data/koniq/1.jpg",
+    ]
 
 
 def test_a_moved_run_folder_still_works(tmp_path):
     """samples + rationales in one place; the run folder moved; filtered (which checks that every image exists) and
     a launch spec written there and moved again still find every image."""
-    small = {"samples.demo.max_refs": 3, "samples.demo.test_refs": 1, "samples.demo.validation_refs": 1,
-             "samples.demo.iqa_levels": [3],
-             "samples.demo.iqa_types": ["gblur", "awgn"]}
+    small = {
+        "samples.demo.max_refs": 3,
+        "samples.demo.test_refs": 1,
+        "samples.demo.validation_refs": 1,
+        "samples.demo.iqa_levels": [3],
+        "samples.demo.iqa_types": ["gblur", "awgn"],
+    }
     first = Pipeline(load_config("configs/demo.yaml", {**small, "run_dir": str(tmp_path / "a")}), log=lambda _: None)
     first.run_all(["samples", "rationales"])
     (tmp_path / "a").rename(tmp_path / "b")
@@ -61,8 +70,9 @@ def test_a_moved_run_folder_still_works(tmp_path):
     filtered = pipe.run("filtered")
     assert not filtered.cached and filtered.manifest.row_counts["kept"] > 0
     samples = read_samples(pipe.result("samples"))
-    assert samples and all(s.image_path.startswith(str(tmp_path / "b")) and os.path.isfile(s.image_path)
-                           for s in samples)
+    assert samples and all(
+        s.image_path.startswith(str(tmp_path / "b")) and os.path.isfile(s.image_path) for s in samples
+    )
 
     kept = filtered.records("kept", KeptRecord)
     assert all(os.path.isfile(k.image_path) for k in kept)

@@ -1,5 +1,6 @@
 """`tatar runs`: every stage folder of every run with its key, status (finished / in progress / failed), time and
 headline numbers, newest run first; the status files the runner keeps while a stage runs."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,13 @@ import sys
 import time
 
 import pytest
+from e2e_support import TINY
 
 from data_contracts import StageManifest
 from data_contracts.config import load_config
 from tatar_core.cli.main import main
 from tatar_core.pipeline.runner import Pipeline
 from tatar_core.pipeline.runs import STATUS_NAME, StatusWriter, list_runs
-from e2e_support import TINY
 
 
 def _section(text: str, header_end: str) -> str:
@@ -32,10 +33,17 @@ def test_runs_lists_finished_failed_in_progress_and_killed_stages(tmp_path, caps
     time.sleep(1.1)  # the newer run is newer by more than the timestamps' resolution
 
     # a newer run: samples failed (missing dataset folder), sft in progress (this process), grpo killed
-    bad = Pipeline(load_config("configs/demo.yaml", {"run_dir": str(runs / "new"), "samples.source": "datasets",
-                                                     "samples.datasets": [{"name": "koniq",
-                                                                           "root": str(tmp_path / "nowhere")}]}),
-                   log=lambda _: None)
+    bad = Pipeline(
+        load_config(
+            "configs/demo.yaml",
+            {
+                "run_dir": str(runs / "new"),
+                "samples.source": "datasets",
+                "samples.datasets": [{"name": "koniq", "root": str(tmp_path / "nowhere")}],
+            },
+        ),
+        log=lambda _: None,
+    )
     with pytest.raises(Exception, match="not found"):
         bad.run("samples")
     failed = json.loads((bad.dir("samples") / STATUS_NAME).read_text())
@@ -48,8 +56,15 @@ def test_runs_lists_finished_failed_in_progress_and_killed_stages(tmp_path, caps
     assert seen == [("sft", 120, 300)]  # the tee passes progress on
     grpo = runs / "new" / "grpo" / "fedcba9876543210"
     grpo.mkdir(parents=True)
-    subprocess.run([sys.executable, "-c", "import sys; from tatar_core.pipeline.runs import StatusWriter; "
-                    "StatusWriter(sys.argv[1], 'grpo')", str(grpo)], check=True)  # its process is gone now
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tatar_core.pipeline.runs import StatusWriter; StatusWriter(sys.argv[1], 'grpo')",
+            str(grpo),
+        ],
+        check=True,
+    )  # its process is gone now
 
     statuses = {(s.run, s.stage): s for _, rows in list_runs(runs) for s in rows}
     assert statuses[("old", "samples")].status == "finished"
@@ -74,11 +89,26 @@ def test_runs_lists_finished_failed_in_progress_and_killed_stages(tmp_path, caps
 def test_benchmark_headline_gives_the_final_models_numbers_not_the_mean_over_baselines():
     from tatar_core.pipeline.describe import headline
 
-    rows = [("grpo", "iqa", 0.68, 0.69), ("sft", "iqa", 0.60, 0.61), ("laplacian", "iqa", 0.21, 0.32),
-            ("random_forest", "iqa", 0.90, 0.91), ("grpo", "iaa", 0.38, 0.61), ("base", "iaa", None, None)]
-    m = StageManifest(stage="benchmark", key="k" * 16, code_version="c", outputs={}, row_counts={"predictions": 837},
-                      metrics={"benchmarks": [{"benchmark": f"demo-{t}", "task": t, "model": model, "srcc": s, "plcc": p}
-                                              for model, t, s, p in rows]})
+    rows = [
+        ("grpo", "iqa", 0.68, 0.69),
+        ("sft", "iqa", 0.60, 0.61),
+        ("laplacian", "iqa", 0.21, 0.32),
+        ("random_forest", "iqa", 0.90, 0.91),
+        ("grpo", "iaa", 0.38, 0.61),
+        ("base", "iaa", None, None),
+    ]
+    m = StageManifest(
+        stage="benchmark",
+        key="k" * 16,
+        code_version="c",
+        outputs={},
+        row_counts={"predictions": 837},
+        metrics={
+            "benchmarks": [
+                {"benchmark": f"demo-{t}", "task": t, "model": model, "srcc": s, "plcc": p} for model, t, s, p in rows
+            ]
+        },
+    )
     assert headline(m) == "837 predictions; iqa SRCC 0.680 PLCC 0.690; iaa SRCC 0.380 PLCC 0.610"
 
 
@@ -86,9 +116,15 @@ def test_benchmark_headline_names_a_split_other_than_test():
     from tatar_core.pipeline.describe import headline
 
     def manifest(split):
-        return StageManifest(stage="benchmark", key="k" * 16, code_version="c", outputs={},
-                             row_counts={"predictions": 4}, config={"benchmark": {"demo_split": split}},
-                             metrics={"benchmarks": [{"benchmark": "demo-iqa", "task": "iqa", "srcc": 0.5,
-                                                      "plcc": 0.5}]})
+        return StageManifest(
+            stage="benchmark",
+            key="k" * 16,
+            code_version="c",
+            outputs={},
+            row_counts={"predictions": 4},
+            config={"benchmark": {"demo_split": split}},
+            metrics={"benchmarks": [{"benchmark": "demo-iqa", "task": "iqa", "srcc": 0.5, "plcc": 0.5}]},
+        )
+
     assert headline(manifest("test")) == "4 predictions; iqa SRCC 0.500 PLCC 0.500"
     assert headline(manifest("train_photos")) == "4 predictions; demo train_photos split: iqa SRCC 0.500 PLCC 0.500"

@@ -1,5 +1,6 @@
 """The optional SFT score-loss term (tatar_core.training.score_loss): the soft label, where it reads the score token,
 and the loss it adds, against a hand computation from the model's full logits."""
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,9 @@ def test_sigma_needs_a_weight():
         SftConfig(score_label_sigma=3.0)
 
 
-def test_trainer_adds_w_times_the_soft_label_cross_entropy_of_the_score_token(tiny_model_dir, synthetic_kept,
-                                                                             tmp_path):
+def test_trainer_adds_w_times_the_soft_label_cross_entropy_of_the_score_token(
+    tiny_model_dir, synthetic_kept, tmp_path
+):
     from trl import SFTTrainer
 
     from tatar_core.models.loading import image_dataset, load_model_and_processor
@@ -46,15 +48,27 @@ def test_trainer_adds_w_times_the_soft_label_cross_entropy_of_the_score_token(ti
     from tatar_core.training.sft import build_sft_rows, sft_args
 
     w, sigma = 2.0, 3.0
-    cfg = SftConfig(max_steps=1, per_device_train_batch_size=6, gradient_accumulation_steps=1, seed=0,
-                    score_loss_weight=w, score_label_sigma=sigma, thought_dropout_iqa=0.5)
+    cfg = SftConfig(
+        max_steps=1,
+        per_device_train_batch_size=6,
+        gradient_accumulation_steps=1,
+        seed=0,
+        score_loss_weight=w,
+        score_label_sigma=sigma,
+        thought_dropout_iqa=0.5,
+    )
     kept = synthetic_kept[:12]
     rows, _ = build_sft_rows(kept, cfg)
     model, processor = load_model_and_processor(tiny_model_dir)
     model.train()  # as in training (the tiny model has no dropout)
-    trainer = ScoreLossSFTTrainer(model=model, args=sft_args(cfg, tmp_path), processing_class=processor,
-                                  train_dataset=image_dataset(rows, ("prompt", "completion")),
-                                  score_loss_weight=w, score_label_sigma=sigma)
+    trainer = ScoreLossSFTTrainer(
+        model=model,
+        args=sft_args(cfg, tmp_path),
+        processing_class=processor,
+        train_dataset=image_dataset(rows, ("prompt", "completion")),
+        score_loss_weight=w,
+        score_label_sigma=sigma,
+    )
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     tok = processor.tokenizer
     targets = trainer._targets(batch["labels"])
@@ -66,8 +80,8 @@ def test_trainer_adds_w_times_the_soft_label_cross_entropy_of_the_score_token(ti
         for b, j, ids, q in targets:
             # the hidden state at j predicts token j + 1: the answer's integer part, right after the answer tag
             piece = tok.decode([int(batch["input_ids"][b, j + 1])])
-            answer = tok.decode(batch["input_ids"][b, j + 1:j + 4])
-            assert piece.isdigit() and tok.decode(batch["input_ids"][b, :j + 1]).endswith("<answer>")
+            answer = tok.decode(batch["input_ids"][b, j + 1 : j + 4])
+            assert piece.isdigit() and tok.decode(batch["input_ids"][b, : j + 1]).endswith("<answer>")
             assert float(answer) in scores
             assert q[(trainer._cands[len(piece)][1] == float(piece)).nonzero()].item() == q.max().item()
             expected.append(-(q * torch.log_softmax(logits[b, j], -1)[ids]).sum())

@@ -1,4 +1,5 @@
 """Scorer (batched greedy, stop at </answer>, shared parser, expected readout) and `tatar score`."""
+
 from __future__ import annotations
 
 import csv
@@ -109,8 +110,9 @@ def test_failures_are_never_given_a_default_score(tiny_model_dir):
 def test_tatar_score_cli_writes_csv(sft_checkpoint, tmp_path, capsys):
     """One row per file, in order: images of every kind users have are scored (as RGB, EXIF orientation applied),
     files that do not decode get parse "unreadable" and their reason, and the rest is still scored."""
-    from tatar_core.cli.score import main
     from user_images import write_user_images
+
+    from tatar_core.cli.score import main
 
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)
@@ -124,8 +126,22 @@ def test_tatar_score_cli_writes_csv(sft_checkpoint, tmp_path, capsys):
     single = tmp_path / "single.png"
     ims[3].save(single)
     out = tmp_path / "res" / "scores.csv"
-    rc = main([str(folder), str(single), "--task", "iqa", "--model", str(sft_checkpoint), "--out", str(out),
-               "--batch-size", "4", "--max-new-tokens", "48"])
+    rc = main(
+        [
+            str(folder),
+            str(single),
+            "--task",
+            "iqa",
+            "--model",
+            str(sft_checkpoint),
+            "--out",
+            str(out),
+            "--batch-size",
+            "4",
+            "--max-new-tokens",
+            "48",
+        ]
+    )
     assert rc == 0
     rows = list(csv.DictReader(out.open()))
     assert list(rows[0]) == ["path", "task", "score", "parse", "n_words", "error"]
@@ -180,9 +196,9 @@ def test_tatar_score_cli_errors(tmp_path, capsys, monkeypatch):
 def test_stop_sequence_path_for_multi_token_answer_close(sft_checkpoint, sft_scorers):
     """Real Qwen tokenizers split `</answer>` into several tokens: the stop-sequence path must end each sequence
     at the same place as the single-token stop id does (the sequence logic itself: tests/test_speculative.py)."""
-    from tatar_core.scoring.scorer import Scorer
-
     import dataclasses
+
+    from tatar_core.scoring.scorer import Scorer
 
     s = Scorer(sft_checkpoint, batch_size=8)
     close_id = s.stops.answer_close_id
@@ -222,8 +238,9 @@ def test_cached_prompt_inputs_equal_the_processor_outputs(tiny_model_dir):
     for tasks in (["iqa"] * 5, ["iaa"] * 5, ["iqa", "iaa", "iqa", "iaa", "iaa"]):
         for _ in range(2):  # the second time from the cache
             ours = build_inputs(processor, images, tasks, prompt_cache=cache)
-            ref = processor(text=chat_texts(processor, tasks), images=[[im] for im in images], padding=True,
-                            return_tensors="pt")
+            ref = processor(
+                text=chat_texts(processor, tasks), images=[[im] for im in images], padding=True, return_tensors="pt"
+            )
             assert set(ours.keys()) == set(ref.keys())
             for key in ref.keys():
                 assert torch.equal(ours[key], ref[key]), key
@@ -248,6 +265,7 @@ def test_expected_readout_equals_the_hand_computed_value(tiny_model_dir):
             piece = pieces[k]
             allowed = {"73", "80"} if (half and piece == "73") else {piece}
             return [(float(t), 0.0 if t in allowed else -1e9) for t in texts if len(t) == length]
+
         return digit_scores
 
     assert expected_score(pieces, 73.42, scores(True)) == pytest.approx(76.92, abs=1e-9)

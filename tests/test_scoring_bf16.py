@@ -1,10 +1,10 @@
 """What the scorer states for bf16 (tatar_core.scoring.scorer docstring), on CPU with ModelConfig(dtype="bfloat16"):
 drafts on vs off, and batched vs one-image HF `generate`, give the same completion on >= BF16_MIN_SAME of the images
 (the fp32 guarantee, identical, is tested in test_scoring.py and test_bench_scorer_script.py)."""
+
 from __future__ import annotations
 
 import pytest
-
 from test_scoring import _images
 
 

@@ -1,6 +1,7 @@
 """The vLLM engine without vLLM (not installable on CPU): its readout on vLLM-shaped outputs recorded from a real
 model equals the transformers engine's, its arguments, the clear error when vLLM is missing; the scoring worker's
 spec round trip and errors; `tatar score --engine vllm`."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,9 @@ import math
 import sys
 
 import pytest
-
 from test_scoring import _images
 from vllm_outputs import CompletionOutput, Logprob, RequestOutput, record_outputs
+
 
 def _has_vllm() -> bool:
     import importlib.util
@@ -29,10 +30,10 @@ def scorer(sft_checkpoint):
 def test_vllm_readout_on_recorded_outputs_equals_the_transformers_engine(scorer):
     """Same tokens -> same completion, parse, greedy score; with every digit token's logprob the same expected score;
     with vLLM's top-20 only, the digits below the 20th count as 0 (still a finite score on 0–100)."""
+    import dataclasses
+
     from tatar_core.scoring.readout import digit_vocab
     from tatar_core.scoring.vllm_engine import results_from_outputs
-
-    import dataclasses
 
     images, task, greedy = _images(3, seed=31), "iqa", scorer
     ref_e = scorer.score(images, task)
@@ -50,8 +51,9 @@ def test_vllm_readout_on_recorded_outputs_equals_the_transformers_engine(scorer)
         assert (a.score is None) == (b.score is None)
         if a.score is not None:
             assert a.score == pytest.approx(b.score, abs=1e-4)
-    top20 = results_from_outputs(record_outputs(greedy, images, task, top_k=20), greedy.tokenizer, greedy.stops,
-                                 digits)
+    top20 = results_from_outputs(
+        record_outputs(greedy, images, task, top_k=20), greedy.tokenizer, greedy.stops, digits
+    )
     assert [r.completion for r in top20] == [r.completion for r in ref_e]
     assert all(r.score is None or (0 <= r.score <= 100 and math.isfinite(r.score)) for r in top20)
 
@@ -72,8 +74,13 @@ def test_vllm_expected_readout_from_logprob_dicts(tiny_model_dir):
     for t in ids:
         piece = tok.decode([t])
         if piece == "73":
-            steps.append({by_text["73"]: Logprob(math.log(0.5), 1, "73"), by_text["80"]: Logprob(math.log(0.5), 2, "80"),
-                          ids[0]: Logprob(-0.1, 3, "<think>")})
+            steps.append(
+                {
+                    by_text["73"]: Logprob(math.log(0.5), 1, "73"),
+                    by_text["80"]: Logprob(math.log(0.5), 2, "80"),
+                    ids[0]: Logprob(-0.1, 3, "<think>"),
+                }
+            )
         else:
             steps.append({t: Logprob(0.0, 1, piece)})
     out = RequestOutput("0", "prompt", [], [CompletionOutput(0, "", ids, None, steps, "stop", ids[-1])])
@@ -118,18 +125,29 @@ def test_worker_spec_round_trip_and_errors(tmp_path, tiny_model_dir):
 
     cfg = ModelConfig(dtype="bfloat16", max_pixels=4096)
     items = [("0:a", "/img/a.png", "iqa"), ("0:b", "/img/b.png", "iaa")]
-    spec = write_spec(tmp_path / "s" / "spec.json", engine="vllm", models=[("grpo", tiny_model_dir)], items=items,
-                      out="rows.parquet", model_cfg=cfg, scorer={"batch_size": 4, "readout": "expected"},
-                      vllm_args={"max_model_len": 4096})
+    spec = write_spec(
+        tmp_path / "s" / "spec.json",
+        engine="vllm",
+        models=[("grpo", tiny_model_dir)],
+        items=items,
+        out="rows.parquet",
+        model_cfg=cfg,
+        scorer={"batch_size": 4, "readout": "expected"},
+        vllm_args={"max_model_len": 4096},
+    )
     back = read_spec(spec)
     assert back["engine"] == "vllm" and back["models"] == [["grpo", str(tiny_model_dir.resolve())]]
     assert back["model_cfg"] == cfg and back["items"] == [list(i) for i in items]
     assert back["scorer"] == {"batch_size": 4, "readout": "expected"} and back["vllm"] == {"max_model_len": 4096}
     assert back["out"] == (tmp_path / "s" / "rows.parquet").resolve()
     raw = json.loads(spec.read_text())
-    for change, key in (({"engine": "onnx"}, "'engine'"), ({"items": [["x", "/a.png", "vqa"]]}, "'items'"),
-                        ({"items": [["x", "/a", "iqa"], ["x", "/b", "iqa"]]}, "'items'"),
-                        ({"scorer": {"beams": 4}}, "'scorer'"), ({"extra": 1}, "unknown \\['extra'\\]")):
+    for change, key in (
+        ({"engine": "onnx"}, "'engine'"),
+        ({"items": [["x", "/a.png", "vqa"]]}, "'items'"),
+        ({"items": [["x", "/a", "iqa"], ["x", "/b", "iqa"]]}, "'items'"),
+        ({"scorer": {"beams": 4}}, "'scorer'"),
+        ({"extra": 1}, "unknown \\['extra'\\]"),
+    ):
         bad = tmp_path / "bad.json"
         bad.write_text(json.dumps({**raw, **change}))
         with pytest.raises(SpecError, match=f"bad.json: worker spec.*{key}"):
@@ -142,15 +160,27 @@ def test_tatar_score_engine_vllm_runs_the_worker_and_reports_the_missing_engine(
 
     img = tmp_path / "a.png"
     _images(1)[0].save(img)
-    rc = main([str(img), "--task", "iqa", "--model", str(tiny_model_dir), "--engine", "vllm",
-               "--out", str(tmp_path / "s.csv")])
+    rc = main(
+        [
+            str(img),
+            "--task",
+            "iqa",
+            "--model",
+            str(tiny_model_dir),
+            "--engine",
+            "vllm",
+            "--out",
+            str(tmp_path / "s.csv"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "vllm scoring worker" in err and "vllm package is not importable" in err
     assert not (tmp_path / "s.csv").exists()
 
 
 def test_scorer_speed_reports_each_engine(tiny_model_dir):
-    """What the GPU check calls: img/s per engine on the same images; an engine missing here is reported, not raised."""
+    """What the GPU check calls: img/s per engine on the same images; an engine missing here is reported, not
+    raised."""
     from tatar_core.scoring.engines import scorer_speed
 
     rows = scorer_speed(tiny_model_dir, _images(2, seed=33), "iqa", repeat=1, batch_size=2, max_new_tokens=4)

@@ -1,4 +1,6 @@
-"""Speculative greedy decoding (tatar_core.scoring.speculative) and the checkpoint's draft corpus (tatar_core.models.draft_corpus)."""
+"""Speculative greedy decoding (tatar_core.scoring.speculative) and the checkpoint's draft corpus
+(tatar_core.models.draft_corpus)."""
+
 from __future__ import annotations
 
 import json
@@ -75,8 +77,10 @@ def test_corpus_bad_line_names_file_and_line(tmp_path):
 def _images(n: int, seed: int) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
     sizes = [(112, 112), (64, 48), (96, 72), (40, 120)]  # different prompt lengths: left padding
-    return [Image.fromarray(rng.integers(0, 255, (h, w, 3)).astype(np.uint8), "RGB")
-            for w, h in (sizes[i % len(sizes)] for i in range(n))]
+    return [
+        Image.fromarray(rng.integers(0, 255, (h, w, 3)).astype(np.uint8), "RGB")
+        for w, h in (sizes[i % len(sizes)] for i in range(n))
+    ]
 
 
 def _decode(scorer, images, task, draft_tokens, prefixes=None):
@@ -88,9 +92,16 @@ def _decode(scorer, images, task, draft_tokens, prefixes=None):
     texts = chat_texts(scorer.processor, [task] * len(images))
     inputs = scorer.processor(text=texts, images=[[im] for im in images], padding=True, return_tensors="pt")
     with torch.inference_mode():
-        return greedy_decode(scorer.model, inputs, max_new_tokens=200, stop_ids=scorer.stop_ids,
-                             pad_id=scorer.pad_id, index=scorer._draft_index(task), draft_tokens=draft_tokens,
-                             prefixes=prefixes)
+        return greedy_decode(
+            scorer.model,
+            inputs,
+            max_new_tokens=200,
+            stop_ids=scorer.stop_ids,
+            pad_id=scorer.pad_id,
+            index=scorer._draft_index(task),
+            draft_tokens=draft_tokens,
+            prefixes=prefixes,
+        )
 
 
 @pytest.mark.slow
@@ -131,10 +142,15 @@ def test_drafted_decoding_gives_the_greedy_tokens_in_fewer_passes(sft_checkpoint
     for im, toks in zip(images, plain.tokens):  # one image at a time: no padding at all
         inputs = build_inputs(processor, [im], [task])
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=200, do_sample=False,
-                                 eos_token_id=sorted(scorer.stop_ids), pad_token_id=scorer.pad_id)
-        ref = out[0, inputs["input_ids"].shape[1]:].tolist()
-        assert toks == ref[:len(toks)] and len(ref) == len(toks)
+            out = model.generate(
+                **inputs,
+                max_new_tokens=200,
+                do_sample=False,
+                eos_token_id=sorted(scorer.stop_ids),
+                pad_token_id=scorer.pad_id,
+            )
+        ref = out[0, inputs["input_ids"].shape[1] :].tolist()
+        assert toks == ref[: len(toks)] and len(ref) == len(toks)
 
 
 def test_compact_keeps_the_valid_cache_positions_in_order_right_aligned():

@@ -1,18 +1,19 @@
 """Corrupt or missing stage outputs: the manifest records each output file's size and sha256; a finished stage whose
 files do not match (sizes when read, hashes with `tatar verify`) or whose manifest does not parse is unfinished, with a
 message naming the file; the rerun moves the old parts aside (never deletes them) and rebuilds the same rows."""
+
 from __future__ import annotations
 
 import json
 
 import polars as pl
 import pytest
+from e2e_support import TINY_SAMPLES  # tests/ is on the path
 
 from data_contracts.config import load_config
 from data_contracts.manifest import StageManifest, check_finished, output_files
 from tatar_core.cli.main import main as tatar
 from tatar_core.pipeline.runner import Pipeline, StageNotReady
-from e2e_support import TINY_SAMPLES  # tests/ is on the path
 
 
 @pytest.fixture
@@ -55,8 +56,9 @@ def test_a_broken_finished_stage_is_unfinished_and_the_rerun_rebuilds_it(run, fa
         target.write_bytes(original[: len(original) // 2])
     m, problem = pipe.check("samples")
     assert m is None and str(target) in problem
-    assert {"truncated": "bytes, the manifest recorded", "deleted": "missing",
-            "manifest": "corrupt manifest"}[fault] in problem
+    assert {"truncated": "bytes, the manifest recorded", "deleted": "missing", "manifest": "corrupt manifest"}[
+        fault
+    ] in problem
     assert pipe.status()["samples"].startswith("needs a rerun:")
     with pytest.raises(StageNotReady, match="not finished"):
         pipe.result("samples")
@@ -96,9 +98,14 @@ def test_a_stage_whose_input_was_rebuilt_differently_is_unfinished(run):
     d = pipe.dir("rationales")
     d.mkdir(parents=True)
     (d / "rationales.parquet").write_bytes(b"x")
-    m = StageManifest(stage="rationales", key=pipe.keys["rationales"], code_version="v",
-                      outputs={"rationales": "rationales.parquet"}, files=output_files(d, {"r": "rationales.parquet"}),
-                      input_digests={"samples": first.manifest.digest()})
+    m = StageManifest(
+        stage="rationales",
+        key=pipe.keys["rationales"],
+        code_version="v",
+        outputs={"rationales": "rationales.parquet"},
+        files=output_files(d, {"r": "rationales.parquet"}),
+        input_digests={"samples": first.manifest.digest()},
+    )
     m.write(d)
     assert pipe.check("rationales")[0] is not None  # its input is the one it read
     m.model_copy(update={"input_digests": {"samples": "0" * 64}}).write(d)

@@ -1,9 +1,10 @@
 """Cache keys: a change in stage k's config reruns k and what follows it, nothing before it."""
+
 import pytest
 
 from data_contracts.config import STAGES, load_config
-from tatar_core.pipeline.runner import Pipeline, StageNotReady
 from tatar_core.pipeline.keys import stage_keys
+from tatar_core.pipeline.runner import Pipeline, StageNotReady
 
 
 def _changed(overrides):
@@ -16,15 +17,18 @@ def test_keys_are_deterministic():
     assert stage_keys(load_config("configs/demo.yaml")) == stage_keys(load_config("configs/demo.yaml"))
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    ({"sft.learning_rate": 0.001}, ["sft", "grpo", "benchmark"]),
-    ({"grpo.beta": 0.01}, ["grpo", "benchmark"]),
-    ({"benchmark.batch_size": 2}, ["benchmark"]),
-    ({"filtered.rules.iaa_min_aspects": 4}, ["filtered", "sft", "grpo", "benchmark"]),
-    ({"rationales.shard_size": 7}, ["rationales", "filtered", "sft", "grpo", "benchmark"]),
-    ({"samples.demo.test_refs": 2}, list(STAGES)),
-    ({"model.seed": 1}, ["sft", "grpo", "benchmark"]),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"sft.learning_rate": 0.001}, ["sft", "grpo", "benchmark"]),
+        ({"grpo.beta": 0.01}, ["grpo", "benchmark"]),
+        ({"benchmark.batch_size": 2}, ["benchmark"]),
+        ({"filtered.rules.iaa_min_aspects": 4}, ["filtered", "sft", "grpo", "benchmark"]),
+        ({"rationales.shard_size": 7}, ["rationales", "filtered", "sft", "grpo", "benchmark"]),
+        ({"samples.demo.test_refs": 2}, list(STAGES)),
+        ({"model.seed": 1}, ["sft", "grpo", "benchmark"]),
+    ],
+)
 def test_change_reruns_stage_and_downstream_only(overrides, expected):
     assert _changed(overrides) == expected
 
@@ -64,8 +68,9 @@ def _keys_in(root):
     import sys
 
     env = dict(os.environ, PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", _KEYS_SCRIPT], cwd=root, env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _KEYS_SCRIPT], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)
 
 
@@ -108,8 +113,14 @@ def test_code_versions_follow_the_imports(tmp_path):
 
 
 # modules of the samples and rationales closures (besides every config module) that the next test edits
-CLOSURE_MODULES = ("tatar_core/demo/teacher.py", "tatar_core/method/aspects.py", "tatar_core/samples/stage.py",
-                   "tatar_core/rationales/runner.py", "data_contracts/records.py", "tatar_core/demo/tiny.py")
+CLOSURE_MODULES = (
+    "tatar_core/demo/teacher.py",
+    "tatar_core/method/aspects.py",
+    "tatar_core/samples/stage.py",
+    "tatar_core/rationales/runner.py",
+    "data_contracts/records.py",
+    "tatar_core/demo/tiny.py",
+)
 
 
 def _comment_and_docstrings(root, rel):
@@ -120,9 +131,9 @@ def _comment_and_docstrings(root, rel):
     text = path.read_text()
     assert text.startswith('"""'), rel
     text = '"""Edited by a test. ' + text[3:]  # the module docstring
-    text, n = re.subn(r'(\n(?:class|def) [^\n]*:\n)([ ]+)(""")', r'\1\2\3Edited by a test. ', text, count=1)
+    text, n = re.subn(r'(\n(?:class|def) [^\n]*:\n)([ ]+)(""")', r"\1\2\3Edited by a test. ", text, count=1)
     if not n:  # no docstring: add one to the first class / function
-        text, n = re.subn(r'(\n(?:class|def) [^\n]*:\n)([ ]+)', r'\1\2"""Added by a test."""\n\2', text, count=1)
+        text, n = re.subn(r"(\n(?:class|def) [^\n]*:\n)([ ]+)", r'\1\2"""Added by a test."""\n\2', text, count=1)
     assert n == 1, rel
     text = text.replace("\nclass ", "\n# a comment\n\n\nclass ", 1).replace("\ndef ", "\n\n# a comment\ndef ", 1)
     path.write_text(text + "\n\n# edited by a test\n")
@@ -152,14 +163,22 @@ def test_real_changes_of_the_rationales_code_change_its_key(tmp_path):
     _edit(root, "tatar_core/demo/teacher.py")
     teacher = _keys_in(root)
     assert _diff(base, teacher) == list(STAGES[1:])
-    _replace(root, "data_contracts/config/rationales.py", "class TeacherConfig(Section):\n",
-             "class TeacherConfig(Section):\n    def edited_by_a_test(self):\n        return 1\n\n")
+    _replace(
+        root,
+        "data_contracts/config/rationales.py",
+        "class TeacherConfig(Section):\n",
+        "class TeacherConfig(Section):\n    def edited_by_a_test(self):\n        return 1\n\n",
+    )
     method = _keys_in(root)
     assert _diff(teacher, method) == list(STAGES[1:])
     assert method["code"]["rationales"] != teacher["code"]["rationales"]  # through the code version
     assert method["code"]["samples"] == base["code"]["samples"]
-    _replace(root, "data_contracts/config/rationales.py", "fast_max_words: int = Field(50,",
-             "fast_max_words: int = Field(45,")  # a default the demo config leaves
+    _replace(
+        root,
+        "data_contracts/config/rationales.py",
+        "fast_max_words: int = Field(50,",
+        "fast_max_words: int = Field(45,",
+    )  # a default the demo config leaves
     default = _keys_in(root)
     assert _diff(method, default) == list(STAGES[1:])
 
@@ -170,14 +189,22 @@ def test_another_stages_config_class_or_record_changes_no_earlier_key(tmp_path):
     root = _copy_project(tmp_path / "project")
     base = _keys_in(root)
     _replace(root, "data_contracts/config/training.py", "    beta: float = 0.001\n", "    beta: float = 0.002\n")
-    _replace(root, "data_contracts/config/training.py", "if self.min_iaa_images_per_step > self.prompts_per_step:",
-             "if self.min_iaa_images_per_step > self.prompts_per_step + 0:")
+    _replace(
+        root,
+        "data_contracts/config/training.py",
+        "if self.min_iaa_images_per_step > self.prompts_per_step:",
+        "if self.min_iaa_images_per_step > self.prompts_per_step + 0:",
+    )
     grpo = _keys_in(root)
     assert _diff(base, grpo) == ["sft", "grpo", "benchmark"]  # sft's launcher reads GrpoConfig too
     assert grpo["code"]["grpo"] != base["code"]["grpo"]
     assert {s: grpo["code"][s] for s in STAGES[:3]} == {s: base["code"][s] for s in STAGES[:3]}
-    _replace(root, "data_contracts/records.py", "class MetricRecord(Record):\n",
-             "class MetricRecord(Record):\n    edited_by_a_test: int = 0\n")
+    _replace(
+        root,
+        "data_contracts/records.py",
+        "class MetricRecord(Record):\n",
+        "class MetricRecord(Record):\n    edited_by_a_test: int = 0\n",
+    )
     assert _diff(grpo, _keys_in(root)) == ["benchmark"]
 
 
@@ -193,8 +220,13 @@ def test_closure_follows_lazy_and_relative_imports(tmp_path):
     (pkg / "c.py").write_text("X = 1\n")
     (pkg / "unused.py").write_text("")
     names = [p.relative_to(tmp_path).as_posix() for p in import_closure("tatar_core.p.a", tmp_path)]
-    assert names == ["tatar_core/__init__.py", "tatar_core/p/__init__.py", "tatar_core/p/a.py", "tatar_core/p/b.py",
-                     "tatar_core/p/c.py"]
+    assert names == [
+        "tatar_core/__init__.py",
+        "tatar_core/p/__init__.py",
+        "tatar_core/p/a.py",
+        "tatar_core/p/b.py",
+        "tatar_core/p/c.py",
+    ]
 
 
 def test_files_version_follows_the_syntax_not_the_text(tmp_path):
@@ -208,7 +240,7 @@ def test_files_version_follows_the_syntax_not_the_text(tmp_path):
         return files_version([f], tmp_path)
 
     base = version('"""Doc."""\nX = 1\n\n\ndef f(a, b=2):\n    """Doc."""\n    return a + b\n')
-    assert version('# c\nX = 1  # one\ndef f(a,\n      b=2):\n    return (a + b)\n') == base
+    assert version("# c\nX = 1  # one\ndef f(a,\n      b=2):\n    return (a + b)\n") == base
     assert version('"""Other."""\nX = 1\ndef f(a, b=2):\n    """Other."""\n\n    return a + b\n') == base
     assert version('"""Doc."""\nX = 1\ndef f(a, b=3):\n    return a + b\n') != base
     assert version('"""Doc."""\nX = "1"\ndef f(a, b=2):\n    return a + b\n') != base

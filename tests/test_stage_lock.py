@@ -2,6 +2,7 @@
 second run of the same key wait and then report the stage as cached (or, with locking.wait=false, fail at once naming
 the holder); a run of another key does not wait. The first run is frozen with SIGSTOP while it holds the lock, so the
 overlap is certain, not a matter of timing."""
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from e2e_support import TINY_SAMPLES  # tests/ is on the path
 
 from data_contracts.config import load_config
 from tatar_core.code_version import PROJECT_ROOT
 from tatar_core.pipeline.locks import holder_path
 from tatar_core.pipeline.runner import Pipeline
-from e2e_support import TINY_SAMPLES  # tests/ is on the path
 
 
 def _tatar(cfg: Path, *extra: str, out: Path) -> subprocess.Popen:
@@ -46,24 +47,60 @@ def test_second_run_of_a_key_waits_then_reports_cached_and_other_keys_do_not_wai
 
     first = _tatar(cfg_path, out=tmp_path / "first.log")
     try:
-        _until(lambda: (json.loads(holder_path(stage_dir).read_text()).get("pid") == first.pid
-                        if holder_path(stage_dir).exists() else False), "the first run to take the lock")
+        _until(
+            lambda: (
+                json.loads(holder_path(stage_dir).read_text()).get("pid") == first.pid
+                if holder_path(stage_dir).exists()
+                else False
+            ),
+            "the first run to take the lock",
+        )
         os.kill(first.pid, signal.SIGSTOP)  # it holds the stage, mid-work
 
         # locking.wait=false: fails at once, naming the holder
         t0 = time.time()
-        refused = subprocess.run([sys.executable, "-m", "tatar_core.cli.main", "run", str(cfg_path), "--stage",
-                                  "samples", "--set", "locking.wait=false"], capture_output=True, text=True,
-                                 env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)), cwd=PROJECT_ROOT, timeout=120)
+        refused = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tatar_core.cli.main",
+                "run",
+                str(cfg_path),
+                "--stage",
+                "samples",
+                "--set",
+                "locking.wait=false",
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)),
+            cwd=PROJECT_ROOT,
+            timeout=120,
+        )
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert f"is being run by pid {first.pid} on " in refused.stderr and "since 20" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
         assert time.time() - t0 < 60
 
         # another key (another samples config) runs while the first is frozen
-        other = subprocess.run([sys.executable, "-m", "tatar_core.cli.main", "run", str(cfg_path), "--stage",
-                                "samples", "--set", "samples.demo.seed=1"], capture_output=True, text=True,
-                               env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)), cwd=PROJECT_ROOT, timeout=120)
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tatar_core.cli.main",
+                "run",
+                str(cfg_path),
+                "--stage",
+                "samples",
+                "--set",
+                "samples.demo.seed=1",
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)),
+            cwd=PROJECT_ROOT,
+            timeout=120,
+        )
         assert other.returncode == 0 and "samples     ran" in other.stdout, other.stdout + other.stderr
 
         # the same key waits ...

@@ -1,23 +1,30 @@
 """Offline teacher: every demo sample gets a grounded rationale that passes the rule checks and ends in its score."""
+
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields as _fields
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from data_contracts.config.rationales import RuleConfig, TeacherConfig
 from data_contracts.config.samples import DemoDataConfig
 from tatar_core.demo.data import build_demo_samples
+from tatar_core.demo.measure import Measurements, measure_image
+from tatar_core.demo.teacher import (
+    OfflineTeacher,
+    attributes_rationale,
+    iaa_rationale,
+    iqa_rationale,
+    technical_factors,
+)
 from tatar_core.filtered.rules import rule_reasons
 from tatar_core.method.aspects import covered_aspects
-from tatar_core.demo.measure import Measurements, measure_image
 from tatar_core.method.parsing import count_words, parse_strict
 from tatar_core.method.prompts import make_target
 from tatar_core.method.scales import format_score
-from tatar_core.demo.teacher import (OfflineTeacher, attributes_rationale, iaa_rationale, iqa_rationale,
-                                        technical_factors)
 
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 
@@ -124,9 +131,18 @@ def test_top_factor_identifies_the_distortion(demo):
     """When the score is low enough for a factor to be named, the measured top factor matches the distortion: on
     ≥ 90 % of the distorted photos (measured 0.96) and ≥ 75 % of the generated references (measured 0.81: dead
     leaves' hard edges and 1/f noise's grain pass for impulse noise or low contrast more often)."""
-    expect = {"gblur": {"blur", "motion"}, "motion": {"motion", "blur"}, "awgn": {"noise"}, "impulse": {"impulse", "noise"},
-              "jpeg": {"blocking", "pixelation"}, "jp2k": {"blur", "motion", "blocking"}, "contrast": {"low_contrast", "faded"},
-              "desat": {"faded"}, "pixelate": {"pixelation", "blocking"}, "darken": {"dark"}}
+    expect = {
+        "gblur": {"blur", "motion"},
+        "motion": {"motion", "blur"},
+        "awgn": {"noise"},
+        "impulse": {"impulse", "noise"},
+        "jpeg": {"blocking", "pixelation"},
+        "jp2k": {"blur", "motion", "blocking"},
+        "contrast": {"low_contrast", "faded"},
+        "desat": {"faded"},
+        "pixelate": {"pixelation", "blocking"},
+        "darken": {"dark"},
+    }
     recs, _ = demo
     hit, tot = {True: 0, False: 0}, {True: 0, False: 0}
     for r in recs:
@@ -186,15 +202,46 @@ def test_attribute_texts_are_the_basis_when_present(demo):
 
 
 # ------------------------------------------------------------------ any measurements, any score, any attributes
-_RANGES = dict(width=(32, 512), height=(32, 512), sharpness=(0, 9), laplacian_var=(0, 600), noise_sigma=(0, 40),
-               impulse_fraction=(0, 0.1), blockiness=(0.3, 10), flat_fraction=(0, 1), directional_blur=(0, 2),
-               brightness=(0, 1), dark_clip=(0, 1), bright_clip=(0, 1), contrast=(0, 0.5), colourfulness=(0, 150),
-               saturation=(0, 1), warmth=(-1, 1), flat_colour_patch=(0, 0.5), centroid_x=(0, 1), centroid_y=(0, 1),
-               centroid_offset=(0, 1.4), thirds_distance=(0, 0.47), tilt_deg=(-45, 45), tilt_strength=(0, 1),
-               edge_density=(0, 1), symmetry=(-1, 1), vignetting=(0, 2), bar_fraction=(0, 1))
-measurements = st.builds(Measurements, **{
-    f.name: (st.integers(*_RANGES[f.name]) if f.name in ("width", "height")
-             else st.floats(*_RANGES[f.name], allow_nan=False)) for f in _fields(Measurements)})
+_RANGES = dict(
+    width=(32, 512),
+    height=(32, 512),
+    sharpness=(0, 9),
+    laplacian_var=(0, 600),
+    noise_sigma=(0, 40),
+    impulse_fraction=(0, 0.1),
+    blockiness=(0.3, 10),
+    flat_fraction=(0, 1),
+    directional_blur=(0, 2),
+    brightness=(0, 1),
+    dark_clip=(0, 1),
+    bright_clip=(0, 1),
+    contrast=(0, 0.5),
+    colourfulness=(0, 150),
+    saturation=(0, 1),
+    warmth=(-1, 1),
+    flat_colour_patch=(0, 0.5),
+    centroid_x=(0, 1),
+    centroid_y=(0, 1),
+    centroid_offset=(0, 1.4),
+    thirds_distance=(0, 0.47),
+    tilt_deg=(-45, 45),
+    tilt_strength=(0, 1),
+    edge_density=(0, 1),
+    symmetry=(-1, 1),
+    vignetting=(0, 2),
+    bar_fraction=(0, 1),
+)
+measurements = st.builds(
+    Measurements,
+    **{
+        f.name: (
+            st.integers(*_RANGES[f.name])
+            if f.name in ("width", "height")
+            else st.floats(*_RANGES[f.name], allow_nan=False)
+        )
+        for f in _fields(Measurements)
+    },
+)
 scores = st.floats(0, 100, allow_nan=False)
 
 
@@ -208,11 +255,24 @@ def test_shapes_hold_for_any_measurements(m, score, key):
         assert 90 <= count_words(n) <= 130 and len(covered_aspects(n)) >= 5
 
 
-_words = st.sampled_from("the light soft scene subject frame calm bold red tree sky 42 sea, strong; quiet bright".split())
+_words = st.sampled_from(
+    "the light soft scene subject frame calm bold red tree sky 42 sea, strong; quiet bright".split()
+)
 _sentence = st.lists(_words, min_size=1, max_size=40).map(lambda w: " ".join(w) + ".")
-_attrs = st.dictionaries(st.sampled_from(["visual_elements", "composition_structure", "overall_gestalt",
-                                          "technical_execution", "theme_communication", "other_aspect"]),
-                         st.lists(_sentence, min_size=1, max_size=3).map(" ".join), max_size=6)
+_attrs = st.dictionaries(
+    st.sampled_from(
+        [
+            "visual_elements",
+            "composition_structure",
+            "overall_gestalt",
+            "technical_execution",
+            "theme_communication",
+            "other_aspect",
+        ]
+    ),
+    st.lists(_sentence, min_size=1, max_size=3).map(" ".join),
+    max_size=6,
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -228,10 +288,17 @@ def test_style_per_task_fast_iaa_and_unchanged_ids(demo):
     same_style settings keep their historical teacher ids (so their rationales stay as they were)."""
     recs, outs = demo
     default_id = OfflineTeacher(TeacherConfig()).teacher_id
-    assert default_id == "offline-v1:" + __import__("hashlib").sha256(
-        json.dumps({"same_style": False, "version": "offline-v1"}, sort_keys=True).encode()).hexdigest()[:10]
-    assert OfflineTeacher(TeacherConfig(style={"iqa": "slow", "iaa": "slow"})).teacher_id == \
-        OfflineTeacher(TeacherConfig(same_style=True)).teacher_id
+    assert (
+        default_id
+        == "offline-v1:"
+        + __import__("hashlib")
+        .sha256(json.dumps({"same_style": False, "version": "offline-v1"}, sort_keys=True).encode())
+        .hexdigest()[:10]
+    )
+    assert (
+        OfflineTeacher(TeacherConfig(style={"iqa": "slow", "iaa": "slow"})).teacher_id
+        == OfflineTeacher(TeacherConfig(same_style=True)).teacher_id
+    )
     assert TeacherConfig(style={"iqa": "slow", "iaa": "slow"}) == TeacherConfig(same_style=True)
     with pytest.raises(ValueError, match="same_style"):
         TeacherConfig(same_style=True, style={"iaa": "fast"})

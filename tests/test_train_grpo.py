@@ -1,6 +1,7 @@
 """GRPO wrapper: batch settings and step composition (pure), a real 2-step in-process trl GRPO run with
 train_log.parquet and resume, and (slow) a 2-process `accelerate launch` run whose rank reward sees the IAA
 images of both processes."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,19 @@ from tatar_core.training.grpo import batch_plan, iaa_per_step, plan_order, run_g
 
 
 def _samples(n_iqa: int, n_iaa: int) -> list[SampleRecord]:
-    return [SampleRecord(sample_id=f"{t}/{i:04d}", image_path="/x.png", task=t, score=float(i % 100), split="train",
-                         source="s", ref_id=f"r{i}") for t, n in (("iqa", n_iqa), ("iaa", n_iaa)) for i in range(n)]
+    return [
+        SampleRecord(
+            sample_id=f"{t}/{i:04d}",
+            image_path="/x.png",
+            task=t,
+            score=float(i % 100),
+            split="train",
+            source="s",
+            ref_id=f"r{i}",
+        )
+        for t, n in (("iqa", n_iqa), ("iaa", n_iaa))
+        for i in range(n)
+    ]
 
 
 def test_batch_plan_realizes_prompts_per_step():
@@ -31,12 +43,17 @@ def test_batch_plan_realizes_prompts_per_step():
     with pytest.raises(ValueError, match="not divisible"):
         batch_plan(GrpoConfig(num_generations=3, prompts_per_step=3, min_iaa_images_per_step=2), 2)
     with pytest.raises(ValueError, match="per_device_train_batch_size=4"):
-        batch_plan(GrpoConfig(num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2,
-                              per_device_train_batch_size=4), 1)
+        batch_plan(
+            GrpoConfig(
+                num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2, per_device_train_batch_size=4
+            ),
+            1,
+        )
 
 
-@pytest.mark.parametrize("n_iqa,n_iaa,P,min_iaa,procs", [(400, 60, 8, 4, 2), (10, 10, 4, 2, 2), (50, 6, 16, 4, 4),
-                                                        (0, 12, 6, 2, 3)])
+@pytest.mark.parametrize(
+    "n_iqa,n_iaa,P,min_iaa,procs", [(400, 60, 8, 4, 2), (10, 10, 4, 2, 2), (50, 6, 16, 4, 4), (0, 12, 6, 2, 3)]
+)
 def test_every_step_holds_distinct_prompts_and_enough_iaa_on_every_process(n_iqa, n_iaa, P, min_iaa, procs):
     cfg = GrpoConfig(num_generations=2, prompts_per_step=P, min_iaa_images_per_step=min_iaa, seed=3)
     data = _samples(n_iqa, n_iaa)
@@ -47,12 +64,12 @@ def test_every_step_holds_distinct_prompts_and_enough_iaa_on_every_process(n_iqa
     assert k >= min(min_iaa, n_iaa) and (n_iqa > 0 or k == P)
     per_proc = P // procs
     for s in range(steps):
-        block = order[s * P:(s + 1) * P]
+        block = order[s * P : (s + 1) * P]
         assert len({r.sample_id for r in block}) == P  # distinct images per step
         assert sum(r.task == "iaa" for r in block) == k
         if k >= procs:  # IAA images spread so every process holds some
             for j in range(procs):
-                assert any(r.task == "iaa" for r in block[j * per_proc:(j + 1) * per_proc])
+                assert any(r.task == "iaa" for r in block[j * per_proc : (j + 1) * per_proc])
     seen = Counter(r.sample_id for r in order)
     assert len(seen) == len(data)  # every image used
     assert order == plan_order(data, cfg, steps)  # deterministic
@@ -68,8 +85,9 @@ def test_iqa_only_and_unsatisfiable_iaa():
 
 
 def test_select_train_caps_samples_and_keeps_iaa():
-    data = _samples(90, 10) + [SampleRecord(sample_id="t/1", image_path="/x.png", task="iqa", score=1.0,
-                                            split="test", source="s", ref_id="r")]
+    data = _samples(90, 10) + [
+        SampleRecord(sample_id="t/1", image_path="/x.png", task="iqa", score=1.0, split="test", source="s", ref_id="r")
+    ]
     cfg = GrpoConfig(max_train_samples=20, min_iaa_images_per_step=4)
     sel = select_train(data, cfg)
     assert len(sel) == 20 and all(r.split == "train" for r in sel)
@@ -79,17 +97,31 @@ def test_select_train_caps_samples_and_keeps_iaa():
 
 
 def _small_cfg(**kw) -> GrpoConfig:
-    base = dict(num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2, max_completion_length=160,
-                learning_rate=1e-4, beta=0.001, seed=0,
-                trainer_args={"logging_steps": 1, "save_steps": 1, "save_total_limit": None})
+    base = dict(
+        num_generations=4,
+        prompts_per_step=4,
+        min_iaa_images_per_step=2,
+        max_completion_length=160,
+        learning_rate=1e-4,
+        beta=0.001,
+        seed=0,
+        trainer_args={"logging_steps": 1, "save_steps": 1, "save_total_limit": None},
+    )
     args = base["trainer_args"] | kw.pop("trainer_args", {})
     return GrpoConfig(**{**base, **kw, "trainer_args": args})
 
 
 def test_grpo_in_process_logs_both_tasks_and_resumes(sft_checkpoint, synthetic_samples, tmp_path):
     lines, progress = [], []
-    first = run_grpo(synthetic_samples, sft_checkpoint, _small_cfg(max_steps=2), ModelConfig(), tmp_path,
-                     log=lines.append, progress=lambda *a, **kw: progress.append(a))
+    first = run_grpo(
+        synthetic_samples,
+        sft_checkpoint,
+        _small_cfg(max_steps=2),
+        ModelConfig(),
+        tmp_path,
+        log=lines.append,
+        progress=lambda *a, **kw: progress.append(a),
+    )
     assert first["steps"] == 2 and first["resumed_from_step"] == 0
     assert progress[0] == ("grpo", 0, 2) and progress[-1] == ("grpo", 2, 2)
     assert [line.split(" · ")[0] for line in lines] == ["[grpo] step 1/2", "[grpo] step 2/2"]
@@ -97,7 +129,14 @@ def test_grpo_in_process_logs_both_tasks_and_resumes(sft_checkpoint, synthetic_s
         assert "kl " in line and " iqa reward " in line and " iaa reward " in line
         assert line.count("(score ") == 2 and line.count(" words ") == 2 and line.count(" parse ") == 2
     assert {p.name for p in (tmp_path / "curves").iterdir()} == {
-        "reward_iqa.png", "reward_iaa.png", "words.png", "parse_rate.png", "group_std.png", "zero_std.png", "kl.png"}
+        "reward_iqa.png",
+        "reward_iaa.png",
+        "words.png",
+        "parse_rate.png",
+        "group_std.png",
+        "zero_std.png",
+        "kl.png",
+    }
     assert first["per_device_train_batch_size"] == 16 and first["iaa_images_per_step"] == 2
     assert set(first["rewards_last"]) == {"iqa", "iaa"}
     log = read_records(tmp_path / "train_log.parquet", TrainLogRecord)
@@ -117,7 +156,8 @@ def test_grpo_in_process_logs_both_tasks_and_resumes(sft_checkpoint, synthetic_s
     for h in trl_zero:
         rows = [r for r in log if r.step == h["step"]]
         assert sum(r.zero_std_frac * r.groups for r in rows) / sum(r.groups for r in rows) == pytest.approx(
-            h["frac_reward_zero_std"])
+            h["frac_reward_zero_std"]
+        )
     assert any("iaa/reward_total" in h for h in state["log_history"])  # per-task stats in the trainer logs
     # every rank-reward call saw both IAA images of the step
     calls = [json.loads(line) for line in (tmp_path / "gather_log" / "process-0.jsonl").read_text().splitlines()]
@@ -134,13 +174,18 @@ def test_grpo_in_process_logs_both_tasks_and_resumes(sft_checkpoint, synthetic_s
 
 @pytest.mark.slow
 def test_accelerate_two_processes_rank_across_processes(sft_checkpoint, synthetic_samples, tmp_path):
-    cfg = _small_cfg(max_steps=2, trainer_args={"save_steps": 100},
-                     launch=LaunchConfig(mode="accelerate", num_processes=2, cpu=True))
+    cfg = _small_cfg(
+        max_steps=2,
+        trainer_args={"save_steps": 100},
+        launch=LaunchConfig(mode="accelerate", num_processes=2, cpu=True),
+    )
     result = run_grpo(synthetic_samples, sft_checkpoint, cfg, ModelConfig(), tmp_path)
     assert result["num_processes"] == 2 and result["steps"] == 2
     assert result["per_device_train_batch_size"] == 8
-    logs = {k: [json.loads(x) for x in (tmp_path / "gather_log" / f"process-{k}.jsonl").read_text().splitlines()]
-            for k in (0, 1)}
+    logs = {
+        k: [json.loads(x) for x in (tmp_path / "gather_log" / f"process-{k}.jsonl").read_text().splitlines()]
+        for k in (0, 1)
+    }
     assert len(logs[0]) == len(logs[1]) >= 2
     for k, other in ((0, 1), (1, 0)):
         for mine, theirs in zip(logs[k], logs[other]):

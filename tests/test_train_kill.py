@@ -2,6 +2,7 @@
 SIGKILLed once two checkpoints exist; the newest checkpoint is then broken as a full disk leaves it (truncated
 trainer_state.json). The rerun skips it with a warning naming it, resumes from the one before, trains to max_steps,
 and the final model folder loads."""
+
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from e2e_support import descendants, wait_for
 
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import GrpoConfig, LaunchConfig, SftConfig
@@ -20,7 +22,6 @@ from data_contracts.parquet_io import read_records
 from data_contracts.records import KeptRecord, SampleRecord, TrainLogRecord
 from tatar_core.code_version import PROJECT_ROOT
 from tatar_core.training.launch import LAUNCHED_ENV, launch_command, write_spec
-from e2e_support import descendants, wait_for
 
 MAX_STEPS = 5
 TRAINER_ARGS = {"save_steps": 1, "save_total_limit": None, "logging_steps": 1}
@@ -29,11 +30,27 @@ TRAINER_ARGS = {"save_steps": 1, "save_total_limit": None, "logging_steps": 1}
 def _cfg(stage: str, mode: str):
     launch = LaunchConfig(mode=mode, num_processes=2 if mode == "accelerate" else 1, cpu=True)
     if stage == "sft":
-        return SftConfig(max_steps=MAX_STEPS, learning_rate=3e-3, per_device_train_batch_size=2,
-                         gradient_accumulation_steps=1, seed=0, trainer_args=TRAINER_ARGS, launch=launch)
-    return GrpoConfig(max_steps=MAX_STEPS, num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2,
-                      max_completion_length=64, learning_rate=1e-4, beta=0.001, seed=0, trainer_args=TRAINER_ARGS,
-                      launch=launch)
+        return SftConfig(
+            max_steps=MAX_STEPS,
+            learning_rate=3e-3,
+            per_device_train_batch_size=2,
+            gradient_accumulation_steps=1,
+            seed=0,
+            trainer_args=TRAINER_ARGS,
+            launch=launch,
+        )
+    return GrpoConfig(
+        max_steps=MAX_STEPS,
+        num_generations=4,
+        prompts_per_step=4,
+        min_iaa_images_per_step=2,
+        max_completion_length=64,
+        learning_rate=1e-4,
+        beta=0.001,
+        seed=0,
+        trainer_args=TRAINER_ARGS,
+        launch=launch,
+    )
 
 
 def _whole(ckpt: Path) -> bool:
@@ -71,7 +88,9 @@ def _start_and_kill(stage: str, cfg, records, record_model, model_path: Path, ou
     deadline = time.time() + 240
     try:
         while sum(_whole(p) for p in _checkpoints(out)) < 2:
-            assert proc.poll() is None, f"the run ended before it was killed:\n{(out / 'killed_run.log').read_text()[-3000:]}"
+            assert proc.poll() is None, (
+                f"the run ended before it was killed:\n{(out / 'killed_run.log').read_text()[-3000:]}"
+            )
             assert time.time() < deadline, "no two checkpoints within 240 s"
             time.sleep(0.05)
     finally:
@@ -87,8 +106,9 @@ def _start_and_kill(stage: str, cfg, records, record_model, model_path: Path, ou
         log.close()
         wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in tree), 30, "the killed processes to go")
     assert proc.returncode == -signal.SIGKILL
-    assert not (out / "model").exists() and not (out / "checkpoints" / f"checkpoint-{MAX_STEPS}").exists(), \
+    assert not (out / "model").exists() and not (out / "checkpoints" / f"checkpoint-{MAX_STEPS}").exists(), (
         "the run finished before the kill: raise MAX_STEPS"
+    )
 
 
 def _break_newest(out: Path) -> tuple[Path, int, dict]:
@@ -107,8 +127,7 @@ def _break_newest(out: Path) -> tuple[Path, int, dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["inprocess", "accelerate"])
 @pytest.mark.parametrize("stage", ["sft", "grpo"])
-def test_sigkill_then_rerun_continues_from_the_last_whole_checkpoint(
-        stage, mode, request, tmp_path, caplog, capfd):
+def test_sigkill_then_rerun_continues_from_the_last_whole_checkpoint(stage, mode, request, tmp_path, caplog, capfd):
     from tatar_core.models.loading import load_model_and_processor
     from tatar_core.training.grpo import run_grpo
     from tatar_core.training.sft import run_sft

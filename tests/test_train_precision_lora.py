@@ -1,5 +1,6 @@
 """Training precision (fp32 master weights under bf16 training; pure 16-bit refused), the order arguments -> model
 (ZeRO-3 loading), LoRA on the language model only, and GRPO with LoRA saving a merged model."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,14 @@ def test_bf16_training_keeps_fp32_master_weights(tiny_model_dir, synthetic_kept,
 
     from tatar_core.training.sft import run_sft
 
-    cfg = SftConfig(max_steps=1, learning_rate=1e-6, bf16=True, per_device_train_batch_size=2,
-                    trainer_args={"save_steps": 100, "warmup_steps": 0, "use_cpu": True}, seed=0)
+    cfg = SftConfig(
+        max_steps=1,
+        learning_rate=1e-6,
+        bf16=True,
+        per_device_train_batch_size=2,
+        trainer_args={"save_steps": 100, "warmup_steps": 0, "use_cpu": True},
+        seed=0,
+    )
     run_sft(synthetic_kept[:4], tiny_model_dir, cfg, ModelConfig(dtype="bfloat16"), tmp_path)
     saved = load_file(tmp_path / "model" / "model.safetensors")
     base = load_file(tiny_model_dir / "model.safetensors")
@@ -67,11 +74,19 @@ def test_default_lora_targets_are_the_language_model_only(tiny_model_dir):
     layers = model.config.text_config.num_hidden_layers
     assert len(adapted) == 7 * layers
     assert all(".language_model.layers." in n and "visual" not in n for n in adapted), adapted
-    assert {n.rsplit(".", 1)[-1] for n in adapted} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                       "up_proj", "down_proj"}
+    assert {n.rsplit(".", 1)[-1] for n in adapted} == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     model, _ = load_model_and_processor(tiny_model_dir, ModelConfig(), for_training=True)
-    custom = adapted_modules(get_peft_model(model, peft_config(LoraSection(enabled=True, r=4,
-                                                                           target_modules=["q_proj", "v_proj"]))))
+    custom = adapted_modules(
+        get_peft_model(model, peft_config(LoraSection(enabled=True, r=4, target_modules=["q_proj", "v_proj"])))
+    )
     assert len(custom) == 2 * layers  # the set is configurable
 
 
@@ -81,9 +96,18 @@ def test_grpo_with_lora_trains_and_saves_a_merged_model_that_loads(sft_checkpoin
     from tatar_core.models.loading import load_model_and_processor
     from tatar_core.training.grpo import run_grpo
 
-    cfg = GrpoConfig(num_generations=4, prompts_per_step=4, min_iaa_images_per_step=2, max_completion_length=96,
-                     learning_rate=5e-3, beta=0.001, seed=0, max_steps=1, lora={"enabled": True, "r": 4},
-                     trainer_args={"logging_steps": 1, "save_steps": 100})
+    cfg = GrpoConfig(
+        num_generations=4,
+        prompts_per_step=4,
+        min_iaa_images_per_step=2,
+        max_completion_length=96,
+        learning_rate=5e-3,
+        beta=0.001,
+        seed=0,
+        max_steps=1,
+        lora={"enabled": True, "r": 4},
+        trainer_args={"logging_steps": 1, "save_steps": 100},
+    )
     result = run_grpo(synthetic_samples, sft_checkpoint, cfg, ModelConfig(), tmp_path)
     assert result["steps"] == 1
     assert (tmp_path / "adapter" / "adapter_config.json").exists()

@@ -1,5 +1,6 @@
 """SFT wrapper: thought dropout, task mixing, a real short trl SFT run with checkpoint resume, LoRA merge, and the
 shared `sft_checkpoint` fixture (loss falls, greedy answers parse)."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ import torch
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import SftConfig
 from data_contracts.records import KeptRecord
-from tatar_core.training.launch import last_complete_checkpoint
 from tatar_core.method.parsing import parse_answer
 from tatar_core.method.prompts import make_target
+from tatar_core.training.launch import last_complete_checkpoint
 from tatar_core.training.sft import build_sft_rows, drops_thought, mixed_order, run_sft
 
 
@@ -23,9 +24,18 @@ def _kept(n_iqa: int, n_iaa: int) -> list[KeptRecord]:
         for i in range(n):
             rationale = f"A {task} rationale number {i} about sharpness and mood."
             score = float(i % 100)
-            rows.append(KeptRecord(sample_id=f"{task}/{i:05d}", image_path="/nonexistent.png", task=task, score=score,
-                                   rationale=rationale, target=make_target(rationale, score), teacher="t",
-                                   n_words=len(rationale.split())))
+            rows.append(
+                KeptRecord(
+                    sample_id=f"{task}/{i:05d}",
+                    image_path="/nonexistent.png",
+                    task=task,
+                    score=score,
+                    rationale=rationale,
+                    target=make_target(rationale, score),
+                    teacher="t",
+                    n_words=len(rationale.split()),
+                )
+            )
     return rows
 
 
@@ -75,11 +85,23 @@ def test_mix_oversamples_the_smaller_task_until_all_exhausted():
 
 
 def test_sft_trains_and_resumes_from_last_checkpoint(tiny_model_dir, synthetic_kept, tmp_path):
-    base = dict(learning_rate=3e-3, per_device_train_batch_size=4, gradient_accumulation_steps=1, seed=0,
-                trainer_args={"save_steps": 2, "logging_steps": 1, "save_total_limit": None})
+    base = dict(
+        learning_rate=3e-3,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        seed=0,
+        trainer_args={"save_steps": 2, "logging_steps": 1, "save_total_limit": None},
+    )
     lines, progress = [], []
-    first = run_sft(synthetic_kept, tiny_model_dir, SftConfig(max_steps=4, **base), ModelConfig(), tmp_path,
-                    log=lines.append, progress=lambda *a, **kw: progress.append(a))
+    first = run_sft(
+        synthetic_kept,
+        tiny_model_dir,
+        SftConfig(max_steps=4, **base),
+        ModelConfig(),
+        tmp_path,
+        log=lines.append,
+        progress=lambda *a, **kw: progress.append(a),
+    )
     assert first["steps"] == 4 and first["resumed_from_step"] == 0
     # reported through the callback: a line per logging step, progress per optimizer step, curves at the end
     assert progress == [("sft", 0, 4), ("sft", 1, 4), ("sft", 2, 4), ("sft", 3, 4), ("sft", 4, 4)]
@@ -106,8 +128,9 @@ def test_sft_trains_and_resumes_from_last_checkpoint(tiny_model_dir, synthetic_k
     assert hasattr(processor, "image_processor")
 
 
-def test_cpu_loss_scores_only_labelled_positions_with_the_same_loss_and_weights(tiny_model_dir, synthetic_kept,
-                                                                               tmp_path, monkeypatch):
+def test_cpu_loss_scores_only_labelled_positions_with_the_same_loss_and_weights(
+    tiny_model_dir, synthetic_kept, tmp_path, monkeypatch
+):
     """tatar_core.training.launch.score_label_positions_only: on CPU trl's fused LM head scores only the labelled
     positions; 3 SFT steps give the losses, gradient norms and weights of trl's own every-position scoring."""
     import trl.trainer.utils as trl_utils
@@ -115,8 +138,14 @@ def test_cpu_loss_scores_only_labelled_positions_with_the_same_loss_and_weights(
 
     from tatar_core.training import launch
 
-    cfg = SftConfig(learning_rate=3e-3, max_steps=3, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                    seed=0, trainer_args={"save_steps": 1000, "logging_steps": 1})
+    cfg = SftConfig(
+        learning_rate=3e-3,
+        max_steps=3,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        seed=0,
+        trainer_args={"save_steps": 1000, "logging_steps": 1},
+    )
     trl_full = getattr(trl_utils._use_triton, "__wrapped__", trl_utils._use_triton)
     with monkeypatch.context() as m:  # trl as shipped: every position scored on CPU
         m.setattr(trl_utils, "_use_triton", trl_full)
@@ -125,11 +154,15 @@ def test_cpu_loss_scores_only_labelled_positions_with_the_same_loss_and_weights(
         assert not trl_utils._use_triton(torch.device("cpu"))
     run_sft(synthetic_kept, tiny_model_dir, cfg, ModelConfig(), tmp_path / "compact")
     assert trl_utils._use_triton(torch.device("cpu")), "the CPU fused LM head still scores every position"
-    history = {k: [h for h in json.loads((tmp_path / k / "log_history.json").read_text()) if "loss" in h]
-               for k in ("full", "compact")}
+    history = {
+        k: [h for h in json.loads((tmp_path / k / "log_history.json").read_text()) if "loss" in h]
+        for k in ("full", "compact")
+    }
     assert len(history["full"]) == 3
     for a, b in zip(history["full"], history["compact"]):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-4)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["grad_norm"] == pytest.approx(
+            b["grad_norm"], rel=1e-4
+        )
     full, compact = (load_file(tmp_path / k / "model" / "model.safetensors") for k in ("full", "compact"))
     assert all(torch.allclose(full[k], compact[k], rtol=1e-4, atol=1e-6) for k in full)
 
@@ -137,8 +170,14 @@ def test_cpu_loss_scores_only_labelled_positions_with_the_same_loss_and_weights(
 def test_lora_adapters_are_merged_into_the_saved_model(tiny_model_dir, synthetic_kept, tmp_path):
     from safetensors.torch import load_file
 
-    cfg = SftConfig(max_steps=2, learning_rate=1e-2, per_device_train_batch_size=2, lora={"enabled": True, "r": 4,
-                    "alpha": 8}, trainer_args={"save_steps": 100}, seed=0)
+    cfg = SftConfig(
+        max_steps=2,
+        learning_rate=1e-2,
+        per_device_train_batch_size=2,
+        lora={"enabled": True, "r": 4, "alpha": 8},
+        trainer_args={"save_steps": 100},
+        seed=0,
+    )
     run_sft(synthetic_kept[:8], tiny_model_dir, cfg, ModelConfig(), tmp_path)
     saved = load_file(tmp_path / "model" / "model.safetensors")
     base = load_file(tiny_model_dir / "model.safetensors")

@@ -1,5 +1,6 @@
 """trl's own arguments pass through (`sft.trainer_args`, `grpo.trainer_args`, `model.load_args`), checked when the
 config loads: an unknown key or one the project sets fails before any work, naming the key and the file."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,7 +46,9 @@ def test_a_spurious_ast_systemerror_from_a_concurrent_parse_is_retried(monkeypat
             raise SystemError("AST constructor recursion depth mismatch (before=60, after=75)")
         return real_parse(source, filename, *args, **kwargs)
 
-    monkeypatch.setattr(tf, "ast", types.SimpleNamespace(**{**vars(ast), "parse": parse_failing_once}))  # only its parses
+    monkeypatch.setattr(
+        tf, "ast", types.SimpleNamespace(**{**vars(ast), "parse": parse_failing_once})
+    )  # only its parses
     tf._parse.cache_clear()
     tf.trainer_fields.cache_clear()
     try:
@@ -75,12 +78,15 @@ def test_sft_trainer_args_reach_sftconfig(tmp_path):
     assert args.max_grad_norm == 0.25 and args.optim == "adamw_torch" and args.max_length is None
 
 
-@pytest.mark.parametrize("section, key, message", [
-    ("grpo", "max_grad_nrom", "unknown trl GRPOConfig field 'max_grad_nrom'"),
-    ("sft", "learning_rate", "set sft.learning_rate, not trainer_args"),
-    ("grpo", "steps_per_generation", "'steps_per_generation' is set by the project"),
-    ("sft", "max_length", "'max_length' is set by the project"),
-])
+@pytest.mark.parametrize(
+    "section, key, message",
+    [
+        ("grpo", "max_grad_nrom", "unknown trl GRPOConfig field 'max_grad_nrom'"),
+        ("sft", "learning_rate", "set sft.learning_rate, not trainer_args"),
+        ("grpo", "steps_per_generation", "'steps_per_generation' is set by the project"),
+        ("sft", "max_length", "'max_length' is set by the project"),
+    ],
+)
 def test_bad_trainer_args_fail_naming_key_and_file(tmp_path, section, key, message):
     path = _config(tmp_path, **{section: {"trainer_args": {key: 1}}})
     with pytest.raises(ConfigError) as err:

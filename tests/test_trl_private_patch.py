@@ -6,6 +6,7 @@ public switch for it: `add_fused_lm_head` (used by SFTTrainer and GRPOTrainer) d
 `_use_triton(device)` at every forward. These tests fail, with what to re-check, when a trl upgrade moves or changes
 that function; the patch itself is a no-op when the function is gone, so training still runs, only slower.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -18,9 +19,11 @@ import torch
 
 from tatar_core.training import launch
 
-RECHECK = ("re-check tatar_core.training.launch.score_label_positions_only against the new trl: does the fused LM "
-           "head (trl.trainer.utils.add_fused_lm_head) still choose label-only scoring with trl.trainer.utils."
-           "_use_triton(device)? Is there a public option now? Then update this test")
+RECHECK = (
+    "re-check tatar_core.training.launch.score_label_positions_only against the new trl: does the fused LM "
+    "head (trl.trainer.utils.add_fused_lm_head) still choose label-only scoring with trl.trainer.utils."
+    "_use_triton(device)? Is there a public option now? Then update this test"
+)
 
 
 def _pinned_trl() -> str:
@@ -46,13 +49,17 @@ def test_the_private_function_is_where_the_fused_lm_head_reads_it():
     # both trainers patch their model with this add_fused_lm_head, whose forward looks the name up in its module
     for trainer in (sft_trainer, grpo_trainer):
         assert trainer.add_fused_lm_head is trl_utils.add_fused_lm_head, f"{trainer.__name__}: {RECHECK}"
-    fused = [c for c in trl_utils.add_fused_lm_head.__code__.co_consts
-             if inspect.iscode(c) and c.co_name == "_fused_forward"]
+    fused = [
+        c
+        for c in trl_utils.add_fused_lm_head.__code__.co_consts
+        if inspect.iscode(c) and c.co_name == "_fused_forward"
+    ]
     assert len(fused) == 1 and "_use_triton" in fused[0].co_names, f"_fused_forward no longer reads it: {RECHECK}"
     assert trl_utils.add_fused_lm_head.__globals__ is vars(trl_utils)
     source = inspect.getsource(trl_utils.add_fused_lm_head)
-    assert "compact = _use_triton(hidden_states.device)" in source and "hidden_states[mask] if compact" in source, \
+    assert "compact = _use_triton(hidden_states.device)" in source and "hidden_states[mask] if compact" in source, (
         f"the fused LM head's label-only branch changed: {RECHECK}"
+    )
 
 
 def test_patch_scores_label_positions_only_on_cpu(monkeypatch):

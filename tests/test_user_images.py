@@ -1,16 +1,17 @@
 """Images users actually have: each decodes to the right RGB image (EXIF orientation applied) or is refused with a
 clear reason; the dataset loaders decode every image once and skip the ones that do not decode, with the reason."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+from user_images import write_user_images
 
 from data_contracts.config.samples import DatasetSource
 from tatar_core.images import ImageLoadError, load_rgb
 from tatar_core.samples.readers import load_dataset
-from user_images import write_user_images
 
 
 def test_each_kind_loads_as_rgb_or_is_refused_with_its_reason(tmp_path):

@@ -1,5 +1,6 @@
 """The embedded model's quality view (tatar_core.demo.view): native-resolution fragments beside a global view, and
 the hand-set tower keeping the two apart."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,10 +39,10 @@ def _noise_sigma(patches: np.ndarray) -> float:
 
 def test_quality_view_keeps_native_noise_and_downscaling_loses_it():
     img = _noisy(sigma=10.0)
-    luma_sigma = 10.0 * np.sqrt(0.299 ** 2 + 0.587 ** 2 + 0.114 ** 2)  # independent noise per channel
+    luma_sigma = 10.0 * np.sqrt(0.299**2 + 0.587**2 + 0.114**2)  # independent noise per channel
     view = QualityViewImageProcessor(**KW)(images=[img], return_tensors="np")
     grid = view["image_grid_thw"][0]
-    n_quality = 64   # 112 x 112 px = 8 x 8 patches
+    n_quality = 64  # 112 x 112 px = 8 x 8 patches
     assert grid.prod() == 2 * n_quality
     rows = view["pixel_values"]
     # the quality view's rows: patches whose marker is 0 (first and second temporal copies equal)
@@ -73,23 +74,28 @@ def test_canvas_layout(size):
     assert is_global.shape == (shape[0] // PATCH, shape[1] // PATCH)
     assert (~is_global).sum() == 64
     proc = QualityViewImageProcessor(**KW)
-    assert proc.get_number_of_image_patches(h, w) == out.shape[0] * out.shape[1] // PATCH ** 2
+    assert proc.get_number_of_image_patches(h, w) == out.shape[0] * out.shape[1] // PATCH**2
     gh, gw = global_size(max(h, PATCH), max(w, PATCH), 112)
     assert gh % 28 == 0 and gw % 28 == 0 and max(gh, gw) == 112
 
 
 @pytest.fixture(scope="module")
 def tower():
-    import torch
     from types import SimpleNamespace
 
+    import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from tatar_core.demo.tiny import TEXT_CONFIG, VISION_CONFIG
 
-    cfg = Qwen2_5_VLConfig(text_config=dict(TEXT_CONFIG, vocab_size=3100), vision_config=dict(VISION_CONFIG),
-                           image_token_id=3000, video_token_id=3001, vision_start_token_id=3002,
-                           vision_end_token_id=3003)
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(TEXT_CONFIG, vocab_size=3100),
+        vision_config=dict(VISION_CONFIG),
+        image_token_id=3000,
+        video_token_id=3001,
+        vision_start_token_id=3002,
+        vision_end_token_id=3003,
+    )
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
     at.install_analytic_tower(model, seed=0)
@@ -108,6 +114,7 @@ def test_tower_marks_the_views_and_its_image_means_ignore_the_global_view(tower)
 
     class SwappedGlobal(QualityViewImageProcessor):
         """Canvas of `img`'s quality view with the global view of a dark, flat image."""
+
         def _preprocess(self, images, *a, **k):
             out = super()._preprocess(images, *a, **k)
             other = super()._preprocess([np.full_like(images[0], 20)], *a, **k)
@@ -123,5 +130,5 @@ def test_tower_marks_the_views_and_its_image_means_ignore_the_global_view(tower)
     assert np.allclose(z[:, g], z2[:, g], atol=1e-3)
     logy = names.index("L.logY")
     changed = np.abs(z[view > 0.5, logy] - z2[view > 0.5, logy]) > 0.5
-    assert changed.sum() == 12          # the global tokens showing the image did change (112 x 84 px: 4 x 3 tokens)
-    assert np.allclose(z[view < 0.5], z2[view < 0.5], atol=1e-3)           # the quality tokens did not
+    assert changed.sum() == 12  # the global tokens showing the image did change (112 x 84 px: 4 x 3 tokens)
+    assert np.allclose(z[view < 0.5], z2[view < 0.5], atol=1e-3)  # the quality tokens did not

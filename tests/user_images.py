@@ -3,6 +3,7 @@
 `write_user_images(folder)` -> {file name: expectation}; an expectation is ("rgb", (width, height)) for a file that
 must decode to an RGB image of that size, or ("error", substring of the reason) for one that must be refused.
 """
+
 from __future__ import annotations
 
 import struct

@@ -9,6 +9,7 @@ CompletionOutput; vllm.logprobs.Logprob), and a recorder that fills them from a 
 `record_outputs` runs the transformers scorer's own greedy decoding (no drafts) keeping every step's full logits,
 then writes what vLLM would return for the same tokens with `SamplingParams(logprobs=top_k)`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,8 +43,9 @@ class RequestOutput:
     finished: bool = True
 
 
-def record_outputs(scorer, images, task: str, top_k: Optional[int] = 20, include: Sequence[int] = ()
-                   ) -> list[RequestOutput]:
+def record_outputs(
+    scorer, images, task: str, top_k: Optional[int] = 20, include: Sequence[int] = ()
+) -> list[RequestOutput]:
     """vLLM-shaped outputs for `images` from `scorer`'s model (a transformers `Scorer`): same greedy tokens, per-step
     log-probabilities of the top `top_k` tokens and of the tokens `include` (top_k None: no logprobs, as without
     `SamplingParams.logprobs`)."""
@@ -56,8 +58,15 @@ def record_outputs(scorer, images, task: str, top_k: Optional[int] = 20, include
     inputs = build_inputs(scorer.processor, images, [task] * len(images)).to(scorer.device)
     vocab = scorer.model.get_output_embeddings().weight.shape[0]
     with torch.inference_mode():
-        dec = greedy_decode(scorer.model, inputs, max_new_tokens=scorer.max_new_tokens, stop_ids=scorer.stop_ids,
-                            pad_id=scorer.pad_id, stop_seqs=scorer.stop_seqs, record_ids=torch.arange(vocab))
+        dec = greedy_decode(
+            scorer.model,
+            inputs,
+            max_new_tokens=scorer.max_new_tokens,
+            stop_ids=scorer.stop_ids,
+            pad_id=scorer.pad_id,
+            stop_seqs=scorer.stop_seqs,
+            record_ids=torch.arange(vocab),
+        )
     prompt = chat_texts(scorer.processor, [task])[0]
 
     def text(i: int) -> Optional[str]:
@@ -72,13 +81,30 @@ def record_outputs(scorer, images, task: str, top_k: Optional[int] = 20, include
             if top_k is None:
                 continue
             values, order = torch.sort(lp, descending=True)
-            step = {int(i): Logprob(float(v), r + 1, text(int(i))) for r, (v, i) in
-                    enumerate(zip(values[:top_k].tolist(), order[:top_k].tolist()))}
+            step = {
+                int(i): Logprob(float(v), r + 1, text(int(i)))
+                for r, (v, i) in enumerate(zip(values[:top_k].tolist(), order[:top_k].tolist()))
+            }
             for i in {t, *include} - set(step):
                 step[i] = Logprob(float(lp[i]), int((lp > lp[i]).sum()) + 1, text(i))
             steps.append(step)
         stopped = bool(ids) and ids[-1] in scorer.stop_ids
-        out.append(RequestOutput(str(row), prompt, [], [CompletionOutput(
-            0, tok.decode(ids, skip_special_tokens=True), list(ids), total, steps if top_k is not None else None,
-            "stop" if stopped else "length", ids[-1] if stopped else None)]))
+        out.append(
+            RequestOutput(
+                str(row),
+                prompt,
+                [],
+                [
+                    CompletionOutput(
+                        0,
+                        tok.decode(ids, skip_special_tokens=True),
+                        list(ids),
+                        total,
+                        steps if top_k is not None else None,
+                        "stop" if stopped else "length",
+                        ids[-1] if stopped else None,
+                    )
+                ],
+            )
+        )
     return out

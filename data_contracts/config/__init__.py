@@ -1,4 +1,5 @@
 """`PipelineConfig`: the whole run, loaded from `configs/*.yaml`. Unknown keys and wrong types fail early."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,14 +29,19 @@ class LockingConfig(Section):
     stage's key."""
 
     wait: bool = Field(True, description="wait for a run that holds the stage (false: fail at once, naming it)")
-    timeout_s: Optional[float] = Field(None, gt=0, description="give up waiting after this many seconds (None: no limit)")
+    timeout_s: Optional[float] = Field(
+        None, gt=0, description="give up waiting after this many seconds (None: no limit)"
+    )
 
 
 class PipelineConfig(Section):
     name: str = "demo"
     run_dir: str = Field("runs/demo", description="stage folders go here (relative to the config's project root)")
-    seed: int = Field(0, description="the run's seed: the default of model.seed, samples.demo.seed, sft.seed, "
-                      "grpo.seed and benchmark.seed (a section that sets its own seed keeps it)")
+    seed: int = Field(
+        0,
+        description="the run's seed: the default of model.seed, samples.demo.seed, sft.seed, "
+        "grpo.seed and benchmark.seed (a section that sets its own seed keeps it)",
+    )
     model: ModelConfig = ModelConfig()
     samples: SamplesConfig = SamplesConfig()
     rationales: RationalesConfig = RationalesConfig()
@@ -126,7 +132,19 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
 
 
 __all__ = [
-    "STAGES", "EMBEDDED_MODEL", "EMBEDDED_MODELS", "PipelineConfig", "ModelConfig", "SamplesConfig", "DatasetSource",
-    "RationalesConfig", "FilterConfig", "SftConfig", "GrpoConfig", "BenchmarkConfig", "LockingConfig",
-    "OrchestrationConfig", "load_config",
+    "STAGES",
+    "EMBEDDED_MODEL",
+    "EMBEDDED_MODELS",
+    "PipelineConfig",
+    "ModelConfig",
+    "SamplesConfig",
+    "DatasetSource",
+    "RationalesConfig",
+    "FilterConfig",
+    "SftConfig",
+    "GrpoConfig",
+    "BenchmarkConfig",
+    "LockingConfig",
+    "OrchestrationConfig",
+    "load_config",
 ]

@@ -1,4 +1,5 @@
 """Base class for config sections: unknown keys and wrong types are errors."""
+
 from pydantic import BaseModel, ConfigDict
 
 

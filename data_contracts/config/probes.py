@@ -2,8 +2,10 @@
 
 A grid is probes → variants → dotted-key overrides of a base pipeline config, run for every seed. One cell (probe,
 variant, seed) is the base config with, in this order, the grid's `overrides`, `scale`, the probe's `overrides`, the
-variant's overrides, `seed_keys` set to the seed and `run_dir`. All cells share `run_dir`, so stages whose cache keys match run once.
+variant's overrides, `seed_keys` set to the seed and `run_dir`. All cells share `run_dir`, so stages whose cache keys
+match run once.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +21,20 @@ from data_contracts.errors import ConfigError
 Task = Literal["iqa", "iaa"]
 # what a comparison can read for a cell: benchmark metrics of the probe's model (per task, mean over that task's
 # benchmarks) and GRPO training-log means (per task, over the logging steps)
-METRICS = ("srcc", "plcc", "pair_acc", "words", "words_sd", "valid", "train_reward", "train_reward_std",
-           "train_adv_var", "train_zero_std_frac", "train_words", "train_words_drop")
+METRICS = (
+    "srcc",
+    "plcc",
+    "pair_acc",
+    "words",
+    "words_sd",
+    "valid",
+    "train_reward",
+    "train_reward_std",
+    "train_adv_var",
+    "train_zero_std_frac",
+    "train_words",
+    "train_words_drop",
+)
 Metric = Literal[METRICS]  # type: ignore[valid-type]
 
 
@@ -45,7 +59,8 @@ class ProbeSpec(Section):
     variants: dict[str, dict[str, Any]] = Field(description="name -> dotted-key overrides ({} = the base recipe)")
     comparisons: list[Comparison] = []
     paper: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="the paper's numbers per variant, e.g. {rank_only: {iqa_srcc: 0.754}}")
+        default_factory=dict, description="the paper's numbers per variant, e.g. {rank_only: {iqa_srcc: 0.754}}"
+    )
     curves: bool = Field(False, description="draw the GRPO training curves of the variants")
 
     @model_validator(mode="after")
@@ -74,19 +89,31 @@ class ProbesConfig(Section):
     base: str = Field("configs/demo.yaml", description="the pipeline config every cell starts from")
     run_dir: str = Field("runs/probes", description="run folder of every cell (shared: equal keys run once)")
     seeds: list[int] = Field([0, 1, 2], min_length=1)
-    seed_keys: list[str] = Field(["seed"], min_length=1, description="dotted keys set to the seed of a cell "
-                                 "(`seed`: the run's seed: model build, demo data, training order, bootstrap)")
+    seed_keys: list[str] = Field(
+        ["seed"],
+        min_length=1,
+        description="dotted keys set to the seed of a cell "
+        "(`seed`: the run's seed: model build, demo data, training order, bootstrap)",
+    )
     parallel: int = Field(2, ge=1, description="stage runs at once (only runs whose inputs are finished)")
     interval: Literal["t", "bootstrap"] = Field(
-        "t", description="95% interval over seeds: t = mean ± t(0.975, n-1)·sd/√n; bootstrap = percentile "
-        "bootstrap of the mean over seeds (10,000 resamples)")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted keys every cell needs whatever the "
-                                      "scale (e.g. benchmark.compare: [sft] for probes that read the SFT model)")
-    scale: dict[str, Any] = Field(default_factory=dict, description="dotted keys that shrink the base recipe (every "
-                                  "cell); empty for the real experiment")
+        "t",
+        description="95% interval over seeds: t = mean ± t(0.975, n-1)·sd/√n; bootstrap = percentile "
+        "bootstrap of the mean over seeds (10,000 resamples)",
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="dotted keys every cell needs whatever the "
+        "scale (e.g. benchmark.compare: [sft] for probes that read the SFT model)",
+    )
+    scale: dict[str, Any] = Field(
+        default_factory=dict,
+        description="dotted keys that shrink the base recipe (every cell); empty for the real experiment",
+    )
     probes: dict[str, ProbeSpec]
     estimate_s: dict[StageName, StageEstimate] = Field(
-        default_factory=dict, description="measured stage seconds at this scale, for `tatar probes plan`")
+        default_factory=dict, description="measured stage seconds at this scale, for `tatar probes plan`"
+    )
 
     @field_validator("probes")
     @classmethod
@@ -127,7 +154,8 @@ def load_probes(path: str | Path, overrides: Optional[dict[str, Any]] = None) ->
     data = {k: v for k, v in data.items() if not str(k).startswith("_")}  # `_name: &anchor` blocks for YAML reuse
     if overrides:
         if ("base" in overrides or any(k == "scale" or k.startswith("scale.") for k in overrides)) and not any(
-                k.startswith("estimate_s") for k in overrides):
+            k.startswith("estimate_s") for k in overrides
+        ):
             data.pop("estimate_s", None)  # measured for the file's base and scale, not for another
         replaced = {k: overrides[k] for k in ("scale", "seeds", "seed_keys") if k in overrides}
         plain = {k: v for k, v in overrides.items() if not k.startswith("scale.") and k not in replaced}

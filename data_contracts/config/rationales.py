@@ -1,4 +1,5 @@
 """Stage 1: teacher rationales (offline teacher or any OpenAI-compatible endpoint) and their filter."""
+
 from typing import Any, Literal, Optional
 
 from pydantic import Field, model_validator
@@ -48,10 +49,14 @@ class TeacherConfig(Section):
     iqa: Decoding = Decoding(temperature=0.3, top_p=0.8, max_tokens=140)
     iaa: Decoding = Decoding(temperature=0.2, top_p=0.9, max_tokens=500)
     style: RationaleStyles = RationaleStyles()
-    same_style: bool = Field(False, description="alias of style {iqa: slow, iaa: slow}: IAA-style narratives for "
-                             "both tasks (no fast/slow); kept equal to it when the config loads")
+    same_style: bool = Field(
+        False,
+        description="alias of style {iqa: slow, iaa: slow}: IAA-style narratives for "
+        "both tasks (no fast/slow); kept equal to it when the config loads",
+    )
     send_image_with_attributes: bool = Field(
-        False, description="slow style: also send the image when attribute notes exist (needs a vision model)")
+        False, description="slow style: also send the image when attribute notes exist (needs a vision model)"
+    )
     fast_max_sentences: int = Field(2, ge=1, description="fast (IQA) rationales keep at most this many sentences")
     fast_max_words: int = Field(50, ge=1, description="fast (IQA) rationales are cut to this many words")
     slow_max_words: int = Field(160, ge=1, description="slow (IAA) rationales: whole sentences up to this many words")
@@ -59,13 +64,16 @@ class TeacherConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _same_style_alias(cls, data: Any) -> Any:
-        """`same_style: true` is `style: {iqa: slow, iaa: slow}`; either spelling loads to the same config (and key)."""
+        """`same_style: true` is `style: {iqa: slow, iaa: slow}`; either spelling loads to the same config (and
+        key)."""
         if not isinstance(data, dict):
             return data
         out = dict(data)
         given = out.get("style")
-        style = {**RationaleStyles().model_dump(),
-                 **(given.model_dump() if isinstance(given, RationaleStyles) else given or {})}
+        style = {
+            **RationaleStyles().model_dump(),
+            **(given.model_dump() if isinstance(given, RationaleStyles) else given or {}),
+        }
         if out.get("same_style"):
             if given is not None and style != SLOW_BOTH:
                 raise ValueError(f"same_style: true means style {SLOW_BOTH}, but style is {style}: set only one")

@@ -1,4 +1,5 @@
 """GRPO reward constants (formulas in tatar_core/method/rewards.py). Defaults are the reference code's numbers."""
+
 from typing import Annotated, Literal, Optional
 
 from pydantic import ConfigDict, Field
@@ -14,12 +15,18 @@ class ScoreRewardConfig(Section):
     alpha_iaa: float = Field(2.0, ge=0, description="adaptive sigma, IAA")
     scale_iqa: float = Field(1.0, gt=0, description="r = min(1, r*scale), IQA")
     scale_iaa: float = Field(1.5, gt=0, description="r = min(1, r*scale), IAA")
-    iqa_max_words: Optional[int] = Field(65, ge=0, description="IQA completion over this many words -> 0 (None: no gate)")
-    iaa_min_words: Optional[int] = Field(125, ge=0, description="IAA completion under this many words -> 0 (None: no gate)")
+    iqa_max_words: Optional[int] = Field(
+        65, ge=0, description="IQA completion over this many words -> 0 (None: no gate)"
+    )
+    iaa_min_words: Optional[int] = Field(
+        125, ge=0, description="IAA completion under this many words -> 0 (None: no gate)"
+    )
     parse: Literal["strict", "reference"] = Field(
-        "reference", description="how the prediction is read (tatar_core/method/parsing.py): reference = the first "
+        "reference",
+        description="how the prediction is read (tatar_core/method/parsing.py): reference = the first "
         "<answer> block even with text around the tags (the reference code's training rule); strict = the format "
-        "reward's rule")
+        "reward's rule",
+    )
 
 
 class RankRewardConfig(Section):

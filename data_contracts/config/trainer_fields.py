@@ -4,6 +4,7 @@
 A class's fields are the annotated names of its body and of its bases, followed through the `import` lines of
 each module (relative or absolute, e.g. `SFTConfig(_BaseConfig)` -> `_BaseConfig(TrainingArguments)`).
 """
+
 from __future__ import annotations
 
 import ast
@@ -67,7 +68,8 @@ def _class_fields(module: str, name: str) -> set[str]:
 
 
 def _resolve(module: str, name: str) -> str:
-    """The module that defines `name` when `module` re-exports it (e.g. `from transformers import TrainingArguments`)."""
+    """The module that defines `name` when `module` re-exports it (e.g. `from transformers import
+    TrainingArguments`)."""
     if module == "transformers":  # a lazy-import package: TrainingArguments lives in transformers.training_args
         return "transformers.training_args"
     if any(isinstance(n, ast.ClassDef) and n.name == name for n in _parse(_module_path(module)).body):

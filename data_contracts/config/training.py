@@ -6,13 +6,14 @@ reward constants, the paper's main hyperparameters) and `trainer_args`, a mappin
 vLLM generation, …). A `trainer_args` key must be a field of that trl class and must not be one the project sets
 itself; both are checked when the config loads, before any work.
 """
+
 from typing import Any, ClassVar, Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
 from data_contracts.config.base import Section
-from data_contracts.config.trainer_fields import TRL_CONFIGS, trainer_fields
 from data_contracts.config.rewards import RankRewardConfig, RewardWeights, ScoreRewardConfig
+from data_contracts.config.trainer_fields import TRL_CONFIGS, trainer_fields
 
 
 class LaunchConfig(Section):
@@ -25,13 +26,16 @@ class LaunchConfig(Section):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     extra_args: list[str] = []
     torch_threads: Optional[int] = Field(
-        None, ge=1, description="CPU intra-op threads for training in this process / each launched process "
-        "(None = torch default). 1 is fastest for the tiny model on a shared 2-core machine."
+        None,
+        ge=1,
+        description="CPU intra-op threads for training in this process / each launched process "
+        "(None = torch default). 1 is fastest for the tiny model on a shared 2-core machine.",
     )
     python: Optional[str] = Field(
-        None, description="interpreter of the training environment that runs the launched job (e.g. "
+        None,
+        description="interpreter of the training environment that runs the launched job (e.g. "
         ".venv-gpu/bin/python from `make gpu-env`: CUDA torch, DeepSpeed, vLLM, no Prefect); None = this one. "
-        "It needs the packages of requirements-gpu.txt; the project itself comes from PYTHONPATH."
+        "It needs the packages of requirements-gpu.txt; the project itself comes from PYTHONPATH.",
     )
 
     @model_validator(mode="after")
@@ -49,7 +53,8 @@ class LoraSection(Section):
     alpha: int = Field(32, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: Optional[Union[str, list[str]]] = Field(
-        None, description="peft target_modules: a regex matched against whole module names, or a list of name "
+        None,
+        description="peft target_modules: a regex matched against whole module names, or a list of name "
         "suffixes (these also match the vision tower's gate/up/down_proj). None = the language model's attention "
         "and MLP projections (tatar_core.models.lora.LANGUAGE_MODEL_TARGETS)",
     )
@@ -60,7 +65,8 @@ class VllmSection(Section):
 
     enabled: bool = Field(False, description="False: HF generate in the trainer")
     mode: Literal["colocate", "server"] = Field(
-        "colocate", description="colocate: an engine in every training process, sharing its GPU; server: a separate "
+        "colocate",
+        description="colocate: an engine in every training process, sharing its GPU; server: a separate "
         "`trl vllm-serve` (with images: vLLM >= 0.30 started with --enable-scale-out)",
     )
     gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="colocate: share of each GPU for vLLM")
@@ -68,14 +74,18 @@ class VllmSection(Section):
     enable_sleep_mode: bool = Field(False, description="colocate: offload vLLM's weights and cache while training")
     server_base_url: Optional[str] = Field(None, description="server: e.g. http://10.0.0.5:8000")
     importance_sampling_correction: bool = Field(
-        False, description="trl's correction for vLLM-vs-trainer logprob mismatch (trl defaults it on; the TATAR "
+        False,
+        description="trl's correction for vLLM-vs-trainer logprob mismatch (trl defaults it on; the TATAR "
         "paper has none)",
     )
 
     # section key -> trl GRPOConfig field
     TRL_FIELDS: ClassVar[dict[str, str]] = {
-        "enabled": "use_vllm", "mode": "vllm_mode", "gpu_memory_utilization": "vllm_gpu_memory_utilization",
-        "tensor_parallel_size": "vllm_tensor_parallel_size", "enable_sleep_mode": "vllm_enable_sleep_mode",
+        "enabled": "use_vllm",
+        "mode": "vllm_mode",
+        "gpu_memory_utilization": "vllm_gpu_memory_utilization",
+        "tensor_parallel_size": "vllm_tensor_parallel_size",
+        "enable_sleep_mode": "vllm_enable_sleep_mode",
         "server_base_url": "vllm_server_base_url",
         "importance_sampling_correction": "vllm_importance_sampling_correction",
     }
@@ -94,11 +104,16 @@ class VllmSection(Section):
         """One line for `tatar plan`."""
         if not self.enabled:
             return "HF generate (in the trainer, no vLLM)"
-        where = (f"colocate (GPU memory {self.gpu_memory_utilization:g}, tensor parallel {self.tensor_parallel_size}, "
-                 f"sleep mode {'on' if self.enable_sleep_mode else 'off'})" if self.mode == "colocate"
-                 else f"server {self.server_base_url}")
-        return (f"vLLM {where}; importance-sampling correction "
-                f"{'on' if self.importance_sampling_correction else 'off (as in the paper)'}")
+        where = (
+            f"colocate (GPU memory {self.gpu_memory_utilization:g}, tensor parallel {self.tensor_parallel_size}, "
+            f"sleep mode {'on' if self.enable_sleep_mode else 'off'})"
+            if self.mode == "colocate"
+            else f"server {self.server_base_url}"
+        )
+        return (
+            f"vLLM {where}; importance-sampling correction "
+            f"{'on' if self.importance_sampling_correction else 'off (as in the paper)'}"
+        )
 
 
 class TrainerSection(Section):
@@ -156,7 +171,9 @@ class SftConfig(TrainerSection):
     thought_dropout_iqa: float = Field(0.5, ge=0, le=1, description="P(IQA target's rationale -> empty think)")
     thought_dropout_iaa: float = Field(0.0, ge=0, le=1)
     score_loss_weight: float = Field(
-        0.0, ge=0, description="w in L = L_trl + w * L_score, L_score the cross-entropy of the answer's leading "
+        0.0,
+        ge=0,
+        description="w in L = L_trl + w * L_score, L_score the cross-entropy of the answer's leading "
         "score token against a Gaussian soft label (tatar_core.training.score_loss); 0 = the paper's loss alone",
     )
     score_label_sigma: float = Field(0.0, ge=0, description="sigma of that soft label in score points (0 = one-hot)")
@@ -173,13 +190,17 @@ class SftConfig(TrainerSection):
 
 class GrpoConfig(TrainerSection):
     stage: ClassVar[str] = "grpo"
-    project_set: ClassVar[dict[str, str]] = TrainerSection.project_set | {
-        "steps_per_generation": "equals gradient_accumulation_steps (the cross-process IAA ranking needs it)",
-        "num_iterations": "1 (the cross-process IAA ranking needs one pass per generation)",
-        "shuffle_dataset": "the project lays out each step's images itself (plan_order)",
-        "generation_batch_size": "one generation per optimizer step (prompts_per_step x num_generations)",
-        "reward_weights": "use rewards_iqa / rewards_iaa (the weights are applied per task)",
-    } | {trl: f"use grpo.vllm.{key}" for key, trl in VllmSection.TRL_FIELDS.items()}
+    project_set: ClassVar[dict[str, str]] = (
+        TrainerSection.project_set
+        | {
+            "steps_per_generation": "equals gradient_accumulation_steps (the cross-process IAA ranking needs it)",
+            "num_iterations": "1 (the cross-process IAA ranking needs one pass per generation)",
+            "shuffle_dataset": "the project lays out each step's images itself (plan_order)",
+            "generation_batch_size": "one generation per optimizer step (prompts_per_step x num_generations)",
+            "reward_weights": "use rewards_iqa / rewards_iaa (the weights are applied per task)",
+        }
+        | {trl: f"use grpo.vllm.{key}" for key, trl in VllmSection.TRL_FIELDS.items()}
+    )
 
     learning_rate: float = 1e-6
     beta: float = 0.001
@@ -200,17 +221,20 @@ class GrpoConfig(TrainerSection):
     max_train_samples: Optional[int] = Field(None, description="use at most this many train samples")
     seed: int = 42
     rewards_iqa: RewardWeights = Field(
-        RewardWeights(), description="IQA reward weights by reward name; unnamed rewards keep their registered "
+        RewardWeights(),
+        description="IQA reward weights by reward name; unnamed rewards keep their registered "
         "defaults (score 1, rank 0, format 1)",
     )
     rewards_iaa: RewardWeights = Field(
-        RewardWeights(), description="IAA reward weights by reward name; unnamed rewards keep their registered "
+        RewardWeights(),
+        description="IAA reward weights by reward name; unnamed rewards keep their registered "
         "defaults (score 1, rank 1, format 1)",
     )
     ablation: Literal["none", "rank_only", "pointwise_iaa"] = Field(
-        "none", description="applied on top of the weights: rank_only = no score reward and the rank reward for both "
+        "none",
+        description="applied on top of the weights: rank_only = no score reward and the rank reward for both "
         "tasks (paper Table 2; IQA rank weight = rewards_iqa.rank, or rewards_iaa.rank when that is 0); "
-        "pointwise_iaa = no rank reward for IAA"
+        "pointwise_iaa = no rank reward for IAA",
     )
     score_reward: ScoreRewardConfig = ScoreRewardConfig()
     rank_reward: RankRewardConfig = RankRewardConfig()
@@ -222,6 +246,7 @@ class GrpoConfig(TrainerSection):
     def _iaa_per_step(self):
         if self.min_iaa_images_per_step > self.prompts_per_step:
             raise ValueError(
-                f"min_iaa_images_per_step ({self.min_iaa_images_per_step}) exceeds prompts_per_step ({self.prompts_per_step})"
+                f"min_iaa_images_per_step ({self.min_iaa_images_per_step}) exceeds prompts_per_step "
+                f"({self.prompts_per_step})"
             )
         return self

@@ -24,6 +24,7 @@ Features (luminance Y = 0.299 R + 0.587 G + 0.114 B on 0–255, gradients as nei
 13 log((ε + mean |∇²Y|) / (ε + mean |Y − blur₂(Y)|))  fine vs mid frequencies (blur)
 14 log((ε + mean |∆ₓY|) / (ε + mean |∆ᵧY|))  horizontal vs vertical detail (motion blur)
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -64,14 +65,25 @@ def image_features(img: Image.Image) -> np.ndarray:
     rg, yb = rgb[..., 0] - rgb[..., 1], 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
     colourful = np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean())
     mid = np.abs(y - ndimage.gaussian_filter(y, 2.0)).mean()
-    return np.array([
-        np.log1p(lap.var()), np.log1p(grad.mean()), np.log1p(np.median(np.abs(lap)) / 0.6745),
-        across / (inside + EPS), y.mean() / 255, y.std() / 255, (y < 30).mean(), (y > 225).mean(),
-        ((mx - mn) / (mx + EPS)).mean(), colourful / 100, (grad > 20).mean(), (dx == 0).mean(),
-        ((rgb == 0).all(-1) | (rgb == 255).all(-1)).mean(),
-        np.log((EPS + np.abs(lap).mean()) / (EPS + mid)),
-        np.log((EPS + np.abs(dx).mean()) / (EPS + np.abs(dy).mean())),
-    ])
+    return np.array(
+        [
+            np.log1p(lap.var()),
+            np.log1p(grad.mean()),
+            np.log1p(np.median(np.abs(lap)) / 0.6745),
+            across / (inside + EPS),
+            y.mean() / 255,
+            y.std() / 255,
+            (y < 30).mean(),
+            (y > 225).mean(),
+            ((mx - mn) / (mx + EPS)).mean(),
+            colourful / 100,
+            (grad > 20).mean(),
+            (dx == 0).mean(),
+            ((rgb == 0).all(-1) | (rgb == 255).all(-1)).mean(),
+            np.log((EPS + np.abs(lap).mean()) / (EPS + mid)),
+            np.log((EPS + np.abs(dx).mean()) / (EPS + np.abs(dy).mean())),
+        ]
+    )
 
 
 class _Baseline:

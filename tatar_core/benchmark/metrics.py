@@ -15,6 +15,7 @@
   manipulations.
 - Every metric is NaN when fewer than 3 predictions are valid (parsed).
 """
+
 from __future__ import annotations
 
 import math
@@ -95,8 +96,9 @@ def plcc_logistic(pred: Sequence[float], gt: Sequence[float]) -> float:
     return plcc(x, y)
 
 
-def bootstrap_ci(pred: Sequence[float], gt: Sequence[float], n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> dict[str, tuple[float, float]]:
+def bootstrap_ci(
+    pred: Sequence[float], gt: Sequence[float], n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals {"srcc": (lo, hi), "plcc": (lo, hi)}; NaNs when n < 3 or n_boot = 0."""
     x, y = _arrays(pred, gt)
     out = {"srcc": (NAN, NAN), "plcc": (NAN, NAN)}
@@ -139,7 +141,7 @@ def pair_accuracy(preds: Sequence[PredictionRecord]) -> float:
     hits = pairs = 0.0
     for rows in by_ref.values():
         for i, a in enumerate(rows):
-            for b in rows[i + 1:]:
+            for b in rows[i + 1 :]:
                 if a.gt != b.gt:
                     d = (a.pred - b.pred) * (a.gt - b.gt)
                     hits += 1.0 if d > 0 else 0.5 if d == 0 else 0.0
@@ -153,8 +155,15 @@ def _valid(preds: Sequence[PredictionRecord], greedy: bool = False) -> tuple[lis
     return [x for x, _ in rows], [y for _, y in rows]
 
 
-def compute_metrics(benchmark: str, task: str, predictions: Sequence[PredictionRecord], n_skipped: int = 0,
-                    bootstrap: int = 1000, seed: int = 0, readout: str = "greedy") -> MetricRecord:
+def compute_metrics(
+    benchmark: str,
+    task: str,
+    predictions: Sequence[PredictionRecord],
+    n_skipped: int = 0,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    readout: str = "greedy",
+) -> MetricRecord:
     """SRCC / PLCC / PLCC-logistic (+ bootstrap 95% CIs) over the parsed predictions of one benchmark and model.
 
     n = scored images, n_valid = parsed ones (strict or lenient), n_lenient = parsed only by the lenient
@@ -166,13 +175,25 @@ def compute_metrics(benchmark: str, task: str, predictions: Sequence[PredictionR
     xg, yg = _valid(predictions, greedy=True)
     ci = bootstrap_ci(x, y, bootstrap, seed) if len(x) >= MIN_VALID else bootstrap_ci([], [], 0)
     return MetricRecord(
-        benchmark=benchmark, task=task, n=len(predictions), n_valid=len(x), n_skipped=int(n_skipped),
+        benchmark=benchmark,
+        task=task,
+        n=len(predictions),
+        n_valid=len(x),
+        n_skipped=int(n_skipped),
         n_lenient=sum(1 for p in predictions if p.pred is not None and p.parse == "lenient"),
-        srcc=srcc(x, y), plcc=plcc(x, y), plcc_logistic=plcc_logistic(x, y),
-        srcc_lo=ci["srcc"][0], srcc_hi=ci["srcc"][1], plcc_lo=ci["plcc"][0], plcc_hi=ci["plcc"][1],
+        srcc=srcc(x, y),
+        plcc=plcc(x, y),
+        plcc_logistic=plcc_logistic(x, y),
+        srcc_lo=ci["srcc"][0],
+        srcc_hi=ci["srcc"][1],
+        plcc_lo=ci["plcc"][0],
+        plcc_hi=ci["plcc"][1],
         mean_words=float(np.mean([p.n_words for p in predictions])) if predictions else NAN,
-        model=predictions[0].model if predictions else "grpo", readout=readout,
-        srcc_greedy=srcc(xg, yg), plcc_greedy=plcc(xg, yg), pair_acc=pair_accuracy(predictions),
+        model=predictions[0].model if predictions else "grpo",
+        readout=readout,
+        srcc_greedy=srcc(xg, yg),
+        plcc_greedy=plcc(xg, yg),
+        pair_acc=pair_accuracy(predictions),
     )
 
 
@@ -189,13 +210,39 @@ def group_metrics(benchmark: str, task: str, predictions: Sequence[PredictionRec
         rows = [p for p in predictions if p.group == g]
         x, y = _valid(rows)
         xg, yg = _valid(rows, greedy=True)
-        pairs = [q for p in rows if (a := anchors.get(p.ref_id)) is not None and a is not p and a.gt != p.gt
-                 for q in (p.model_copy(update={"ref_id": f"{p.ref_id}|{p.sample_id}"}),
-                           a.model_copy(update={"ref_id": f"{p.ref_id}|{p.sample_id}"}))]
-        out.append(GroupMetricRecord(benchmark=benchmark, model=rows[0].model, task=task, group=g, n_valid=len(x),
-                                     srcc=srcc(x, y), srcc_greedy=srcc(xg, yg), pair_acc=pair_accuracy(pairs)))
+        pairs = [
+            q
+            for p in rows
+            if (a := anchors.get(p.ref_id)) is not None and a is not p and a.gt != p.gt
+            for q in (
+                p.model_copy(update={"ref_id": f"{p.ref_id}|{p.sample_id}"}),
+                a.model_copy(update={"ref_id": f"{p.ref_id}|{p.sample_id}"}),
+            )
+        ]
+        out.append(
+            GroupMetricRecord(
+                benchmark=benchmark,
+                model=rows[0].model,
+                task=task,
+                group=g,
+                n_valid=len(x),
+                srcc=srcc(x, y),
+                srcc_greedy=srcc(xg, yg),
+                pair_acc=pair_accuracy(pairs),
+            )
+        )
     return out
 
 
-__all__ = ["srcc", "plcc", "plcc_logistic", "logistic4", "fit_logistic", "bootstrap_ci", "compute_metrics",
-           "group_metrics", "pair_accuracy", "MIN_VALID"]
+__all__ = [
+    "srcc",
+    "plcc",
+    "plcc_logistic",
+    "logistic4",
+    "fit_logistic",
+    "bootstrap_ci",
+    "compute_metrics",
+    "group_metrics",
+    "pair_accuracy",
+    "MIN_VALID",
+]

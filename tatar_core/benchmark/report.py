@@ -3,6 +3,7 @@ curves of the scored model; `report.md` and the same page as one self-contained 
 
 The published TATAR numbers live on the dataset spec rows (`tatar_core.samples.specs`, field `paper`).
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,9 +16,9 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord
+from tatar_core.benchmark.run import IN_SAMPLE_SUFFIX, summarize
 from tatar_core.method.prompts import TASKS
 from tatar_core.samples.specs import DATASET_SPECS, PAPER_SOURCE, DatasetSpec, PaperNumbers, spec_for_benchmark
-from tatar_core.benchmark.run import IN_SAMPLE_SUFFIX, summarize
 
 
 def paper_row(benchmark: str) -> Optional[PaperNumbers]:
@@ -54,24 +55,47 @@ def _valid(m: MetricRecord) -> str:
 
 FINAL_MODEL = "grpo"
 MODEL_ORDER = ("base", "sft", "grpo", "laplacian", "random_forest")
-MODEL_LABEL = {"base": "base model (before SFT)", "sft": "after SFT", "grpo": "after GRPO (final)",
-               "laplacian": "Laplacian-variance floor", "random_forest": "random forest, numpy features"}
+MODEL_LABEL = {
+    "base": "base model (before SFT)",
+    "sft": "after SFT",
+    "grpo": "after GRPO (final)",
+    "laplacian": "Laplacian-variance floor",
+    "random_forest": "random forest, numpy features",
+}
 
 
 def _sorted(metrics: Sequence[MetricRecord]) -> list[MetricRecord]:
     """The final model's metrics, IQA first."""
-    return sorted((m for m in metrics if m.model == FINAL_MODEL), key=lambda m: (0 if m.task == "iqa" else 1,
-                                                                                 m.benchmark))
+    return sorted(
+        (m for m in metrics if m.model == FINAL_MODEL), key=lambda m: (0 if m.task == "iqa" else 1, m.benchmark)
+    )
 
 
 def _by_model(rows):
-    return sorted(rows, key=lambda m: (0 if m.task == "iqa" else 1, m.benchmark,
-                                       MODEL_ORDER.index(m.model) if m.model in MODEL_ORDER else 99))
+    return sorted(
+        rows,
+        key=lambda m: (
+            0 if m.task == "iqa" else 1,
+            m.benchmark,
+            MODEL_ORDER.index(m.model) if m.model in MODEL_ORDER else 99,
+        ),
+    )
 
 
 def _learning_rows(metrics: Sequence[MetricRecord]) -> list[tuple[str, ...]]:
-    return [(m.benchmark, MODEL_LABEL.get(m.model, m.model), m.readout, _valid(m), _f(m.srcc), _f(m.plcc),
-             _f(m.srcc_greedy) if m.readout == "expected" else "", _f(m.pair_acc)) for m in _by_model(metrics)]
+    return [
+        (
+            m.benchmark,
+            MODEL_LABEL.get(m.model, m.model),
+            m.readout,
+            _valid(m),
+            _f(m.srcc),
+            _f(m.plcc),
+            _f(m.srcc_greedy) if m.readout == "expected" else "",
+            _f(m.pair_acc),
+        )
+        for m in _by_model(metrics)
+    ]
 
 
 LEARNING_HEAD = ("benchmark", "model", "readout", "valid", "SRCC", "PLCC", "greedy SRCC", "pair acc")
@@ -79,20 +103,61 @@ LEARNING_HEAD = ("benchmark", "model", "readout", "valid", "SRCC", "PLCC", "gree
 
 def format_table(metrics: Sequence[MetricRecord]) -> str:
     """Plain-text table (one line per benchmark + per-task means), with the paper's SRCC/PLCC where it has them."""
-    head = ("benchmark", "task", "n", "skip", "valid", "lenient", "words", "SRCC", "PLCC", "PLCC-log", "paper SRCC",
-            "paper PLCC")
+    head = (
+        "benchmark",
+        "task",
+        "n",
+        "skip",
+        "valid",
+        "lenient",
+        "words",
+        "SRCC",
+        "PLCC",
+        "PLCC-log",
+        "paper SRCC",
+        "paper PLCC",
+    )
     rows = []
     for m in _sorted(metrics):
         p = paper_row(m.benchmark)
-        rows.append((m.benchmark, m.task, str(m.n), str(m.n_skipped), _valid(m), str(m.n_lenient), _f(m.mean_words, 1),
-                     _f(m.srcc), _f(m.plcc), _f(m.plcc_logistic), _f(p.srcc) if p else "", _f(p.plcc) if p else ""))
+        rows.append(
+            (
+                m.benchmark,
+                m.task,
+                str(m.n),
+                str(m.n_skipped),
+                _valid(m),
+                str(m.n_lenient),
+                _f(m.mean_words, 1),
+                _f(m.srcc),
+                _f(m.plcc),
+                _f(m.plcc_logistic),
+                _f(p.srcc) if p else "",
+                _f(p.plcc) if p else "",
+            )
+        )
     for task, s in summarize(_sorted(metrics)).items():
-        rows.append((f"mean {task.upper()}", task, "", "", "", "", "", _f(s["srcc"]), _f(s["plcc"]),
-                     _f(s["plcc_logistic"]), "", ""))
+        rows.append(
+            (
+                f"mean {task.upper()}",
+                task,
+                "",
+                "",
+                "",
+                "",
+                "",
+                _f(s["srcc"]),
+                _f(s["plcc"]),
+                _f(s["plcc_logistic"]),
+                "",
+                "",
+            )
+        )
     text = _text_table(head, rows)
     if any(m.model != FINAL_MODEL for m in metrics):
         text += f"\n\n{_scope(metrics)}, every model and baseline on the same images:\n" + _text_table(
-            LEARNING_HEAD, _learning_rows(metrics))
+            LEARNING_HEAD, _learning_rows(metrics)
+        )
     return text
 
 
@@ -115,11 +180,16 @@ def learning_section(metrics: Sequence[MetricRecord], groups: Sequence[GroupMetr
     """Markdown: what each stage adds on the scored images, beside the baselines; per type / manipulation."""
     if not any(m.model != FINAL_MODEL for m in metrics) and not groups:
         return []
-    lines = ["", f"## Does it learn? {_scope(metrics)} images, every model and baseline", "",
-             "The same images scored by the model before SFT, after SFT and after GRPO, and by two classical IQA "
-             "baselines measured in this run (the random forest is fitted on the train split's IQA images). "
-             "pair acc = within-reference pairwise accuracy (versions of the same content ordered correctly; "
-             "0.5 = chance). greedy SRCC = the parsed greedy answers when the readout is the expected score.", ""]
+    lines = [
+        "",
+        f"## Does it learn? {_scope(metrics)} images, every model and baseline",
+        "",
+        "The same images scored by the model before SFT, after SFT and after GRPO, and by two classical IQA "
+        "baselines measured in this run (the random forest is fitted on the train split's IQA images). "
+        "pair acc = within-reference pairwise accuracy (versions of the same content ordered correctly; "
+        "0.5 = chance). greedy SRCC = the parsed greedy answers when the readout is the expected score.",
+        "",
+    ]
     lines += _md_table(LEARNING_HEAD, _learning_rows(metrics))
     if groups:
         models = [m for m in MODEL_ORDER if any(g.model == m for g in groups)]
@@ -127,11 +197,22 @@ def learning_section(metrics: Sequence[MetricRecord], groups: Sequence[GroupMetr
         for bench in sorted({g.benchmark for g in groups}):
             names = sorted({g.group for g in groups if g.benchmark == bench})
             head = ("type / manipulation", *[f"{m} SRCC" for m in models], *[f"{m} vs anchor" for m in models])
-            rows = [(g, *[_f(by[(bench, g, m)].srcc) if (bench, g, m) in by else "" for m in models],
-                     *[_f(by[(bench, g, m)].pair_acc) if (bench, g, m) in by else "" for m in models]) for g in names]
-            lines += ["", f"### {bench}: per distortion type / manipulation", "",
-                      "SRCC within each group; vs anchor = how often the reference's best version (pristine photo / "
-                      "original) is rated above this group's version of it.", ""]
+            rows = [
+                (
+                    g,
+                    *[_f(by[(bench, g, m)].srcc) if (bench, g, m) in by else "" for m in models],
+                    *[_f(by[(bench, g, m)].pair_acc) if (bench, g, m) in by else "" for m in models],
+                )
+                for g in names
+            ]
+            lines += [
+                "",
+                f"### {bench}: per distortion type / manipulation",
+                "",
+                "SRCC within each group; vs anchor = how often the reference's best version (pristine photo / "
+                "original) is rated above this group's version of it.",
+                "",
+            ]
             lines += _md_table(head, rows)
     return lines
 
@@ -167,9 +248,14 @@ def size_section(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
     for p in predictions:
         if p.model == FINAL_MODEL:
             preds[p.benchmark].append(p)
-    lines = ["", "## Per image size", "",
-             "The same held-out photos, distorted at each size (long side and orientation as listed), scored by "
-             "every model and baseline; SRCC.", ""]
+    lines = [
+        "",
+        "## Per image size",
+        "",
+        "The same held-out photos, distorted at each size (long side and orientation as listed), scored by "
+        "every model and baseline; SRCC.",
+        "",
+    ]
     for base, names in sorted(family.items()):
         models = [m for m in MODEL_ORDER if any((n, m) in by for n in names) and m != "base"]
         rows = []
@@ -178,9 +264,14 @@ def size_section(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
             shape = "square" if w == h else "landscape" if w > h else "portrait"
             cells = [_f(by[(name, m)].srcc) if (name, m) in by else "" for m in models]
             gap = by.get((name, FINAL_MODEL)), by.get((name, "random_forest"))
-            rows.append((name, f"{w}x{h} {shape}", *cells,
-                         _f(gap[0].srcc - gap[1].srcc) if all(gap) and None not in (gap[0].srcc, gap[1].srcc)
-                         else ""))
+            rows.append(
+                (
+                    name,
+                    f"{w}x{h} {shape}",
+                    *cells,
+                    _f(gap[0].srcc - gap[1].srcc) if all(gap) and None not in (gap[0].srcc, gap[1].srcc) else "",
+                )
+            )
         head = ("benchmark", "size", *[MODEL_LABEL.get(m, m) for m in models], "final − forest")
         lines += [f"### {base}", ""] + _md_table(head, rows) + [""]
     return lines
@@ -218,9 +309,14 @@ def _images(paths: Sequence[Path], out_dir: Path, alt: Callable[[Path], str]) ->
     return " ".join(f"![{alt(p)}]({Path(os.path.relpath(p, out_dir)).as_posix()})" for p in paths)
 
 
-def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[PredictionRecord], out_dir: Path,
-                 groups: Sequence[GroupMetricRecord] = (), engine: str = "",
-                 curves: Sequence[tuple[str, Sequence[Path]]] = ()) -> Path:
+def write_report(
+    metrics: Sequence[MetricRecord],
+    predictions: Sequence[PredictionRecord],
+    out_dir: Path,
+    groups: Sequence[GroupMetricRecord] = (),
+    engine: str = "",
+    curves: Sequence[tuple[str, Sequence[Path]]] = (),
+) -> Path:
     """Write `out_dir/report.md` (+ one `scatter_<benchmark>.png` per benchmark) and `out_dir/report.html` (the same
     page with every picture embedded); return the report.md path.
 
@@ -235,61 +331,96 @@ def write_report(metrics: Sequence[MetricRecord], predictions: Sequence[Predicti
         if p.model == FINAL_MODEL:
             by_bench[p.benchmark].append(p)
     ms = _sorted(metrics)
-    lines = ["# Benchmark report", "",
-             "Scores on 0–100 (higher is better). SRCC: Spearman with average ranks; PLCC: Pearson on raw predictions; "
-             "brackets: 95% bootstrap intervals. valid = parsed predictions / scored images (strict or lenient; "
-             "failures are dropped, never given a default score).", "",
-             *([f"Scored by the {engine} engine.", ""] if engine else []),
-             "## Results", "",
-             "| benchmark | task | valid | SRCC [95% CI] | PLCC [95% CI] | paper SRCC | paper PLCC |",
-             "|---|---|---:|---|---|---:|---:|"]
+    lines = [
+        "# Benchmark report",
+        "",
+        "Scores on 0–100 (higher is better). SRCC: Spearman with average ranks; PLCC: Pearson on raw predictions; "
+        "brackets: 95% bootstrap intervals. valid = parsed predictions / scored images (strict or lenient; "
+        "failures are dropped, never given a default score).",
+        "",
+        *([f"Scored by the {engine} engine.", ""] if engine else []),
+        "## Results",
+        "",
+        "| benchmark | task | valid | SRCC [95% CI] | PLCC [95% CI] | paper SRCC | paper PLCC |",
+        "|---|---|---:|---|---|---:|---:|",
+    ]
     for m in ms:
         p = paper_row(m.benchmark)
-        lines.append(f"| {m.benchmark} | {m.task} | {_valid(m)} | {_ci(m.srcc, m.srcc_lo, m.srcc_hi)} | "
-                     f"{_ci(m.plcc, m.plcc_lo, m.plcc_hi)} | {_f(p.srcc) if p else ''} | {_f(p.plcc) if p else ''} |")
-    lines += ["", "## Answers", "",
-              "skipped = images that could not be read; lenient = parsed only by the lenient fallback (first number of "
-              "the last closed answer block; no answer block = failed); words = mean "
-              "completion length; PLCC-log = Pearson after the 4-parameter logistic fit.", "",
-              "| benchmark | n | skipped | valid | lenient | words | PLCC-log |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {m.benchmark} | {m.task} | {_valid(m)} | {_ci(m.srcc, m.srcc_lo, m.srcc_hi)} | "
+            f"{_ci(m.plcc, m.plcc_lo, m.plcc_hi)} | {_f(p.srcc) if p else ''} | {_f(p.plcc) if p else ''} |"
+        )
+    lines += [
+        "",
+        "## Answers",
+        "",
+        "skipped = images that could not be read; lenient = parsed only by the lenient fallback (first number of "
+        "the last closed answer block; no answer block = failed); words = mean "
+        "completion length; PLCC-log = Pearson after the 4-parameter logistic fit.",
+        "",
+        "| benchmark | n | skipped | valid | lenient | words | PLCC-log |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for m in ms:
-        lines.append(f"| {m.benchmark} | {m.n} | {m.n_skipped} | {_valid(m)} | {m.n_lenient} | {_f(m.mean_words, 1)} "
-                     f"| {_f(m.plcc_logistic)} |")
+        lines.append(
+            f"| {m.benchmark} | {m.n} | {m.n_skipped} | {_valid(m)} | {m.n_lenient} | {_f(m.mean_words, 1)} "
+            f"| {_f(m.plcc_logistic)} |"
+        )
     summ = summarize(ms)
     pm = paper_means()
     if summ:
-        lines += ["", "## Mean per task", "",
-                  "| task | sets | SRCC | PLCC | PLCC-log | valid | paper, same sets (SRCC / PLCC) "
-                  "| paper, all 4 (SRCC / PLCC) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Mean per task",
+            "",
+            "| task | sets | SRCC | PLCC | PLCC-log | valid | paper, same sets (SRCC / PLCC) "
+            "| paper, all 4 (SRCC / PLCC) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for task, s in summ.items():
             same = [paper_row(m.benchmark) for m in ms if m.task == task and paper_row(m.benchmark)]
             ps = sum(r.srcc for r in same) / len(same) if same else None
             pp = sum(r.plcc for r in same) / len(same) if same else None
-            lines.append(f"| {task} | {s['n_benchmarks']} | {_f(s['srcc'])} | {_f(s['plcc'])} | "
-                         f"{_f(s['plcc_logistic'])} | {_f(100 * s['valid_fraction'], 0)}% | {_f(ps)} / {_f(pp)} | "
-                         f"{_f(pm[task]['srcc'])} / {_f(pm[task]['plcc'])} |")
+            lines.append(
+                f"| {task} | {s['n_benchmarks']} | {_f(s['srcc'])} | {_f(s['plcc'])} | "
+                f"{_f(s['plcc_logistic'])} | {_f(100 * s['valid_fraction'], 0)}% | {_f(ps)} / {_f(pp)} | "
+                f"{_f(pm[task]['srcc'])} / {_f(pm[task]['plcc'])} |"
+            )
     lines += size_section(metrics, predictions)
     lines += learning_section(metrics, groups)
     ours = {spec.name: m for m in ms if (spec := spec_for_benchmark(m.benchmark)) is not None}
-    lines += ["", "## The paper's Table 1 beside ours", "",
-              "| benchmark | task | paper SRCC | paper PLCC | our SRCC | our PLCC | our n |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## The paper's Table 1 beside ours",
+        "",
+        "| benchmark | task | paper SRCC | paper PLCC | our SRCC | our PLCC | our n |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for spec in _paper_specs():
         key, row, m = spec.name, spec.paper, ours.get(spec.name)
-        lines.append(f"| {key} | {spec.task} | {_f(row.srcc)} | {_f(row.plcc)} | {_f(m.srcc) if m else 'not run'} | "
-                     f"{_f(m.plcc) if m else 'not run'} | {m.n_valid if m else ''} |")
-    lines += ["", f"Paper numbers: {PAPER_SOURCE}. Blank = the paper has no such benchmark. "
-              "– = undefined: fewer than 3 valid predictions, or constant predictions (a model that gives every image "
-              "the same score has no rank correlation).", "", "## Scatter plots", ""]
+        lines.append(
+            f"| {key} | {spec.task} | {_f(row.srcc)} | {_f(row.plcc)} | {_f(m.srcc) if m else 'not run'} | "
+            f"{_f(m.plcc) if m else 'not run'} | {m.n_valid if m else ''} |"
+        )
+    lines += [
+        "",
+        f"Paper numbers: {PAPER_SOURCE}. Blank = the paper has no such benchmark. "
+        "– = undefined: fewer than 3 valid predictions, or constant predictions (a model that gives every image "
+        "the same score has no rank correlation).",
+        "",
+        "## Scatter plots",
+        "",
+    ]
     scatters = []
     for m in ms:
         title = f"{m.benchmark} ({m.task})\nSRCC {_f(m.srcc)}, PLCC {_f(m.plcc)}, n_valid {m.n_valid}"
-        scatters.append(scatter_plot(by_bench.get(m.benchmark, []), out_dir / f"scatter_{_safe(m.benchmark)}.png",
-                                     title))
-    lines += [_images(scatters, out_dir, lambda p: f"{p.stem.removeprefix('scatter_')}: prediction vs ground truth"),
-              ""]
+        scatters.append(
+            scatter_plot(by_bench.get(m.benchmark, []), out_dir / f"scatter_{_safe(m.benchmark)}.png", title)
+        )
+    lines += [
+        _images(scatters, out_dir, lambda p: f"{p.stem.removeprefix('scatter_')}: prediction vs ground truth"),
+        "",
+    ]
     curves = [(heading, [Path(p) for p in pngs]) for heading, pngs in curves if pngs]
     if curves:
         lines += ["## Training curves of the scored model", ""]
@@ -322,6 +453,7 @@ img { max-width: 100%; }
 
 def inline_images(markdown: str, base_dir: Path) -> str:
     """`![alt](x.png)` -> `![alt](data:image/png;base64,…)` for every PNG that exists (paths relative to base_dir)."""
+
     def embed(m: re.Match) -> str:
         path = (Path(base_dir) / m.group(2)).resolve()
         if not path.is_file():
@@ -337,10 +469,20 @@ def render_html(markdown: str, base_dir: Path, title: str = "Benchmark report") 
 
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     body = md.render(inline_images(markdown, base_dir))
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{_CSS}</style></head>\n"
-            f"<body><main>\n{body}</main></body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>\n'
+        f"<body><main>\n{body}</main></body></html>\n"
+    )
 
 
-__all__ = ["paper_row", "paper_means", "format_table", "write_report", "scatter_plot", "render_html", "inline_images",
-           "REPORT_HTML"]
+__all__ = [
+    "paper_row",
+    "paper_means",
+    "format_table",
+    "write_report",
+    "scatter_plot",
+    "render_html",
+    "inline_images",
+    "REPORT_HTML",
+]

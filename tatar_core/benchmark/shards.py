@@ -17,6 +17,7 @@ others have finished (their files stay). A shard is a self-contained unit (a spe
 another dispatcher can run `python -m tatar_core.scoring.worker SPEC` elsewhere (e.g. one flow run per shard on a
 GPU pool, with the run folder on shared storage) and `merge_shards` reads the results the same way.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -77,8 +78,17 @@ class Shard:
         return self.out.is_file()
 
 
-def write_shards(shard_dir: Path, items: Sequence[tuple[str, str, str]], models: Sequence[tuple[str, Path]], n: int,
-                 *, engine: str, model_cfg, scorer: dict, vllm_args: dict) -> list[Shard]:
+def write_shards(
+    shard_dir: Path,
+    items: Sequence[tuple[str, str, str]],
+    models: Sequence[tuple[str, Path]],
+    n: int,
+    *,
+    engine: str,
+    model_cfg,
+    scorer: dict,
+    vllm_args: dict,
+) -> list[Shard]:
     """Split `items` ([item id, image path, task]) into `n` shards by `TASK_COST` and write one worker spec each;
     every shard scores its items with every model. A shard with no items is left out."""
     from tatar_core.scoring.worker import write_spec
@@ -88,12 +98,26 @@ def write_shards(shard_dir: Path, items: Sequence[tuple[str, str, str]], models:
     shards = []
     for i, group in enumerate(groups):
         part = [list(items[k]) for k in group]
-        content = {"engine": engine, "models": [[m, str(Path(p).resolve())] for m, p in models],
-                   "model_cfg": model_cfg.model_dump(mode="json"), "scorer": scorer, "vllm": vllm_args, "items": part}
+        content = {
+            "engine": engine,
+            "models": [[m, str(Path(p).resolve())] for m, p in models],
+            "model_cfg": model_cfg.model_dump(mode="json"),
+            "scorer": scorer,
+            "vllm": vllm_args,
+            "items": part,
+        }
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
         stem = f"shard-{i:02d}-of-{len(groups):02d}-{digest}"
-        spec = write_spec(Path(shard_dir) / f"{stem}.json", engine=engine, models=models, items=part,
-                          out=f"{stem}.parquet", model_cfg=model_cfg, scorer=scorer, vllm_args=vllm_args)
+        spec = write_spec(
+            Path(shard_dir) / f"{stem}.json",
+            engine=engine,
+            models=models,
+            items=part,
+            out=f"{stem}.parquet",
+            model_cfg=model_cfg,
+            scorer=scorer,
+            vllm_args=vllm_args,
+        )
         shards.append(Shard(i, len(groups), spec, len(part), sum(costs[k] for k in group), len(models)))
     return shards
 
@@ -139,9 +163,16 @@ def _speed(s: Shard) -> str:
         return "no info file"
 
 
-def run_shards(shards: Sequence[Shard], *, in_process: bool, python: str = sys.executable,
-               gpus: Sequence[str] = (), log: Callable[[str], None] = print,
-               on_start: Optional[Callable] = None, on_progress: Optional[Callable[[int], None]] = None) -> list[Shard]:
+def run_shards(
+    shards: Sequence[Shard],
+    *,
+    in_process: bool,
+    python: str = sys.executable,
+    gpus: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+    on_start: Optional[Callable] = None,
+    on_progress: Optional[Callable[[int], None]] = None,
+) -> list[Shard]:
     """Run every shard without its Parquet file; returns those it ran. `in_process`: here, one after another;
     else all at once as worker subprocesses of `python`, shard i on GPU `gpus[i % len(gpus)]` (none: CPU).
     `on_start(shard, process)` is called after each subprocess starts; `on_progress(n)`: n more (image, model) pairs
@@ -181,12 +212,16 @@ def run_shards(shards: Sequence[Shard], *, in_process: bool, python: str = sys.e
                 on_progress(s.items * s.models)
     if failed:
         done = sum(s.done() for s in shards)
-        raise ShardFailed(f"benchmark: {len(failed)} of {len(shards)} shards did not finish ({done} finished shards "
-                          "are kept and reused when the stage runs again):\n" + "\n".join(failed))
+        raise ShardFailed(
+            f"benchmark: {len(failed)} of {len(shards)} shards did not finish ({done} finished shards "
+            "are kept and reused when the stage runs again):\n" + "\n".join(failed)
+        )
     return todo
 
 
-def merge_shards(shards: Sequence[Shard], models: Sequence[str], items: Sequence[str]) -> dict[tuple[str, str], ScoredRecord]:
+def merge_shards(
+    shards: Sequence[Shard], models: Sequence[str], items: Sequence[str]
+) -> dict[tuple[str, str], ScoredRecord]:
     """(model, item) -> its row, from every shard's Parquet file; every (model, item) exactly once."""
     rows: dict[tuple[str, str], ScoredRecord] = {}
     for s in shards:
@@ -197,9 +232,11 @@ def merge_shards(shards: Sequence[Shard], models: Sequence[str], items: Sequence
             rows[key] = r
     missing = [(m, i) for m in models for i in items if (m, i) not in rows]
     if missing or len(rows) != len(models) * len(items):
-        raise ShardFailed(f"benchmark shards in {shards[0].spec.parent if shards else '?'}: {len(missing)} "
-                          f"(model, image) pairs missing (e.g. {missing[:1]}), {len(rows)} rows for "
-                          f"{len(models)} models x {len(items)} images")
+        raise ShardFailed(
+            f"benchmark shards in {shards[0].spec.parent if shards else '?'}: {len(missing)} "
+            f"(model, image) pairs missing (e.g. {missing[:1]}), {len(rows)} rows for "
+            f"{len(models)} models x {len(items)} images"
+        )
     return rows
 
 
@@ -210,10 +247,21 @@ def shard_plan_text(costs_by_task: dict[str, int], n: int) -> list[str]:
     out = []
     for i, g in enumerate(groups):
         n_iqa = sum(tasks[k] == "iqa" for k in g)
-        out.append(f"shard {i + 1}/{len(groups)}: {n_iqa} iqa + {len(g) - n_iqa} iaa images, cost "
-                   f"{sum(TASK_COST[tasks[k]] for k in g):g}")
+        out.append(
+            f"shard {i + 1}/{len(groups)}: {n_iqa} iqa + {len(g) - n_iqa} iaa images, cost "
+            f"{sum(TASK_COST[tasks[k]] for k in g):g}"
+        )
     return out
 
 
-__all__ = ["TASK_COST", "ShardFailed", "Shard", "lpt_split", "write_shards", "visible_gpus", "run_shards",
-           "merge_shards", "shard_plan_text"]
+__all__ = [
+    "TASK_COST",
+    "ShardFailed",
+    "Shard",
+    "lpt_split",
+    "write_shards",
+    "visible_gpus",
+    "run_shards",
+    "merge_shards",
+    "shard_plan_text",
+]

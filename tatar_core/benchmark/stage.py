@@ -13,6 +13,7 @@ cheap and score in this process. Progress: (image, model) pairs scored / total. 
 `report.html` (with the curves of the scored model: its GRPO stage and the SFT stage it started from), scatter
 plots, and `shards/` (kept: a rerun after a failure reuses the finished shards).
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,14 +25,20 @@ from data_contracts.manifest import stage_folder
 from data_contracts.records import GroupMetricRecord, MetricRecord, PredictionRecord, SampleRecord, SkippedRecord
 from tatar_core.benchmark.report import REPORT_HTML, format_table, write_report
 from tatar_core.benchmark.run import (
-    benchmark_outcome, benchmark_subset, benchmarks_from_samples, load_benchmark, prediction, run_benchmark,
+    benchmark_outcome,
+    benchmark_subset,
+    benchmarks_from_samples,
+    load_benchmark,
+    prediction,
+    run_benchmark,
 )
-from tatar_core.training.curves import curve_files
 from tatar_core.samples.stage import read_samples
+from tatar_core.training.curves import curve_files
 
 
-def benchmark_sets(cfg: PipelineConfig, samples: StageResult
-                   ) -> list[tuple[str, str, list[SampleRecord], list[SkippedRecord]]]:
+def benchmark_sets(
+    cfg: PipelineConfig, samples: StageResult
+) -> list[tuple[str, str, list[SampleRecord], list[SkippedRecord]]]:
     """(name, task, samples, skipped) for every benchmark the config asks for."""
     bc = cfg.benchmark
     sets = []
@@ -58,8 +65,9 @@ def shard_count(cfg: PipelineConfig, n_items: int, gpus: list[str]) -> int:
     """How many shards: benchmark.num_gpus, else one per visible GPU (1 on CPU); at most one per image."""
     n = cfg.benchmark.num_gpus or max(1, len(gpus))
     if gpus and n > len(gpus):
-        raise ValueError(f"benchmark.num_gpus: {n}, but this node sees {len(gpus)} GPU(s) "
-                         f"(CUDA_VISIBLE_DEVICES={','.join(gpus)})")
+        raise ValueError(
+            f"benchmark.num_gpus: {n}, but this node sees {len(gpus)} GPU(s) (CUDA_VISIBLE_DEVICES={','.join(gpus)})"
+        )
     return max(1, min(n, n_items))
 
 
@@ -74,10 +82,23 @@ def prepare_shards(cfg: PipelineConfig, out_dir: Path, sets, model_dirs: dict[st
     n = shard_count(cfg, len(items), gpus)
     in_process = bc.engine == "transformers" and n == 1
     device = bc.device if in_process or not gpus else ("cpu" if bc.device == "cpu" else "cuda")
-    scorer = {"batch_size": bc.batch_size, "max_new_tokens": bc.max_new_tokens, "readout": bc.readout,
-              "draft_tokens": bc.draft_tokens, "device": device}
-    shards = write_shards(Path(out_dir) / "shards", items, list(model_dirs.items()), n, engine=bc.engine,
-                          model_cfg=cfg.model, scorer=scorer, vllm_args=bc.vllm)
+    scorer = {
+        "batch_size": bc.batch_size,
+        "max_new_tokens": bc.max_new_tokens,
+        "readout": bc.readout,
+        "draft_tokens": bc.draft_tokens,
+        "device": device,
+    }
+    shards = write_shards(
+        Path(out_dir) / "shards",
+        items,
+        list(model_dirs.items()),
+        n,
+        engine=bc.engine,
+        model_cfg=cfg.model,
+        scorer=scorer,
+        vllm_args=bc.vllm,
+    )
     return shards, todo, in_process
 
 
@@ -94,7 +115,6 @@ def model_curves(grpo: StageResult, run_root: Path) -> list[tuple[str, list[Path
     return out
 
 
-
 def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResult], ctx: StageContext) -> StageOutputs:
     from tatar_core.benchmark.shards import merge_shards, run_shards, visible_gpus
 
@@ -105,8 +125,10 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     model_dirs = _model_dirs(cfg, upstream, ctx)
     gpus = visible_gpus() if bc.device != "cpu" else []
     shards, todo, in_process = prepare_shards(cfg, out_dir, sets, model_dirs, gpus)
-    ctx.log(f"benchmark: {sum(map(len, todo))} images x {len(model_dirs)} model(s) in {len(shards)} shard(s), "
-            f"engine {bc.engine}" + (" (in this process)" if in_process else ""))
+    ctx.log(
+        f"benchmark: {sum(map(len, todo))} images x {len(model_dirs)} model(s) in {len(shards)} shard(s), "
+        f"engine {bc.engine}" + (" (in this process)" if in_process else "")
+    )
     total, done = sum(map(len, todo)) * len(model_dirs), [0]
 
     def advance(n: int) -> None:  # (image, model) pairs scored
@@ -129,17 +151,31 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
                 else:
                     preds.append(prediction(name, task, s, model, r.score, r.parse, r.completion, r.n_words, r.greedy))
             all_skipped = list(load_skipped) + scoring_skipped
-            outcomes.append(benchmark_outcome(name, task, preds, all_skipped, bootstrap=bc.bootstrap, seed=bc.seed,
-                                              readout=bc.readout))
+            outcomes.append(
+                benchmark_outcome(
+                    name, task, preds, all_skipped, bootstrap=bc.bootstrap, seed=bc.seed, readout=bc.readout
+                )
+            )
             if model == "grpo":
                 skipped += all_skipped
     for baseline in bc.baselines:  # IQA methods, cheap: in this process
         scorer = _baseline(baseline, cfg, upstream)
         for name, task, samples, load_skipped in sets:
             if task == "iqa":
-                outcomes.append(run_benchmark(name, task, samples, scorer, skipped=load_skipped,
-                                              max_items=bc.max_items, bootstrap=bc.bootstrap, seed=bc.seed,
-                                              model=baseline, progress=False))
+                outcomes.append(
+                    run_benchmark(
+                        name,
+                        task,
+                        samples,
+                        scorer,
+                        skipped=load_skipped,
+                        max_items=bc.max_items,
+                        bootstrap=bc.bootstrap,
+                        seed=bc.seed,
+                        model=baseline,
+                        progress=False,
+                    )
+                )
     preds = [p for o in outcomes for p in o.predictions]
     metrics = [o.metrics for o in outcomes]
     groups = [g for o in outcomes for g in o.groups]
@@ -147,15 +183,26 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     write_records(metrics, out_dir / "metrics.parquet", MetricRecord)
     write_records(groups, out_dir / "groups.parquet", GroupMetricRecord)
     write_records(skipped, out_dir / "skipped.parquet", SkippedRecord)
-    report = write_report(metrics, preds, out_dir, groups=groups, engine=bc.engine,
-                          curves=model_curves(upstream["grpo"], ctx.run_root))
+    report = write_report(
+        metrics, preds, out_dir, groups=groups, engine=bc.engine, curves=model_curves(upstream["grpo"], ctx.run_root)
+    )
     ctx.log("\n" + format_table(metrics))
     return StageOutputs(
-        {"predictions": "predictions.parquet", "metrics": "metrics.parquet", "groups": "groups.parquet",
-         "skipped": "skipped.parquet", "report": Path(report).name, "report_html": REPORT_HTML},
+        {
+            "predictions": "predictions.parquet",
+            "metrics": "metrics.parquet",
+            "groups": "groups.parquet",
+            "skipped": "skipped.parquet",
+            "report": Path(report).name,
+            "report_html": REPORT_HTML,
+        },
         {"predictions": len(preds), "benchmarks": len(sets), "skipped": len(skipped), "shards": len(shards)},
-        {"benchmarks": [m.model_dump(mode="json") for m in metrics], "model": str(model_dirs["grpo"]),
-         "readout": bc.readout, "engine": bc.engine},
+        {
+            "benchmarks": [m.model_dump(mode="json") for m in metrics],
+            "model": str(model_dirs["grpo"]),
+            "readout": bc.readout,
+            "engine": bc.engine,
+        },
     )
 
 

@@ -5,6 +5,7 @@ words per rationale per task (min / p25 / median / p75 / max, from `n_words`, el
 or `completion`), rejection reasons (counts by code, from a `reasons` column), failed-row errors, and a few
 sample rows with long texts truncated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,14 @@ def _words(df: pl.DataFrame) -> Optional[pl.Expr]:
         return pl.col("n_words").cast(pl.Float64)
     for c in ("rationale", "completion"):
         if c in df.columns and df.schema[c] == pl.Utf8:
-            return pl.col(c).fill_null("").str.split(" ").list.eval(pl.element().filter(pl.element() != "")).list.len().cast(pl.Float64)
+            return (
+                pl.col(c)
+                .fill_null("")
+                .str.split(" ")
+                .list.eval(pl.element().filter(pl.element() != ""))
+                .list.len()
+                .cast(pl.Float64)
+            )
     return None
 
 
@@ -59,32 +67,53 @@ def inspect_parquet(path: str | Path, n_rows: int = 3) -> str:
     if df.height and w is not None:
         by = ["task"] if "task" in df.columns else []
         q = lambda p: pl.col("_w").quantile(p, interpolation="linear")  # noqa: E731 - as numpy's default
-        aggs = [pl.len().alias("n"), pl.col("_w").min().alias("min"), q(0.25).alias("p25"),
-                pl.col("_w").median().alias("median"), q(0.75).alias("p75"),
-                pl.col("_w").max().alias("max"), pl.col("_w").mean().alias("mean")]
+        aggs = [
+            pl.len().alias("n"),
+            pl.col("_w").min().alias("min"),
+            q(0.25).alias("p25"),
+            pl.col("_w").median().alias("median"),
+            q(0.75).alias("p75"),
+            pl.col("_w").max().alias("max"),
+            pl.col("_w").mean().alias("mean"),
+        ]
         dw = df.with_columns(w.alias("_w"))
         stats = dw.group_by(by).agg(aggs).sort(by) if by else dw.select(aggs)
         out += ["", "words per rationale (min / p25 / median / p75 / max, mean):"]
         for r in stats.iter_rows(named=True):
             label = r.get("task", "all")
-            out.append(f"  {label}: {r['min']:.0f} / {r['p25']:.0f} / {r['median']:.0f} / {r['p75']:.0f} / "
-                       f"{r['max']:.0f}, mean {r['mean']:.1f} (n={r['n']})")
+            out.append(
+                f"  {label}: {r['min']:.0f} / {r['p25']:.0f} / {r['median']:.0f} / {r['p75']:.0f} / "
+                f"{r['max']:.0f}, mean {r['mean']:.1f} (n={r['n']})"
+            )
 
     if df.height and "reasons" in df.columns and isinstance(df.schema["reasons"], pl.List):
         from tatar_core.filtered.stage import reason_code
 
         keys = [c for c in ("task",) if c in df.columns] + ["reason"]
-        codes = (df.with_row_index("_row").select(["_row", *keys[:-1], "reasons"]).explode("reasons")
-                 .drop_nulls("reasons")
-                 .with_columns(pl.col("reasons").map_elements(reason_code, return_dtype=pl.Utf8).alias("reason")))
-        g = (codes.unique(subset=["_row", "reason"]).group_by(keys).agg(pl.len().alias("n"))
-             .sort([*keys[:-1], "n"], descending=[False] * (len(keys) - 1) + [True]))
+        codes = (
+            df.with_row_index("_row")
+            .select(["_row", *keys[:-1], "reasons"])
+            .explode("reasons")
+            .drop_nulls("reasons")
+            .with_columns(pl.col("reasons").map_elements(reason_code, return_dtype=pl.Utf8).alias("reason"))
+        )
+        g = (
+            codes.unique(subset=["_row", "reason"])
+            .group_by(keys)
+            .agg(pl.len().alias("n"))
+            .sort([*keys[:-1], "n"], descending=[False] * (len(keys) - 1) + [True])
+        )
         out += ["", "rejection reasons (rows per reason code):"]
         out += [f"  {', '.join(str(r[k]) for k in keys)}: {r['n']}" for r in g.iter_rows(named=True)]
 
     if df.height and "error" in df.columns:
-        g = df.with_columns(pl.col("error").str.slice(0, 80).alias("_e")).group_by("_e").agg(
-            pl.len().alias("n")).sort("n", descending=True).head(10)
+        g = (
+            df.with_columns(pl.col("error").str.slice(0, 80).alias("_e"))
+            .group_by("_e")
+            .agg(pl.len().alias("n"))
+            .sort("n", descending=True)
+            .head(10)
+        )
         out += ["", "errors (first 80 characters, most frequent first):"]
         out += [f"  {r['n']} × {r['_e']}" for r in g.iter_rows(named=True)]
 

@@ -1,14 +1,15 @@
 """`tatar` command line: plan, run, summary, inspect, score.
 
-    tatar plan configs/paper.yaml        validate on CPU (no weights loaded); stages, inputs, keys, launch commands
-    tatar run configs/demo.yaml [--stage sft] [--set sft.learning_rate=1e-4]   run without Prefect (debugging)
-    tatar summary configs/demo.yaml      benchmark table + where every stage's files are
-    tatar verify configs/demo.yaml       check every finished stage's files against the sha256 in its manifest
-    tatar runs [runs]                    every run: each stage's key, status, time and headline numbers, newest first
-    tatar inspect PATH.parquet           schema, rows by task, rationale lengths, rejection reasons, samples
-    tatar score PATH... --task iqa|iaa --model DIR [--out results.csv]
-    tatar probes plan|run|report configs/probes.yaml [--set seeds=[0]] [--parallel N]   the paper's probes (docs/probes.md)
+tatar plan configs/paper.yaml        validate on CPU (no weights loaded); stages, inputs, keys, launch commands
+tatar run configs/demo.yaml [--stage sft] [--set sft.learning_rate=1e-4]   run without Prefect (debugging)
+tatar summary configs/demo.yaml      benchmark table + where every stage's files are
+tatar verify configs/demo.yaml       check every finished stage's files against the sha256 in its manifest
+tatar runs [runs]                    every run: each stage's key, status, time and headline numbers, newest first
+tatar inspect PATH.parquet           schema, rows by task, rationale lengths, rejection reasons, samples
+tatar score PATH... --task iqa|iaa --model DIR [--out results.csv]
+tatar probes plan|run|report configs/probes.yaml [--set seeds=[0]] [--parallel N]   the paper's probes (docs/probes.md)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -123,12 +124,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return _guard(lambda: score_main(argv[1:]))
 
-    ap = argparse.ArgumentParser(prog="tatar", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="tatar", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name, fn, helptext in (("plan", cmd_plan, "validate a config and print the plan"),
-                               ("run", cmd_run, "run the pipeline in this process (no Prefect)"),
-                               ("summary", cmd_summary, "print results and file locations of a run"),
-                               ("verify", cmd_verify, "check finished stages' files against their manifests' sha256")):
+    for name, fn, helptext in (
+        ("plan", cmd_plan, "validate a config and print the plan"),
+        ("run", cmd_run, "run the pipeline in this process (no Prefect)"),
+        ("summary", cmd_summary, "print results and file locations of a run"),
+        ("verify", cmd_verify, "check finished stages' files against their manifests' sha256"),
+    ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("config", help="a config YAML, e.g. configs/demo.yaml")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (dotted key)")
@@ -139,13 +144,23 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--stage", choices=STAGES, help="run only this stage (its inputs must be finished)")
         if name == "summary":
             p.add_argument("--ui", default=None, help="Prefect UI address to print")
-    p = sub.add_parser("probes", help="the paper's controlled probes: plan / run / report a grid (configs/probes.yaml)")
+    p = sub.add_parser(
+        "probes", help="the paper's controlled probes: plan / run / report a grid (configs/probes.yaml)"
+    )
     p.add_argument("action", choices=("plan", "run", "report"))
     p.add_argument("config", nargs="?", default="configs/probes.yaml", help="a probes YAML (default: %(default)s)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a probes-config value (dotted key), e.g. seeds=[0] or scale.sft.max_steps=100")
-    p.add_argument("--parallel", type=int, default=None,
-                   help="stage runs at once, each in a child process (default 1: in this process)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a probes-config value (dotted key), e.g. seeds=[0] or scale.sft.max_steps=100",
+    )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        help="stage runs at once, each in a child process (default 1: in this process)",
+    )
     p.set_defaults(fn=cmd_probes)
     p = sub.add_parser("runs", help="list the runs under a folder: stages, keys, status, time, headline numbers")
     p.add_argument("root", nargs="?", default="runs", help="the folder that holds the runs (default: runs)")
@@ -163,8 +178,15 @@ def _guard(fn) -> int:
 
     try:
         return int(fn() or 0)
-    except (ConfigError, SchemaError, DatasetError, StageNotReady, StageIncomplete, StageLocked,
-            FileNotFoundError) as e:
+    except (
+        ConfigError,
+        SchemaError,
+        DatasetError,
+        StageNotReady,
+        StageIncomplete,
+        StageLocked,
+        FileNotFoundError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,7 @@ truncated, over the decompression-bomb limit). Every mode is scored as RGB with 
 worker process (`python -m tatar_core.scoring.worker`, run by --python: the interpreter of the environment where
 vLLM is installed; default this one).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from tatar_core.samples.specs import IMAGE_EXTENSIONS
 from tatar_core.samples.readers import iter_image_files
+from tatar_core.samples.specs import IMAGE_EXTENSIONS
 
 CSV_COLUMNS = ("path", "task", "score", "parse", "n_words", "error")
 MODEL_ENV = "TATAR_MODEL"
@@ -33,24 +34,43 @@ class ScoreCliError(ValueError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="tatar score", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="tatar score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     ap.add_argument("--task", required=True, choices=("iqa", "iaa"), help="iqa = quality (fast), iaa = aesthetics")
-    ap.add_argument("--model", default=None,
-                    help=f"model folder (default: ${MODEL_ENV}, else the newest finished GRPO model under ./runs)")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help=f"model folder (default: ${MODEL_ENV}, else the newest finished GRPO model under ./runs)",
+    )
     ap.add_argument("--out", default="results.csv", help="CSV to write (default: results.csv)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--draft-tokens", type=int, default=6,
-                    help="speculative decoding: drafted tokens checked per pass (0 = off); same scores either way")
-    ap.add_argument("--readout", choices=("greedy", "expected"), default=None,
-                    help="default: the readout this model was benchmarked with, else greedy")
+    ap.add_argument(
+        "--draft-tokens",
+        type=int,
+        default=6,
+        help="speculative decoding: drafted tokens checked per pass (0 = off); same scores either way",
+    )
+    ap.add_argument(
+        "--readout",
+        choices=("greedy", "expected"),
+        default=None,
+        help="default: the readout this model was benchmarked with, else greedy",
+    )
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    ap.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
-                    help="transformers (in this process) or vllm (a scoring worker process; GPU environment)")
-    ap.add_argument("--python", default=sys.executable,
-                    help="--engine vllm: the interpreter that runs the scoring worker (default: this one)")
+    ap.add_argument(
+        "--engine",
+        choices=("transformers", "vllm"),
+        default="transformers",
+        help="transformers (in this process) or vllm (a scoring worker process; GPU environment)",
+    )
+    ap.add_argument(
+        "--python",
+        default=sys.executable,
+        help="--engine vllm: the interpreter that runs the scoring worker (default: this one)",
+    )
     return ap
 
 
@@ -102,7 +122,7 @@ def short_table(rows: list[dict], limit: int = 20) -> str:
     width = min(60, max([len(r["path"]) for r in rows[:limit]] + [4]))
     lines = [f"{'path':<{width}}  {'score':>6}  parse"]
     for r in rows[:limit]:
-        p = r["path"] if len(r["path"]) <= width else "…" + r["path"][-(width - 1):]
+        p = r["path"] if len(r["path"]) <= width else "…" + r["path"][-(width - 1) :]
         s = "" if r["score"] == "" else f"{float(r['score']):6.2f}"
         lines.append(f"{p:<{width}}  {s:>6}  {r['parse']}")
     if len(rows) > limit:
@@ -122,10 +142,20 @@ def _score_in_worker(model: Path, files: list[Path], args, readout: str) -> list
     from tatar_core.scoring.worker import start_worker, write_spec
 
     with tempfile.TemporaryDirectory(prefix="tatar_score_") as tmp:
-        spec = write_spec(Path(tmp) / "spec.json", engine=args.engine, models=[("model", model)],
-                          items=[(str(i), str(f.resolve()), args.task) for i, f in enumerate(files)], out="scores.parquet",
-                          scorer={"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-                                  "readout": readout, "draft_tokens": args.draft_tokens, "device": args.device})
+        spec = write_spec(
+            Path(tmp) / "spec.json",
+            engine=args.engine,
+            models=[("model", model)],
+            items=[(str(i), str(f.resolve()), args.task) for i, f in enumerate(files)],
+            out="scores.parquet",
+            scorer={
+                "batch_size": args.batch_size,
+                "max_new_tokens": args.max_new_tokens,
+                "readout": readout,
+                "draft_tokens": args.draft_tokens,
+                "device": args.device,
+            },
+        )
         log = Path(tmp) / "worker.log"
         rc = start_worker(spec, python=args.python, log_file=log).wait()
         out = Path(tmp) / "scores.parquet"
@@ -138,8 +168,16 @@ def _score_in_worker(model: Path, files: list[Path], args, readout: str) -> list
         r = scored[i]
         if r.parse == "unreadable":
             print(f"tatar score: skipped {f}: {r.error}", file=sys.stderr)
-        rows.append({"path": str(f), "task": args.task, "score": "" if r.score is None else f"{r.score:.2f}",
-                     "parse": r.parse, "n_words": r.n_words, "error": r.error if r.parse == "unreadable" else ""})
+        rows.append(
+            {
+                "path": str(f),
+                "task": args.task,
+                "score": "" if r.score is None else f"{r.score:.2f}",
+                "parse": r.parse,
+                "n_words": r.n_words,
+                "error": r.error if r.parse == "unreadable" else "",
+            }
+        )
     return rows
 
 
@@ -158,8 +196,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if readout is None:
         found = benchmarked_readout(model)
         readout = found[0] if found else "greedy"
-        print(f"tatar score: readout {readout}" + (f" (as benchmarked in {found[1]})" if found else ""),
-              file=sys.stderr)
+        print(
+            f"tatar score: readout {readout}" + (f" (as benchmarked in {found[1]})" if found else ""), file=sys.stderr
+        )
     if args.engine == "vllm":
         try:
             rows = _score_in_worker(model, files, args, readout)
@@ -168,8 +207,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 2
     else:
         try:
-            scorer = Scorer(model, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, readout=readout,
-                            device=args.device, draft_tokens=args.draft_tokens)
+            scorer = Scorer(
+                model,
+                batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens,
+                readout=readout,
+                device=args.device,
+                draft_tokens=args.draft_tokens,
+            )
         except ValueError as e:
             print(f"tatar score: error: {e}", file=sys.stderr)
             return 2
@@ -180,14 +225,25 @@ def main(argv: Optional[list[str]] = None) -> int:
                 images.append(load_rgb(f))
                 ok.append(i)
             except ImageLoadError as e:
-                by_index[i] = {"path": str(f), "task": args.task, "score": "", "parse": "unreadable", "n_words": 0,
-                               "error": e.reason}
+                by_index[i] = {
+                    "path": str(f),
+                    "task": args.task,
+                    "score": "",
+                    "parse": "unreadable",
+                    "n_words": 0,
+                    "error": e.reason,
+                }
                 print(f"tatar score: skipped {e.path}: {e.reason}", file=sys.stderr)
         results = scorer.score(images, args.task, progress=True) if images else []
         for i, r in zip(ok, results):
-            by_index[i] = {"path": str(files[i]), "task": args.task,
-                           "score": "" if r.score is None else f"{r.score:.2f}", "parse": r.parse,
-                           "n_words": r.n_words, "error": ""}
+            by_index[i] = {
+                "path": str(files[i]),
+                "task": args.task,
+                "score": "" if r.score is None else f"{r.score:.2f}",
+                "parse": r.parse,
+                "n_words": r.n_words,
+                "error": "",
+            }
         rows = [by_index[i] for i in range(len(files))]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

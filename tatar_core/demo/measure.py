@@ -4,6 +4,7 @@ All statistics are computed on the image as given (no resizing), from RGB in [0,
 Y = 0.299 R + 0.587 G + 0.114 B. Gradients are Sobel / 8 (so a step of 1 gives 1), the Laplacian is the
 4-neighbour one. Units and ranges of every field are listed on `Measurements`.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -21,35 +22,37 @@ class Measurements:
     width: int
     height: int
     # --- technical -------------------------------------------------------------------------------------
-    sharpness: float        # std(Laplacian Y) / (mean |∇Y| + 0.002): fine-detail energy relative to edge energy,
+    sharpness: float  # std(Laplacian Y) / (mean |∇Y| + 0.002): fine-detail energy relative to edge energy,
     #                         ≈ 2.3–3.6 for sharp photos, < 1 when blurred; ~contrast-invariant; raised by noise
-    laplacian_var: float    # var(Laplacian Y) × 1000 (Y in [0, 1]); raw detail energy, ≥ 0
-    noise_sigma: float      # Gaussian noise σ on 0–255: median |Immerkær(Y)| / (0.6745 · 6); ~0.5–3 clean
+    laplacian_var: float  # var(Laplacian Y) × 1000 (Y in [0, 1]); raw detail energy, ≥ 0
+    noise_sigma: float  # Gaussian noise σ on 0–255: median |Immerkær(Y)| / (0.6745 · 6); ~0.5–3 clean
     impulse_fraction: float  # fraction of pixels that are isolated black/white specks (0–1)
-    blockiness: float       # mean |Δ| across 8×8 block boundaries / mean |Δ| inside (≈1 none, >1.3 blocky; ≤ 10)
-    flat_fraction: float    # fraction of neighbouring pixel pairs with identical RGB (0–1; pixelation, posterising)
+    blockiness: float  # mean |Δ| across 8×8 block boundaries / mean |Δ| inside (≈1 none, >1.3 blocky; ≤ 10)
+    flat_fraction: float  # fraction of neighbouring pixel pairs with identical RGB (0–1; pixelation, posterising)
     directional_blur: float  # |log2(mean|∂Y/∂y| / mean|∂Y/∂x|)|: 0 isotropic, >1 smeared along one axis
     # --- exposure, contrast, colour -------------------------------------------------------------------------
-    brightness: float       # mean Y (0–1)
-    dark_clip: float        # fraction of pixels with Y ≤ 4/255
-    bright_clip: float      # fraction of pixels with Y ≥ 251/255
-    contrast: float         # RMS contrast = std(Y) (0–0.5)
-    colourfulness: float    # Hasler–Süsstrunk M on 0–255 RGB (0 grey; ~15 dull, ~45 moderate, >80 vivid)
-    saturation: float       # mean HSV saturation (0–1)
-    warmth: float           # mean (R − B) (−1..1): >0 warm, <0 cool
-    flat_colour_patch: float  # fraction of pixels equal to their 4 neighbours, strongly saturated (HSV S > 0.7, V > 0.3)
+    brightness: float  # mean Y (0–1)
+    dark_clip: float  # fraction of pixels with Y ≤ 4/255
+    bright_clip: float  # fraction of pixels with Y ≥ 251/255
+    contrast: float  # RMS contrast = std(Y) (0–0.5)
+    colourfulness: float  # Hasler–Süsstrunk M on 0–255 RGB (0 grey; ~15 dull, ~45 moderate, >80 vivid)
+    saturation: float  # mean HSV saturation (0–1)
+    warmth: float  # mean (R − B) (−1..1): >0 warm, <0 cool
+    flat_colour_patch: (
+        float  # fraction of pixels equal to their 4 neighbours, strongly saturated (HSV S > 0.7, V > 0.3)
+    )
     #                           patches (0–1): a flat blob of loud colour painted over the scene
     # --- composition ---------------------------------------------------------------------------------------
-    centroid_x: float       # edge-energy centroid, x in [0, 1] (0.5 = centre)
-    centroid_y: float       # edge-energy centroid, y in [0, 1]
+    centroid_x: float  # edge-energy centroid, x in [0, 1] (0.5 = centre)
+    centroid_y: float  # edge-energy centroid, y in [0, 1]
     centroid_offset: float  # distance of the centroid from the centre / 0.5 (0 centred .. ~1.4 in a corner)
     thirds_distance: float  # distance of the centroid from the nearest rule-of-thirds point / diagonal (0–0.47)
-    tilt_deg: float         # dominant line orientation's deviation from horizontal/vertical in degrees (−45..45)
-    tilt_strength: float    # share of gradient energy within ±1.5° of that orientation (0–1; low = no clear lines)
-    edge_density: float     # fraction of pixels with |∇Y| > 0.1
-    symmetry: float         # correlation of Y with its left-right mirror (−1..1)
-    vignetting: float       # mean Y of the outer 12.5 % ring / mean Y of the central half (≈1 flat, <0.6 heavy)
-    bar_fraction: float     # share of width or height taken by uniform bars at the borders (0–1)
+    tilt_deg: float  # dominant line orientation's deviation from horizontal/vertical in degrees (−45..45)
+    tilt_strength: float  # share of gradient energy within ±1.5° of that orientation (0–1; low = no clear lines)
+    edge_density: float  # fraction of pixels with |∇Y| > 0.1
+    symmetry: float  # correlation of Y with its left-right mirror (−1..1)
+    vignetting: float  # mean Y of the outer 12.5 % ring / mean Y of the central half (≈1 flat, <0.6 heavy)
+    bar_fraction: float  # share of width or height taken by uniform bars at the borders (0–1)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +114,7 @@ def measure_image(img_or_path: ImageLike) -> Measurements:
     Yp = np.pad(Y, 1, mode="edge")
     iso = np.ones((h, w), bool)
     for dyo, dxo in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        iso &= np.abs(Y - Yp[dyo:dyo + h, dxo:dxo + w]) > 0.25
+        iso &= np.abs(Y - Yp[dyo : dyo + h, dxo : dxo + w]) > 0.25
     impulse_fraction = float((extreme & iso).mean())
 
     # blockiness on the 8×8 grid (columns and rows)
@@ -155,10 +158,10 @@ def measure_image(img_or_path: ImageLike) -> Measurements:
     flat_colour_patch = float((uniform & (sat > 0.7) & (mx > 0.3)).mean())
 
     # composition
-    wts = mag_i ** 2
+    wts = mag_i**2
     tot = float(wts.sum())
     if tot > 1e-9:
-        yy, xx = np.mgrid[1:h - 1, 1:w - 1]
+        yy, xx = np.mgrid[1 : h - 1, 1 : w - 1]
         cx = float((wts * (xx + 0.5)).sum() / tot / w)
         cy = float((wts * (yy + 0.5)).sum() / tot / h)
     else:
@@ -169,11 +172,11 @@ def measure_image(img_or_path: ImageLike) -> Measurements:
     tilt_deg, tilt_strength = _hist_tilt(gx[inner], gy[inner], mag_i)
     edge_density = float((mag_i > 0.1).mean())
     Yc = Y - Y.mean()
-    den_sym = float(np.sqrt((Yc ** 2).sum() * (Yc[:, ::-1] ** 2).sum()))
+    den_sym = float(np.sqrt((Yc**2).sum() * (Yc[:, ::-1] ** 2).sum()))
     symmetry = float((Yc * Yc[:, ::-1]).sum() / den_sym) if den_sym > 1e-12 else 1.0
     ring = max(1, int(round(min(h, w) * 0.125)))
     border = np.ones((h, w), bool)
-    border[ring:h - ring, ring:w - ring] = False
+    border[ring : h - ring, ring : w - ring] = False
     ch0, ch1, cw0, cw1 = h // 4, h - h // 4, w // 4, w - w // 4
     centre_mean = float(Y[ch0:ch1, cw0:cw1].mean())
     vignetting = float((Y[border].mean() + 0.02) / (centre_mean + 0.02))
@@ -185,11 +188,31 @@ def measure_image(img_or_path: ImageLike) -> Measurements:
     bar_fraction = float(min(1.0, max(lr / w, tb / h)))
 
     return Measurements(
-        width=w, height=h, sharpness=sharpness, laplacian_var=lap_var, noise_sigma=noise_sigma,
-        impulse_fraction=impulse_fraction, blockiness=blockiness, flat_fraction=flat_fraction,
-        directional_blur=directional_blur, brightness=brightness, dark_clip=dark_clip, bright_clip=bright_clip,
-        contrast=contrast, colourfulness=colourfulness, saturation=saturation, warmth=warmth,
-        flat_colour_patch=flat_colour_patch, centroid_x=cx, centroid_y=cy, centroid_offset=centroid_offset,
-        thirds_distance=thirds_distance, tilt_deg=tilt_deg, tilt_strength=tilt_strength,
-        edge_density=edge_density, symmetry=symmetry, vignetting=vignetting, bar_fraction=bar_fraction,
+        width=w,
+        height=h,
+        sharpness=sharpness,
+        laplacian_var=lap_var,
+        noise_sigma=noise_sigma,
+        impulse_fraction=impulse_fraction,
+        blockiness=blockiness,
+        flat_fraction=flat_fraction,
+        directional_blur=directional_blur,
+        brightness=brightness,
+        dark_clip=dark_clip,
+        bright_clip=bright_clip,
+        contrast=contrast,
+        colourfulness=colourfulness,
+        saturation=saturation,
+        warmth=warmth,
+        flat_colour_patch=flat_colour_patch,
+        centroid_x=cx,
+        centroid_y=cy,
+        centroid_offset=centroid_offset,
+        thirds_distance=thirds_distance,
+        tilt_deg=tilt_deg,
+        tilt_strength=tilt_strength,
+        edge_density=edge_density,
+        symmetry=symmetry,
+        vignetting=vignetting,
+        bar_fraction=bar_fraction,
     )

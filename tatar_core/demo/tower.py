@@ -50,6 +50,7 @@ Per-patch quantities (Y = 0.299 R + 0.587 G + 0.114 B on 0..255):
   sat = max(R, G, B) - min(R, G, B) of the patch-mean colour (/255); dark fractions d20/d50/d90 = clip ramps
   1 for mean Y <= t - 10, 0 for >= t (t = 20, 50, 90), bri = same for mean Y >= 230.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,18 +67,28 @@ PATCH, TEMPORAL, MERGE, HIDDEN, INTER, OUT = 14, 2, 2, 64, 128, 128
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # Qwen2-VL image processor image_mean (OPENAI_CLIP_MEAN)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)  # image_std (OPENAI_CLIP_STD)
 LUMA = (0.299, 0.587, 0.114)
-BIG = 1.0e5          # constant in residual dim 63: makes every RMSNorm a fixed scaling
-NORM_W = BIG / 8.0   # RMSNorm weight that undoes it: rms(h) = sqrt(BIG^2 / 64) = BIG / 8
-LIN_SHIFT = 8.0      # GELU(x + 8) = x + 8 to < 3e-6 for |x| <= 3
+BIG = 1.0e5  # constant in residual dim 63: makes every RMSNorm a fixed scaling
+NORM_W = BIG / 8.0  # RMSNorm weight that undoes it: rms(h) = sqrt(BIG^2 / 64) = BIG / 8
+LIN_SHIFT = 8.0  # GELU(x + 8) = x + 8 to < 3e-6 for |x| <= 3
 N_KNOTS = 9
-CONST_OUT = 4.0      # value on the constant output direction
-GRID_COL = 7         # the 8-px grid line lies between local columns / rows 7 and 8 of a quality-view patch
-GATE = 50.0          # block 1: attention logit -GATE on global-view keys (weight e^-50 against quality patches)
+CONST_OUT = 4.0  # value on the constant output direction
+GRID_COL = 7  # the 8-px grid line lies between local columns / rows 7 and 8 of a quality-view patch
+GATE = 50.0  # block 1: attention logit -GATE on global-view keys (weight e^-50 against quality patches)
 
 # ----------------------------------------------------------------------------- residual layout (64 dims)
 # projection groups: (name, number of projections m, scale s)
-GROUPS = (("lap", 5, 20.0), ("dxi", 4, 10.0), ("dxb", 3, 10.0), ("dyi", 4, 10.0), ("dyb", 3, 10.0),
-          ("mdx", 3, 6.0), ("mdy", 3, 6.0), ("lowac", 4, 8.0), ("crg", 3, 30.0), ("cyb", 3, 30.0))
+GROUPS = (
+    ("lap", 5, 20.0),
+    ("dxi", 4, 10.0),
+    ("dxb", 3, 10.0),
+    ("dyi", 4, 10.0),
+    ("dyb", 3, 10.0),
+    ("mdx", 3, 6.0),
+    ("mdy", 3, 6.0),
+    ("lowac", 4, 8.0),
+    ("crg", 3, 30.0),
+    ("cyb", 3, 30.0),
+)
 D_RGB = (0, 1, 2)
 _d = 3
 D_GROUP: dict[str, list[int]] = {}
@@ -87,8 +98,8 @@ for _name, _m, _s in GROUPS:
 assert _d == 38
 D_VIEW = 38  # 1 on the global view's patches, 0 on the quality view's (tatar_core.demo.view marker)
 # single luminance differences (i0, j0, i1, j1): Y[i0, j0] - Y[i1, j1]
-DIFFS_INT = ((3, 2, 3, 3), (10, 9, 10, 10), (2, 3, 3, 3), (9, 10, 10, 10))    # off the 8-px grid
-DIFFS_BND = ((3, 7, 3, 8), (10, 7, 10, 8), (7, 3, 8, 3), (7, 10, 8, 10))      # across it
+DIFFS_INT = ((3, 2, 3, 3), (10, 9, 10, 10), (2, 3, 3, 3), (9, 10, 10, 10))  # off the 8-px grid
+DIFFS_BND = ((3, 7, 3, 8), (10, 7, 10, 8), (7, 3, 8, 3), (7, 10, 8, 10))  # across it
 D_DIFF = list(range(39, 47))
 D_ZINT, D_ZBND, D_SAT, D_D20, D_D50, D_D90, D_BRI, D_YSQ = range(47, 55)
 D_CONST = 63
@@ -119,43 +130,109 @@ def _feature_specs() -> list[tuple[str, str, str, str, tuple]]:
     for scope in ("L", "G"):
         p = scope + "."
         if scope == "L":
-            specs.append(("L.view", "1 on the global view's tokens, 0 on the quality view's", "0-1",
-                          "which view a token shows", ("lin", "L.view")))
+            specs.append(
+                (
+                    "L.view",
+                    "1 on the global view's tokens, 0 on the quality view's",
+                    "0-1",
+                    "which view a token shows",
+                    ("lin", "L.view"),
+                )
+            )
             for c in "RGB":
                 specs.append((p + c, f"mean {c} / 255", "0-1", "darken, colour cast", ("lin", p + c)))
         specs.append((p + "logY", "log(mean Y / 255)", "nats", "darken, exposure", ("log", p + "Y")))
         for e in ENERGIES:
             f, t = _ENERGY_DOC[e]
             specs.append((p + e, f"log E_{e}: {f}", "nats", t, ("log", p + e)))
-        specs.append((p + "zint", "near-equal fraction max(0,1-|dY|) off the grid", "0-1",
-                      "pixelate, jpeg (flat blocks), contrast/darken (quantised)", ("lin", p + "zint")))
-        specs.append((p + "zbnd", "near-equal fraction max(0,1-|dY|) across the grid line", "0-1",
-                      "jpeg, pixelate (vs zint)", ("lin", p + "zbnd")))
+        specs.append(
+            (
+                p + "zint",
+                "near-equal fraction max(0,1-|dY|) off the grid",
+                "0-1",
+                "pixelate, jpeg (flat blocks), contrast/darken (quantised)",
+                ("lin", p + "zint"),
+            )
+        )
+        specs.append(
+            (
+                p + "zbnd",
+                "near-equal fraction max(0,1-|dY|) across the grid line",
+                "0-1",
+                "jpeg, pixelate (vs zint)",
+                ("lin", p + "zbnd"),
+            )
+        )
         specs.append((p + "sat", "max-min of patch-mean RGB / 255", "0-1", "desat", ("lin", p + "sat")))
         hinge_names = ("d20", "d50", "d90", "bri") if scope == "L" else ("d50", "bri")
         for h in hinge_names:
-            specs.append((p + h, "fraction of patches with mean Y below 20/50/90 (bri: above 230), soft 10-level ramp"
-                          if h != "bri" else "fraction of patches with mean Y above 230, soft 10-level ramp",
-                          "0-1", "darken" if h != "bri" else "exposure (bright)", ("lin", p + h)))
+            specs.append(
+                (
+                    p + h,
+                    "fraction of patches with mean Y below 20/50/90 (bri: above 230), soft 10-level ramp"
+                    if h != "bri"
+                    else "fraction of patches with mean Y above 230, soft 10-level ramp",
+                    "0-1",
+                    "darken" if h != "bri" else "exposure (bright)",
+                    ("lin", p + h),
+                )
+            )
         if scope == "G":
-            specs.append(("G.logvar", "log variance of patch-mean Y (Y/255)", "nats", "contrast",
-                          ("log", "G.var")))
-            specs.append(("G.weber_var", "log var(patch Y) - 2 log mean Y", "nats", "contrast vs darken",
-                          ("diff", "G.var", "G.Y", 2.0)))
+            specs.append(("G.logvar", "log variance of patch-mean Y (Y/255)", "nats", "contrast", ("log", "G.var")))
+            specs.append(
+                (
+                    "G.weber_var",
+                    "log var(patch Y) - 2 log mean Y",
+                    "nats",
+                    "contrast vs darken",
+                    ("diff", "G.var", "G.Y", 2.0),
+                )
+            )
         specs += [
-            (p + "blk_h", "log E_dxb - log E_dxi", "nats", "jpeg, pixelate (horizontal blockiness)",
-             ("diff", p + "dxb", p + "dxi", 1.0)),
-            (p + "blk_v", "log E_dyb - log E_dyi", "nats", "jpeg, pixelate (vertical blockiness)",
-             ("diff", p + "dyb", p + "dyi", 1.0)),
+            (
+                p + "blk_h",
+                "log E_dxb - log E_dxi",
+                "nats",
+                "jpeg, pixelate (horizontal blockiness)",
+                ("diff", p + "dxb", p + "dxi", 1.0),
+            ),
+            (
+                p + "blk_v",
+                "log E_dyb - log E_dyi",
+                "nats",
+                "jpeg, pixelate (vertical blockiness)",
+                ("diff", p + "dyb", p + "dyi", 1.0),
+            ),
             (p + "aniso", "log E_dxi - log E_dyi", "nats", "motion (horizontal)", ("diff", p + "dxi", p + "dyi", 1.0)),
             (p + "aniso_mid", "log E_mdx - log E_mdy", "nats", "motion (long)", ("diff", p + "mdx", p + "mdy", 1.0)),
-            (p + "sharp", "log E_lap - log E_lowac", "nats", "gblur, jp2k (contrast-invariant); awgn up",
-             ("diff", p + "lap", p + "lowac", 1.0)),
-            (p + "fine_mid", "log E_lap - log E_mdy", "nats", "blur spectrum slope; awgn, impulse",
-             ("diff", p + "lap", p + "mdy", 1.0)),
-            (p + "chr_rel", "log E_chr - 2 log Y", "nats", "desat (relative chroma)", ("diff", p + "chr", p + "Y", 2.0)),
-            (p + "weber", "log E_lowac - 2 log Y", "nats", "contrast vs darken (Weber contrast)",
-             ("diff", p + "lowac", p + "Y", 2.0)),
+            (
+                p + "sharp",
+                "log E_lap - log E_lowac",
+                "nats",
+                "gblur, jp2k (contrast-invariant); awgn up",
+                ("diff", p + "lap", p + "lowac", 1.0),
+            ),
+            (
+                p + "fine_mid",
+                "log E_lap - log E_mdy",
+                "nats",
+                "blur spectrum slope; awgn, impulse",
+                ("diff", p + "lap", p + "mdy", 1.0),
+            ),
+            (
+                p + "chr_rel",
+                "log E_chr - 2 log Y",
+                "nats",
+                "desat (relative chroma)",
+                ("diff", p + "chr", p + "Y", 2.0),
+            ),
+            (
+                p + "weber",
+                "log E_lowac - 2 log Y",
+                "nats",
+                "contrast vs darken (Weber contrast)",
+                ("diff", p + "lowac", p + "Y", 2.0),
+            ),
         ]
     return specs
 
@@ -180,11 +257,14 @@ def load_stats(path: Path = STATS_FILE) -> tuple[dict[str, tuple[float, float]],
 
 def save_stats(ranges: dict, zstats: dict, path: Path = STATS_FILE) -> None:
     """Write (LOG_RANGES, ZSTATS) to the statistics file, one quantity / feature per line."""
+
     def block(d):
         return ",\n".join(f"  {json.dumps(k)}: {json.dumps(list(v))}" for k, v in d.items())
 
-    Path(path).write_text('{\n "about": "measured by scripts/analytic_tower_stats.py --measure-stats",\n'
-                          f' "log_ranges": {{\n{block(ranges)}\n }},\n "zstats": {{\n{block(zstats)}\n }}\n}}\n')
+    Path(path).write_text(
+        '{\n "about": "measured by scripts/analytic_tower_stats.py --measure-stats",\n'
+        f' "log_ranges": {{\n{block(ranges)}\n }},\n "zstats": {{\n{block(zstats)}\n }}\n}}\n'
+    )
 
 
 LOG_RANGES, ZSTATS = load_stats()
@@ -221,8 +301,8 @@ def _filters() -> dict[str, np.ndarray]:
     for i in range(1, P - 1):
         for j in range(1, P - 3):
             k = np.zeros((P, P))
-            k[i - 1:i + 2, j - 1:j + 2] += 1 / 9
-            k[i - 1:i + 2, j + 1:j + 4] -= 1 / 9
+            k[i - 1 : i + 2, j - 1 : j + 2] += 1 / 9
+            k[i - 1 : i + 2, j + 1 : j + 4] -= 1 / 9
             mdx.append(k)
     out["mdx"] = _luma(np.array(mdx))
     out["mdy"] = _luma(np.array(mdx).transpose(0, 2, 1))
@@ -230,7 +310,7 @@ def _filters() -> dict[str, np.ndarray]:
     low = []
     for i in range(P):
         for j in range(P):
-            g = np.exp(-((yy - i) ** 2 + (xx - j) ** 2) / (2 * 2.0 ** 2))
+            g = np.exp(-((yy - i) ** 2 + (xx - j) ** 2) / (2 * 2.0**2))
             low.append(g / g.sum() - 1.0 / (P * P))
     out["lowac"] = _luma(np.array(low))
     eye = np.eye(P * P).reshape(P * P, P, P)
@@ -267,8 +347,16 @@ def _vision(model):
     if vis is None:
         raise ValueError("install_analytic_tower: the model has no Qwen2.5-VL vision tower (model.model.visual)")
     c = vis.config
-    want = dict(hidden_size=HIDDEN, intermediate_size=INTER, patch_size=PATCH, temporal_patch_size=TEMPORAL,
-                spatial_merge_size=MERGE, out_hidden_size=OUT, in_channels=3, hidden_act="silu")
+    want = dict(
+        hidden_size=HIDDEN,
+        intermediate_size=INTER,
+        patch_size=PATCH,
+        temporal_patch_size=TEMPORAL,
+        spatial_merge_size=MERGE,
+        out_hidden_size=OUT,
+        in_channels=3,
+        hidden_act="silu",
+    )
     bad = {k: getattr(c, k, None) for k, v in want.items() if getattr(c, k, None) != v}
     if bad or c.depth < 2 or 1 not in c.fullatt_block_indexes:
         raise ValueError(f"install_analytic_tower: vision config differs from the tiny model's: {bad}")
@@ -309,10 +397,10 @@ def _log_units(lo: float, hi: float):
     """Knots t_k (geometric lo..hi), GELU slopes s_k and output weights c_k/s_k of a bounded log:
     f(x) = log(lo) + sum_k (c_k / s_k) GELU(s_k (x - t_k)), piecewise linear in x, = log x at the knots."""
     t = np.geomspace(lo, hi, N_KNOTS)
-    slope = np.diff(np.log(t)) / np.diff(t)                     # segment slopes
+    slope = np.diff(np.log(t)) / np.diff(t)  # segment slopes
     c = np.concatenate([[slope[0]], np.diff(slope), [-slope[-1]]])
     gap = np.concatenate([np.diff(t), [np.diff(t)[-1]]])
-    s = 4.0 / gap                                               # GELU ramp width ~ a quarter of the gap
+    s = 4.0 / gap  # GELU ramp width ~ a quarter of the gap
     return t, s, c / s
 
 
@@ -327,8 +415,15 @@ def _quantities() -> dict[str, dict[int, float]]:
         if name not in ("crg", "cyb"):
             q["L." + name] = {d: 1.0 for d in D_GROUP[name]}
     q["L.chr"] = {d: 0.5 for d in D_GROUP["crg"] + D_GROUP["cyb"]}
-    for n, d in (("zint", D_ZINT), ("zbnd", D_ZBND), ("sat", D_SAT), ("d20", D_D20), ("d50", D_D50),
-                 ("d90", D_D90), ("bri", D_BRI)):
+    for n, d in (
+        ("zint", D_ZINT),
+        ("zbnd", D_ZBND),
+        ("sat", D_SAT),
+        ("d20", D_D20),
+        ("d50", D_D50),
+        ("d90", D_D90),
+        ("bri", D_BRI),
+    ):
         q["L." + n] = {d: 1.0}
     for g, d in D_GLOBAL.items():
         q["G." + g] = {d: 1.0}
@@ -408,15 +503,15 @@ def _build(seed: int, ranges: dict, zstats: dict, names: Sequence[str]) -> dict[
     filt = _filters()
     for name, m, s in GROUPS:
         F = filt[name]
-        Q = _projections(gen, F.shape[0], m)                     # (n_resp, m)
+        Q = _projections(gen, F.shape[0], m)  # (n_resp, m)
         kern[D_GROUP[name]] = np.einsum("rk,rcij->kcij", Q, F) / s
     for d, dd in zip(D_DIFF, DIFFS_INT[:2] + DIFFS_BND[:2] + DIFFS_INT[2:] + DIFFS_BND[2:]):
         kern[d] = _diff_kernel(*dd)
     conv = kern * (255.0 * std)[None, :, None, None] / TEMPORAL
-    conv = np.repeat(conv[:, :, None], TEMPORAL, axis=2)           # (64, 3, 2, 14, 14)
-    conv[D_VIEW, :, 0], conv[D_VIEW, :, 1] = 1.0, -1.0               # view = sum over copies of (+d) - (-d) = 1
+    conv = np.repeat(conv[:, :, None], TEMPORAL, axis=2)  # (64, 3, 2, 14, 14)
+    conv[D_VIEW, :, 0], conv[D_VIEW, :, 1] = 1.0, -1.0  # view = sum over copies of (+d) - (-d) = 1
     conv[D_VIEW] /= 2 * MARKER * 3 * PATCH * PATCH
-    offset = np.einsum("dcij,c->d", kern, 255.0 * mean)            # v = 255 (x std + mean)
+    offset = np.einsum("dcij,c->d", kern, 255.0 * mean)  # v = 255 (x std + mean)
     W = {"patch_embed.proj.weight": conv}
     # ---- block 0: attention = constant offsets + BIG; MLP = squares, triangles, abs, ramps
     b0 = offset.copy()
@@ -424,67 +519,84 @@ def _build(seed: int, ranges: dict, zstats: dict, names: Sequence[str]) -> dict[
     W["blocks.0.attn.proj.bias"] = b0
     U = _Units(INTER, HIDDEN)
     for name, m, s in GROUPS:
-        for d in D_GROUP[name]:   # dim d: a -> a + (a^2/m - a) = a^2/m
+        for d in D_GROUP[name]:  # dim d: a -> a + (a^2/m - a) = a^2/m
             U.square_pair({d: 1.0}, 0.0, {d: 1.0 / m}, -1.0, {d: 1.0})
     # near-equal indicators tri(d) = r(d+1) - 2 r(d) + r(d-1), then clear the raw difference
     for idx, d in enumerate(D_DIFF):
         acc = D_ZBND if idx in (2, 3, 6, 7) else D_ZINT
         for shift, w in ((1.0, 0.25), (0.0, -0.5), (-1.0, 0.25)):
             U.ramp({d: 1.0}, shift, 20.0, {acc: w})
-        U.add({}, 30.0, {d: -1.0 / 30.0}, 0.0, {d: 1.0})   # silu(30) = 30: linear unit, -d
+        U.add({}, 30.0, {d: -1.0 / 30.0}, 0.0, {d: 1.0})  # silu(30) = 30: linear unit, -d
     # saturation = (|R-G| + |G-B| + |B-R|) / 2 on patch-mean colour (0..1)
     for a, b in ((0, 1), (1, 2), (2, 0)):
         for sign in (1.0, -1.0):
             U.ramp({a: sign, b: -sign}, 0.0, 500.0, {D_SAT: 0.5})
     # dark / bright fractions: clip ramp r(u) - r(u - 1), u = (t - Y)/10 (dark) or (Y - t)/10 (bright), 0..1 units
     for _, dim, t, sign in HINGES:
-        u = {d: sign * w * 255.0 / 10.0 for d, w in zip(D_RGB, LUMA)}   # u = sign (Y - t) / 10
+        u = {d: sign * w * 255.0 / 10.0 for d, w in zip(D_RGB, LUMA)}  # u = sign (Y - t) / 10
         U.ramp(u, -sign * t / 10.0, 10.0, {dim: 1.0})
         U.ramp(u, -sign * t / 10.0 - 1.0, 10.0, {dim: -1.0})
     ylin = {d: w for d, w in zip(D_RGB, LUMA)}
-    U.square_pair(ylin, 0.0, ylin, 0.0, {D_YSQ: 1.0})            # Y^2 (0..1 units)
+    U.square_pair(ylin, 0.0, ylin, 0.0, {D_YSQ: 1.0})  # Y^2 (0..1 units)
     assert U.n <= INTER, U.n
-    W.update({"blocks.0.mlp.gate_proj.weight": U.g, "blocks.0.mlp.gate_proj.bias": U.gb,
-              "blocks.0.mlp.up_proj.weight": U.u, "blocks.0.mlp.up_proj.bias": U.ub,
-              "blocks.0.mlp.down_proj.weight": U.d})
+    W.update(
+        {
+            "blocks.0.mlp.gate_proj.weight": U.g,
+            "blocks.0.mlp.gate_proj.bias": U.gb,
+            "blocks.0.mlp.up_proj.weight": U.u,
+            "blocks.0.mlp.up_proj.bias": U.ub,
+            "blocks.0.mlp.down_proj.weight": U.d,
+        }
+    )
     # ---- block 1: uniform attention -> image means of per-patch quantities into the global slots
     quant = _quantities()
     vW = np.zeros((HIDDEN, HIDDEN))
     pW = np.zeros((HIDDEN, HIDDEN))
     src = {g: quant["L." + g] for g in GLOBALS if "L." + g in quant}
-    src["var"] = {D_YSQ: 1.0}   # mean of Y^2 (the MLP below subtracts mean(Y)^2)
+    src["var"] = {D_YSQ: 1.0}  # mean of Y^2 (the MLP below subtracts mean(Y)^2)
     for j, g in enumerate(GLOBALS):
         for d, v in src[g].items():
             vW[j, d] = v
         pW[D_GLOBAL[g], j] = 1.0
     qkv = np.zeros((3 * HIDDEN, HIDDEN))
-    qkv[2 * HIDDEN:] = vW
+    qkv[2 * HIDDEN :] = vW
     qkv_b = np.zeros(3 * HIDDEN)
-    qkv_b[3] = 1.0                                     # q: head 0, dim 3 (rotary pair 3|11: h * 0.001 rad)
-    qkv[HIDDEN + 3, D_VIEW] = -4.0 * GATE              # k: -4 GATE view; logit q.k / sqrt(16) = -GATE view
+    qkv_b[3] = 1.0  # q: head 0, dim 3 (rotary pair 3|11: h * 0.001 rad)
+    qkv[HIDDEN + 3, D_VIEW] = -4.0 * GATE  # k: -4 GATE view; logit q.k / sqrt(16) = -GATE view
     W["blocks.1.attn.qkv.weight"], W["blocks.1.attn.qkv.bias"] = qkv, qkv_b
     W["blocks.1.attn.proj.weight"] = pW
     U1 = _Units(INTER, HIDDEN)
     gy = {D_GLOBAL["Y"]: 1.0}
-    U1.square_pair(gy, 0.0, {D_GLOBAL["Y"]: -1.0}, 0.0, {D_GLOBAL["var"]: 1.0})   # -mean(Y)^2
-    W.update({"blocks.1.mlp.gate_proj.weight": U1.g, "blocks.1.mlp.gate_proj.bias": U1.gb,
-              "blocks.1.mlp.up_proj.weight": U1.u, "blocks.1.mlp.up_proj.bias": U1.ub,
-              "blocks.1.mlp.down_proj.weight": U1.d})
+    U1.square_pair(gy, 0.0, {D_GLOBAL["Y"]: -1.0}, 0.0, {D_GLOBAL["var"]: 1.0})  # -mean(Y)^2
+    W.update(
+        {
+            "blocks.1.mlp.gate_proj.weight": U1.g,
+            "blocks.1.mlp.gate_proj.bias": U1.gb,
+            "blocks.1.mlp.up_proj.weight": U1.u,
+            "blocks.1.mlp.up_proj.bias": U1.ub,
+            "blocks.1.mlp.down_proj.weight": U1.d,
+        }
+    )
     for blk in (0, 1):
         W[f"blocks.{blk}.norm1.weight"] = np.full(HIDDEN, NORM_W)
         W[f"blocks.{blk}.norm2.weight"] = np.full(HIDDEN, NORM_W)
     W["merger.ln_q.weight"] = np.full(HIDDEN, NORM_W)
     # ---- merger: L1 = linear pass-throughs and log ramps; L2 = z-scored features on orthonormal directions
     W1, b1, M, m0 = _readout(ranges, zstats, names)
-    D = _orthonormal(gen, OUT, len(names) + 1)                    # (128, n + 1), last = constant direction
+    D = _orthonormal(gen, OUT, len(names) + 1)  # (128, n + 1), last = constant direction
     W["merger.mlp.0.weight"], W["merger.mlp.0.bias"] = W1, b1
     W["merger.mlp.2.weight"] = D[:, :-1] @ M
     W["merger.mlp.2.bias"] = D[:, :-1] @ m0 + CONST_OUT * D[:, -1]
     return W
 
 
-def install_analytic_tower(model, seed: int, names: Optional[Sequence[str]] = None,
-                           _ranges: Optional[dict] = None, _zstats: Optional[dict] = None) -> None:
+def install_analytic_tower(
+    model,
+    seed: int,
+    names: Optional[Sequence[str]] = None,
+    _ranges: Optional[dict] = None,
+    _zstats: Optional[dict] = None,
+) -> None:
     """Overwrite the vision tower's weights in place (every parameter; the language model is untouched).
 
     `names`: the output features (default: all of FEATURE_NAMES). `_ranges` / `_zstats` override the measured
@@ -519,8 +631,8 @@ def _run_tower(model, processor, images, capture: str):
             vis(px["pixel_values"].to(vis.dtype), grid_thw=px["image_grid_thw"])
     finally:
         hook.remove()
-    counts = (px["image_grid_thw"].prod(-1) // MERGE ** 2).tolist()
-    rows = px["pixel_values"].double().reshape(-1, MERGE ** 2, 3, TEMPORAL, PATCH * PATCH)
+    counts = (px["image_grid_thw"].prod(-1) // MERGE**2).tolist()
+    rows = px["pixel_values"].double().reshape(-1, MERGE**2, 3, TEMPORAL, PATCH * PATCH)
     is_global = (rows[:, :, :, 0] - rows[:, :, :, 1]).abs().amax(dim=(1, 2, 3)) > 1e-3
     x = got[0].double()
     if capture != "gelu":
@@ -528,8 +640,9 @@ def _run_tower(model, processor, images, capture: str):
     return x, counts, is_global.numpy()
 
 
-def tower_features(model, processor, images, pool: bool = True, batch: int = 64,
-                   names: Optional[Sequence[str]] = None) -> np.ndarray:
+def tower_features(
+    model, processor, images, pool: bool = True, batch: int = 64, names: Optional[Sequence[str]] = None
+) -> np.ndarray:
     """The named, z-scored features (FEATURE_NAMES order unless the tower was installed with `names`), read
     from the merger's GELU layer before the random-direction projection: with pool=True [n_images, 2 n_features],
     the mean over the image's quality-view tokens, then over its global-view tokens (0 where it has none); with
@@ -539,12 +652,13 @@ def tower_features(model, processor, images, pool: bool = True, batch: int = 64,
     out = []
     images = list(images)
     for i in range(0, len(images), batch):
-        g, counts, glob = _run_tower(model, processor, images[i:i + batch], "gelu")
+        g, counts, glob = _run_tower(model, processor, images[i : i + batch], "gelu")
         z = g.numpy() @ M.T + m0
         if pool:
             parts = zip(np.split(z, np.cumsum(counts)[:-1]), np.split(glob, np.cumsum(counts)[:-1]))
-            z = np.stack([np.concatenate([c[~v].mean(0), c[v].mean(0) if v.any() else np.zeros(len(names))])
-                          for c, v in parts])
+            z = np.stack(
+                [np.concatenate([c[~v].mean(0), c[v].mean(0) if v.any() else np.zeros(len(names))]) for c, v in parts]
+            )
         out.append(z)
     return np.concatenate(out)
 
@@ -560,7 +674,7 @@ def tower_quantities(model, processor, images, batch: int = 64) -> dict[str, np.
     rows = []
     images = list(images)
     for i in range(0, len(images), batch):
-        x, _, _ = _run_tower(model, processor, images[i:i + batch], "lnq")
+        x, _, _ = _run_tower(model, processor, images[i : i + batch], "lnq")
         rows.append(x.numpy() @ R.T)
     x = np.concatenate(rows)
     return {q: x[:, i] for i, q in enumerate(quant)}

@@ -28,6 +28,7 @@ Images smaller than a fragment (14 px) are enlarged (nearest) to 14 px on that s
 keep their own processor (dynamic resolution up to `max_pixels`); this one is saved with the embedded models only,
 and vLLM, which counts image tokens itself, does not know it (score embedded models with the transformers engine).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,16 +67,16 @@ def canvas(img: np.ndarray, side: int, align: int = 8) -> tuple[np.ndarray, np.n
         h, w = img.shape[:2]
     cells = side // PATCH
     ys, xs = fragment_origins(h, cells, align), fragment_origins(w, cells, align)
-    quality = np.stack([np.concatenate([img[y:y + PATCH, x:x + PATCH] for x in xs], axis=1) for y in ys])
+    quality = np.stack([np.concatenate([img[y : y + PATCH, x : x + PATCH] for x in xs], axis=1) for y in ys])
     quality = quality.reshape(side, side, 3)
     gh, gw = global_size(h, w, side)
     small = np.asarray(Image.fromarray(img).resize((gw, gh), Image.Resampling.BICUBIC))
     glob = np.full((side, side, 3), GREY, np.uint8)
     y0, x0 = (side - gh) // 2 // UNIT * UNIT, (side - gw) // 2 // UNIT * UNIT
-    glob[y0:y0 + gh, x0:x0 + gw] = small
+    glob[y0 : y0 + gh, x0 : x0 + gw] = small
     out = np.concatenate([quality, glob], axis=0)
     mask = np.zeros((2 * side // PATCH, side // PATCH), bool)
-    mask[side // PATCH:] = True
+    mask[side // PATCH :] = True
     return out, mask
 
 
@@ -96,8 +97,23 @@ class QualityViewImageProcessor(Qwen2VLImageProcessorPil):
         self.align = int(align)
         self.marker = float(marker)
 
-    def _preprocess(self, images, do_resize, size, resample, do_rescale, rescale_factor, do_normalize, image_mean,
-                    image_std, patch_size, temporal_patch_size, merge_size, return_tensors, **kwargs):
+    def _preprocess(
+        self,
+        images,
+        do_resize,
+        size,
+        resample,
+        do_rescale,
+        rescale_factor,
+        do_normalize,
+        image_mean,
+        image_std,
+        patch_size,
+        temporal_patch_size,
+        merge_size,
+        return_tensors,
+        **kwargs,
+    ):
         from transformers.image_processing_utils import BatchFeature
 
         if (patch_size, merge_size, temporal_patch_size) != (PATCH, MERGE, 2):
@@ -121,8 +137,10 @@ class QualityViewImageProcessor(Qwen2VLImageProcessorPil):
             patches[glob, :, 1] -= self.marker
             rows.append(patches.reshape(patches.shape[0], -1))
             grids.append([1, gh, gw])
-        return BatchFeature(data={"pixel_values": np.concatenate(rows), "image_grid_thw": np.array(grids, np.int64)},
-                            tensor_type=return_tensors)
+        return BatchFeature(
+            data={"pixel_values": np.concatenate(rows), "image_grid_thw": np.array(grids, np.int64)},
+            tensor_type=return_tensors,
+        )
 
     def get_number_of_image_patches(self, height: int, width: int, images_kwargs=None) -> int:
         side = view_side((images_kwargs or {}).get("max_pixels") or self.size["longest_edge"])
@@ -143,12 +161,21 @@ def register_view_processor() -> None:
     """Make `preprocessor_config.json` files naming `QualityViewImageProcessor` loadable (idempotent)."""
     global _registered
     if not _registered:
-        AutoImageProcessor.register(_ViewConfig, image_processor_classes={
-            "pil": QualityViewImageProcessor, "torchvision": QualityViewImageProcessor}, exist_ok=True)
+        AutoImageProcessor.register(
+            _ViewConfig,
+            image_processor_classes={"pil": QualityViewImageProcessor, "torchvision": QualityViewImageProcessor},
+            exist_ok=True,
+        )
         _registered = True
 
 
 register_view_processor()
 
-__all__ = ["QualityViewImageProcessor", "register_view_processor", "canvas", "fragment_origins", "global_size",
-           "view_side"]
+__all__ = [
+    "QualityViewImageProcessor",
+    "register_view_processor",
+    "canvas",
+    "fragment_origins",
+    "global_size",
+    "view_side",
+]

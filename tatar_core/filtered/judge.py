@@ -11,6 +11,7 @@ A reply that is not such a JSON object is asked again (up to `max_attempts` verd
 retried inside the client), then recorded as the reason "judge: malformed verdict (…)". A request that still
 fails gives "judge: request_failed (…)" (text redacted).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,30 +38,30 @@ JUDGE_SYSTEM = (
 JUDGE_IQA_USER = (
     "Task: technical image quality. Scale {scale_min}-{scale_max}, higher is better.\n"
     "Known score: {gt}. Score the rationale ends with: {pred}.\n"
-    "Rationale:\n\"\"\"{think}\"\"\"\n\n"
+    'Rationale:\n"""{think}"""\n\n'
     "Rate each criterion from 0 (bad) to 5 (excellent):\n"
     "- visual_fidelity: every technical claim matches what the image shows;\n"
     "- technical_rigor: names the decisive technical factors precisely;\n"
     "- score_consistency: the described quality fits the known score.\n"
-    "Reply exactly in this JSON form: {{\"decision\": \"keep\" or \"reject\", \"overall_confidence\": 0-100, "
-    "\"scores\": {{\"visual_fidelity\": 0-5, \"technical_rigor\": 0-5, \"score_consistency\": 0-5}}, "
-    "\"major_issues\": [\"...\"], \"minor_notes\": [\"...\"]}}"
+    'Reply exactly in this JSON form: {{"decision": "keep" or "reject", "overall_confidence": 0-100, '
+    '"scores": {{"visual_fidelity": 0-5, "technical_rigor": 0-5, "score_consistency": 0-5}}, '
+    '"major_issues": ["..."], "minor_notes": ["..."]}}'
 )
 JUDGE_IAA_USER = (
     "Task: image aesthetics. Scale {scale_min}-{scale_max}, higher is better.\n"
     "Known score: {gt}. Score the rationale ends with: {pred}.\n"
     "Expert notes by aspect (may be empty):\n{notes}\n"
     "Aspects the local check found covered: {covered}.\n"
-    "Rationale:\n\"\"\"{think}\"\"\"\n\n"
+    'Rationale:\n"""{think}"""\n\n'
     "Rate each criterion from 0 (bad) to 5 (excellent):\n"
     "- attribute_coverage: covers at least about five aspects (composition, visual elements, light/colour, "
     "technique, theme, emotion, originality, overall);\n"
     "- groundedness: invents nothing beyond the image and notes;\n"
     "- reasoning_cohesion: a connected narrative with causal links, not a list of parroted notes;\n"
     "- score_derivation: the reasoning leads smoothly to the known score.\n"
-    "Reply exactly in this JSON form: {{\"decision\": \"keep\" or \"reject\", \"overall_confidence\": 0-100, "
-    "\"scores\": {{\"attribute_coverage\": 0-5, \"groundedness\": 0-5, \"reasoning_cohesion\": 0-5, "
-    "\"score_derivation\": 0-5}}, \"major_issues\": [\"...\"], \"minor_notes\": [\"...\"]}}"
+    'Reply exactly in this JSON form: {{"decision": "keep" or "reject", "overall_confidence": 0-100, '
+    '"scores": {{"attribute_coverage": 0-5, "groundedness": 0-5, "reasoning_cohesion": 0-5, '
+    '"score_derivation": 0-5}}, "major_issues": ["..."], "minor_notes": ["..."]}}'
 )
 
 JUDGE_CRITERIA = {
@@ -96,8 +97,8 @@ class Verdict:
 
 @dataclass
 class JudgeResult:
-    reasons: list[str]     # empty = keep
-    verdict_json: str      # the stored verdict (or the error), never the API key
+    reasons: list[str]  # empty = keep
+    verdict_json: str  # the stored verdict (or the error), never the API key
 
 
 def _first_json_object(text: str) -> dict:
@@ -142,9 +143,13 @@ def parse_verdict(text: str, task: str) -> Verdict:
         raise MalformedVerdict(f"score(s) outside 0-5: {', '.join(bad)}")
     conf = obj.get("overall_confidence")
     as_list = lambda x: [str(i) for i in x] if isinstance(x, list) else ([str(x)] if x else [])  # noqa: E731
-    return Verdict(decision=decision, scores={c: scores[c] for c in scores if c in need},
-                   overall_confidence=float(conf) if isinstance(conf, (int, float)) and not isinstance(conf, bool) else None,
-                   major_issues=as_list(obj.get("major_issues")), minor_notes=as_list(obj.get("minor_notes")))
+    return Verdict(
+        decision=decision,
+        scores={c: scores[c] for c in scores if c in need},
+        overall_confidence=float(conf) if isinstance(conf, (int, float)) and not isinstance(conf, bool) else None,
+        major_issues=as_list(obj.get("major_issues")),
+        minor_notes=as_list(obj.get("minor_notes")),
+    )
 
 
 def thresholds(task: str, cfg: JudgeConfig) -> dict[str, float]:
@@ -163,13 +168,19 @@ def verdict_reasons(v: Verdict, task: str, cfg: JudgeConfig) -> list[str]:
     return out
 
 
-def judge_messages(rec: RationaleRecord, sample: Optional[SampleRecord], covered: list[str],
-                   cfg: JudgeConfig) -> list[dict]:
+def judge_messages(
+    rec: RationaleRecord, sample: Optional[SampleRecord], covered: list[str], cfg: JudgeConfig
+) -> list[dict]:
     """System + user messages for one rationale (image first when `cfg.send_image`)."""
     parsed = parse_answer(rec.target)
     pred = format_score(parsed.score) if parsed.score is not None else "unparsable"
-    fields = dict(scale_min=f"{SCORE_MIN:g}", scale_max=f"{SCORE_MAX:g}", gt=format_score(rec.score), pred=pred,
-                  think=rec.rationale)
+    fields = dict(
+        scale_min=f"{SCORE_MIN:g}",
+        scale_max=f"{SCORE_MAX:g}",
+        gt=format_score(rec.score),
+        pred=pred,
+        think=rec.rationale,
+    )
     if rec.task == "iqa":
         text = JUDGE_IQA_USER.format(**fields)
     else:
@@ -185,16 +196,25 @@ def judge_messages(rec: RationaleRecord, sample: Optional[SampleRecord], covered
 
 
 def judge_id_for(cfg: JudgeConfig) -> str:
-    settings = {"model": cfg.endpoint.model, "temperature": cfg.temperature, "max_tokens": cfg.max_tokens,
-                "send_image": cfg.send_image, "json_mode": cfg.json_mode, "prompts": JUDGE_PROMPT_VERSION}
-    return f"judge:{cfg.endpoint.model}:{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]}"
+    settings = {
+        "model": cfg.endpoint.model,
+        "temperature": cfg.temperature,
+        "max_tokens": cfg.max_tokens,
+        "send_image": cfg.send_image,
+        "json_mode": cfg.json_mode,
+        "prompts": JUDGE_PROMPT_VERSION,
+    }
+    return (
+        f"judge:{cfg.endpoint.model}:{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]}"
+    )
 
 
 class LLMJudge:
     """`await judge.ajudge(rec, sample, covered) -> JudgeResult`."""
 
-    def __init__(self, cfg: JudgeConfig, secret_resolver: Optional[SecretResolver] = None,
-                 client: Optional[ChatClient] = None):
+    def __init__(
+        self, cfg: JudgeConfig, secret_resolver: Optional[SecretResolver] = None, client: Optional[ChatClient] = None
+    ):
         self.cfg = cfg
         self.client = client or ChatClient(cfg.endpoint, secret_resolver=secret_resolver)
         self.judge_id = judge_id_for(cfg)
@@ -205,8 +225,9 @@ class LLMJudge:
     def _record(self, **kw) -> str:
         return json.dumps({"judge": self.judge_id, **kw}, ensure_ascii=False)
 
-    async def ajudge(self, rec: RationaleRecord, sample: Optional[SampleRecord],
-                     covered: Optional[list[str]] = None) -> JudgeResult:
+    async def ajudge(
+        self, rec: RationaleRecord, sample: Optional[SampleRecord], covered: Optional[list[str]] = None
+    ) -> JudgeResult:
         try:
             messages = await asyncio.to_thread(judge_messages, rec, sample, covered or [], self.cfg)
         except Exception as e:  # noqa: BLE001 - e.g. ImageLoadError
@@ -216,8 +237,9 @@ class LLMJudge:
         problems = []
         for attempt in range(1, self.cfg.max_attempts + 1):
             try:
-                text = await self.client.complete(messages, temperature=self.cfg.temperature,
-                                                  max_tokens=self.cfg.max_tokens, extra_body=extra)
+                text = await self.client.complete(
+                    messages, temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens, extra_body=extra
+                )
             except RequestFailed as e:
                 return JudgeResult([f"judge: request_failed ({e})"], self._record(error=str(e)))
             try:
@@ -225,9 +247,17 @@ class LLMJudge:
             except MalformedVerdict as e:
                 problems.append(str(e))
                 continue
-            verdict = {"decision": v.decision, "scores": v.scores, "overall_confidence": v.overall_confidence,
-                       "major_issues": v.major_issues, "minor_notes": v.minor_notes, "attempts": attempt}
+            verdict = {
+                "decision": v.decision,
+                "scores": v.scores,
+                "overall_confidence": v.overall_confidence,
+                "major_issues": v.major_issues,
+                "minor_notes": v.minor_notes,
+                "attempts": attempt,
+            }
             return JudgeResult(verdict_reasons(v, rec.task, self.cfg), self.redact(self._record(**verdict)))
         detail = self.redact(problems[-1])
-        return JudgeResult([f"judge: malformed verdict (after {self.cfg.max_attempts} attempts: {detail})"],
-                           self._record(error=f"malformed verdict: {detail}", attempts=self.cfg.max_attempts))
+        return JudgeResult(
+            [f"judge: malformed verdict (after {self.cfg.max_attempts} attempts: {detail})"],
+            self._record(error=f"malformed verdict: {detail}", attempts=self.cfg.max_attempts),
+        )

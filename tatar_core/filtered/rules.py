@@ -18,6 +18,7 @@ says so in the detail ("words: iqa slow 230 > 220").
 
 Aspect keyword groups: `tatar_core.method.aspects`.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,7 +40,10 @@ _DIGIT_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 # (label, pattern): contamination checks of the TATAR reference judge
 _CONTAMINATION: tuple[tuple[str, re.Pattern], ...] = (
     ("tool call", re.compile(r"</?\s*tool_call\b|<\|tool_call|\"tool_calls\"|<function[=\s>]", re.I)),
-    ("role tag", re.compile(r"<\|?\s*/?\s*(?:system|assistant|user|developer)\b[^>]*\|?>|<\|im_(?:start|end)\|>", re.I)),
+    (
+        "role tag",
+        re.compile(r"<\|?\s*/?\s*(?:system|assistant|user|developer)\b[^>]*\|?>|<\|im_(?:start|end)\|>", re.I),
+    ),
     ("code fence", re.compile(r"```")),
     ("script", re.compile(r"<\s*script\b", re.I)),
     ("BEGIN/END marker", re.compile(r"\bBEGIN\b|\bEND\b")),
@@ -61,7 +65,7 @@ def _tag_problems(target: str) -> list[str]:
     if names != ["<think>", "</think>", "<answer>", "</answer>"]:
         return ["tags out of order (need <think>…</think> then <answer>…</answer>)"]
     first, last = tags[0][1], tags[-1][2]
-    between = target[tags[1][2]:tags[2][1]]
+    between = target[tags[1][2] : tags[2][1]]
     if target[:first].strip():
         out.append("text before <think>")
     if between.strip():
@@ -74,8 +78,9 @@ def _tag_problems(target: str) -> list[str]:
 DEFAULT_STYLE = {"iqa": "fast", "iaa": "slow"}
 
 
-def rule_reasons(rec: RationaleRecord, rules: RuleConfig, *, check_image: bool = False,
-                 style: Optional[str] = None) -> list[str]:
+def rule_reasons(
+    rec: RationaleRecord, rules: RuleConfig, *, check_image: bool = False, style: Optional[str] = None
+) -> list[str]:
     """Every failed rule check of `rec` as "code: detail" (see the module docstring); [] = pass. `style` ("fast" |
     "slow"; None = the task's default) chooses the word bounds and the aspect check."""
     reasons: list[str] = []
@@ -112,8 +117,9 @@ def rule_reasons(rec: RationaleRecord, rules: RuleConfig, *, check_image: bool =
 
     n = count_words(think)
     style = style or DEFAULT_STYLE[rec.task]
-    lo_w, hi_w = (rules.iqa_min_words, rules.iqa_max_words) if style == "fast" else (
-        rules.iaa_min_words, rules.iaa_max_words)
+    lo_w, hi_w = (
+        (rules.iqa_min_words, rules.iqa_max_words) if style == "fast" else (rules.iaa_min_words, rules.iaa_max_words)
+    )
     what = rec.task if style == DEFAULT_STYLE[rec.task] else f"{rec.task} {style}"
     if n > hi_w:
         reasons.append(f"words: {what} {n} > {hi_w}")

@@ -11,6 +11,7 @@
 
 The stage writes `kept.parquet` and `rejected.parquet`; it stops as incomplete when every row was rejected.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,9 +35,14 @@ def _rule_reasons(rec: RationaleRecord, cfg: FilterConfig, styles: Optional[dict
     return list(rule_reasons(rec, cfg.rules, check_image=True, style=(styles or {}).get(rec.task)))
 
 
-async def _judge_all(rows: list[tuple[int, RationaleRecord]], samples_by_id: dict[str, SampleRecord],
-                     cfg: FilterConfig, secret_resolver: Optional[SecretResolver], progress: bool,
-                     on_progress: Optional[Callable[[int, int], None]] = None) -> dict:
+async def _judge_all(
+    rows: list[tuple[int, RationaleRecord]],
+    samples_by_id: dict[str, SampleRecord],
+    cfg: FilterConfig,
+    secret_resolver: Optional[SecretResolver],
+    progress: bool,
+    on_progress: Optional[Callable[[int, int], None]] = None,
+) -> dict:
     import asyncio
 
     from tatar_core.filtered.judge import LLMJudge
@@ -63,10 +69,15 @@ async def _judge_all(rows: list[tuple[int, RationaleRecord]], samples_by_id: dic
     return results
 
 
-def filter_rationales(records: Sequence[RationaleRecord], samples_by_id: dict[str, SampleRecord], cfg: FilterConfig,
-                      secret_resolver: Optional[SecretResolver] = None,
-                      progress: bool = True, on_progress: Optional[Callable[[int, int], None]] = None,
-                      styles: Optional[dict[str, str]] = None) -> tuple[list[KeptRecord], list[RejectedRecord]]:
+def filter_rationales(
+    records: Sequence[RationaleRecord],
+    samples_by_id: dict[str, SampleRecord],
+    cfg: FilterConfig,
+    secret_resolver: Optional[SecretResolver] = None,
+    progress: bool = True,
+    on_progress: Optional[Callable[[int, int], None]] = None,
+    styles: Optional[dict[str, str]] = None,
+) -> tuple[list[KeptRecord], list[RejectedRecord]]:
     """(kept, rejected), each in input order; see the module docstring. `on_progress(done, total)`: rows judged;
     `styles`: the rationale style per task (the rationales stage's `teacher.style`; None = IQA fast, IAA slow), which
     chooses the word bounds and aspect check of the rules."""
@@ -77,8 +88,9 @@ def filter_rationales(records: Sequence[RationaleRecord], samples_by_id: dict[st
     if cfg.judge.enabled:
         todo = [(i, r) for i, r in enumerate(records) if not reasons[i]]
         if todo:
-            results = run_coroutine(lambda: _judge_all(todo, samples_by_id, cfg, secret_resolver, progress,
-                                                       on_progress))
+            results = run_coroutine(
+                lambda: _judge_all(todo, samples_by_id, cfg, secret_resolver, progress, on_progress)
+            )
             for i, res in results.items():
                 reasons[i] += res.reasons
                 verdicts[i] = res.verdict_json
@@ -110,8 +122,10 @@ def reason_counts(rejected: Sequence[RejectedRecord]) -> list[dict]:
     for r in rejected:
         for code in {reason_code(x) for x in r.reasons}:
             c[(r.task, code)] += 1
-    return [{"task": t, "reason": code, "count": n}
-            for (t, code), n in sorted(c.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1]))]
+    return [
+        {"task": t, "reason": code, "count": n}
+        for (t, code), n in sorted(c.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1]))
+    ]
 
 
 def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResult], ctx: StageContext) -> StageOutputs:
@@ -121,9 +135,14 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     records = upstream["rationales"].records("rationales", RationaleRecord)
     samples = {s.sample_id: s for s in read_samples(upstream["samples"])}
     kept, rejected = filter_rationales(
-        records, samples, cfg.filtered, secret_resolver=ctx.secret_resolver, progress=False,
+        records,
+        samples,
+        cfg.filtered,
+        secret_resolver=ctx.secret_resolver,
+        progress=False,
         on_progress=lambda done, total: ctx.progress("filtered", done, total, unit="rows"),
-        styles={t: cfg.rationales.teacher.style_of(t) for t in TASKS})  # the rationales key holds the style
+        styles={t: cfg.rationales.teacher.style_of(t) for t in TASKS},
+    )  # the rationales key holds the style
     write_records(kept, out_dir / "kept.parquet", KeptRecord, run_root=ctx.run_root)
     write_records(rejected, out_dir / "rejected.parquet", RejectedRecord, run_root=ctx.run_root)
     counts = {"rationales": len(records), "kept": len(kept), "rejected": len(rejected)}
@@ -131,5 +150,6 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
         counts[f"kept_{task}"] = sum(k.task == task for k in kept)
     if not kept:
         raise StageIncomplete(f"filtered: every rationale was rejected (reasons in {out_dir / 'rejected.parquet'})")
-    return StageOutputs({"kept": "kept.parquet", "rejected": "rejected.parquet"}, counts,
-                        {"reasons": reason_counts(rejected)})
+    return StageOutputs(
+        {"kept": "kept.parquet", "rejected": "rejected.parquet"}, counts, {"reasons": reason_counts(rejected)}
+    )

@@ -8,6 +8,7 @@ that the caller's `check` rejects with ValueError. Not retried: other 4xx (bad r
 At most `endpoint.concurrency` requests are in flight per client. Error texts pass through the redactor, so
 the API key never appears in them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -64,8 +65,18 @@ def _describe(exc: BaseException) -> tuple[str, bool]:
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
         return f"connection error: {type(cause).__name__ if cause else exc.message}", True
-    if isinstance(exc, (MalformedResponse, ValueError, openai.APIResponseValidationError, AttributeError,
-                        IndexError, TypeError, KeyError)):
+    if isinstance(
+        exc,
+        (
+            MalformedResponse,
+            ValueError,
+            openai.APIResponseValidationError,
+            AttributeError,
+            IndexError,
+            TypeError,
+            KeyError,
+        ),
+    ):
         return f"malformed response: {type(exc).__name__}: {exc}", True
     return f"{type(exc).__name__}: {exc}", False
 
@@ -77,8 +88,9 @@ class ChatClient:
     client can serve several `asyncio.run` calls.
     """
 
-    def __init__(self, endpoint: EndpointConfig, api_key: Optional[str] = None,
-                 secret_resolver: Optional[SecretResolver] = None):
+    def __init__(
+        self, endpoint: EndpointConfig, api_key: Optional[str] = None, secret_resolver: Optional[SecretResolver] = None
+    ):
         self.endpoint = endpoint
         self._key = api_key if api_key is not None else resolve_api_key(endpoint, secret_resolver)
         self.redactor = Redactor([self._key])
@@ -96,8 +108,9 @@ class ChatClient:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._loop = loop
-            self._client = openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self._key,
-                                              max_retries=0, timeout=self.endpoint.timeout_s)
+            self._client = openai.AsyncOpenAI(
+                base_url=self.endpoint.base_url, api_key=self._key, max_retries=0, timeout=self.endpoint.timeout_s
+            )
             self._sem = asyncio.Semaphore(self.endpoint.concurrency)
         return self._client, self._sem
 
@@ -107,15 +120,27 @@ class ChatClient:
         ra = _retry_after(exc)
         return min(ep.backoff_max_s, max(d, ra)) if ra else d
 
-    async def complete(self, messages: list[dict], *, temperature: float, top_p: Optional[float] = None,
-                       max_tokens: int, stop: Optional[list[str]] = None,
-                       check: Callable[[str], T] = lambda t: t, extra_body: Optional[dict] = None) -> T:
+    async def complete(
+        self,
+        messages: list[dict],
+        *,
+        temperature: float,
+        top_p: Optional[float] = None,
+        max_tokens: int,
+        stop: Optional[list[str]] = None,
+        check: Callable[[str], T] = lambda t: t,
+        extra_body: Optional[dict] = None,
+    ) -> T:
         """Send one chat completion (retrying as described above) and return `check(reply_text)`.
         Raises RequestFailed (redacted text, `.attempts`) when it does not succeed."""
         client, sem = self._ensure()
         ep = self.endpoint
-        kwargs: dict[str, Any] = {"model": ep.model, "messages": messages, "temperature": temperature,
-                                  "max_tokens": max_tokens}
+        kwargs: dict[str, Any] = {
+            "model": ep.model,
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
         if top_p is not None:
             kwargs["top_p"] = top_p
         if stop:

@@ -4,6 +4,7 @@
 Prefect Secret block. Keys never go into records, manifests, logs or error texts: every error text the
 teacher/judge records passes through a `Redactor`.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,7 +74,7 @@ class Redactor:
         for s in self._secrets:
             n = min(_MIN_FRAGMENT, len(s))
             for i in range(len(s) - n + 1):
-                frag = s[i: i + n]
+                frag = s[i : i + n]
                 for m in re.finditer(re.escape(frag), text):
                     for j in range(m.start(), m.end()):
                         mask[j] = True

@@ -1,6 +1,7 @@
 """The answer's number as tokens: which tokens are digits, and where the answer's digits sit in a token sequence.
 Shared by the expected readout (`tatar_core.scoring.readout`) and the SFT score-token loss
 (`tatar_core.training.score_loss`)."""
+
 from __future__ import annotations
 
 import re

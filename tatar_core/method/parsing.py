@@ -13,6 +13,7 @@ yields a score:
   the LAST <answer>…</answer> block, fence stripped, a JSON object {"rating": x} accepted, else the first number
   in the block. No closed answer block is a parse failure, never a score.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,9 @@ _NUM_RE = re.compile(NUMBER)
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.S | re.I)
 _FENCE_RE = re.compile(r"^```(?:text)?\s*|\s*```$")
-_STRICT_LAYOUT = re.compile(r"^\s*(?:<think>(?P<think>.*?)</think>)?\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S | re.I)
+_STRICT_LAYOUT = re.compile(
+    r"^\s*(?:<think>(?P<think>.*?)</think>)?\s*<answer>(?P<answer>.*?)</answer>\s*$", re.S | re.I
+)
 
 
 @dataclass(frozen=True)

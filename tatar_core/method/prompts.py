@@ -2,6 +2,7 @@
 
 Only the task text tells IQA (fast, brief) from IAA (slow, deliberate); there is no mode token.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -49,7 +50,8 @@ def prompt_messages(task: str) -> list[dict[str, Any]]:
 
 
 def make_target(rationale: str, score: float) -> str:
-    """The training target: `<think>\\n…\\n</think>\\n<answer>NN.NN</answer>`; an empty rationale gives an empty think."""
+    """The training target: `<think>\\n…\\n</think>\\n<answer>NN.NN</answer>`; an empty rationale gives an empty
+    think."""
     body = rationale.strip()
     think = f"{THINK_OPEN}\n{body}\n{THINK_CLOSE}" if body else f"{THINK_OPEN}\n{THINK_CLOSE}"
     return f"{think}\n{ANSWER_OPEN}{format_score(score)}{ANSWER_CLOSE}"

@@ -20,6 +20,7 @@ when any process reports an error every process raises the same `CollectiveError
 "score" or "format" callable (any non-collective one) is held until the "rank" call of the same step (the last one)
 gathers it.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,9 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def gather_guarded(gather: Optional[Gather], what: str, compute: Callable[[], Any],
-                   errors: Sequence[str] = ()) -> tuple[list, int]:
+def gather_guarded(
+    gather: Optional[Gather], what: str, compute: Callable[[], Any], errors: Sequence[str] = ()
+) -> tuple[list, int]:
     """All-gather this process's part `compute()` together with an error flag; return (the parts of all processes
     in process order, this process's index).
 
@@ -73,8 +75,10 @@ def gather_guarded(gather: Optional[Gather], what: str, compute: Callable[[], An
         raise RuntimeError(f"{what}: this process's payload appears {len(mine)} times in the gathered list")
     failed = [f"process {k}: {p['error']}" for k, p in enumerate(parts) if p.get("error")]
     if failed:
-        raise CollectiveError(f"{what} failed on {len(failed)} of {len(parts)} process(es): {'; '.join(failed)} "
-                              f"(raised on every process; this is process {mine[0]})")
+        raise CollectiveError(
+            f"{what} failed on {len(failed)} of {len(parts)} process(es): {'; '.join(failed)} "
+            f"(raised on every process; this is process {mine[0]})"
+        )
     return [p["data"] for p in parts], mine[0]
 
 
@@ -139,9 +143,9 @@ def _pred(text: str, parse: Callable[[str], Optional[float]] = parse_strict) -> 
 def gaussian_score(d: float, task: str, cfg: ScoreRewardConfig = ScoreRewardConfig()) -> float:
     """Gaussian score shaping of an absolute error d (points on 0–100), without the length gates:
 
-        σ0 = thr / √(2 ln 2)              (exp(−thr²/2σ0²) = 0.5; thr = 8.75 → σ0 = 7.4316)
-        σ  = σ0 · (1 + α · d/100)         α_iqa = 0.8, α_iaa = 2.0  ("adaptive σ")
-        r  = min(1, s · exp(−d² / 2σ²))   s_iqa = 1.0, s_iaa = 1.5
+    σ0 = thr / √(2 ln 2)              (exp(−thr²/2σ0²) = 0.5; thr = 8.75 → σ0 = 7.4316)
+    σ  = σ0 · (1 + α · d/100)         α_iqa = 0.8, α_iaa = 2.0  ("adaptive σ")
+    r  = min(1, s · exp(−d² / 2σ²))   s_iqa = 1.0, s_iaa = 1.5
     """
     alpha, scale = (cfg.alpha_iqa, cfg.scale_iqa) if task == "iqa" else (cfg.alpha_iaa, cfg.scale_iaa)
     sigma = cfg.threshold / math.sqrt(2.0 * math.log(2.0)) * (1.0 + alpha * d / 100.0)
@@ -213,7 +217,9 @@ def _thurstone(tasks, gts, sids, qs, ranked: Iterable[str], cfg: RankRewardConfi
                 groups[sids[i]].append(i)
         for sid, idx in groups.items():
             if len({gts[i] for i in idx}) > 1:
-                raise ValueError(f"sample_id {sid!r} ({t}) has different ground-truth scores {sorted({gts[i] for i in idx})}")
+                raise ValueError(
+                    f"sample_id {sid!r} ({t}) has different ground-truth scores {sorted({gts[i] for i in idx})}"
+                )
         # groups with at least one parseable completion; q and g on 0–1
         stats = {}
         for sid, idx in groups.items():
@@ -261,8 +267,9 @@ def _sibling(tasks, gts, qs, ranked: Iterable[str], cfg: RankRewardConfig) -> li
 _RANK_COLUMNS = ("task", "score", "sample_id", "q")
 
 
-def _all_gather(compute: Callable[[], dict], gather: Optional[Gather], errors: Sequence[str] = ()
-                ) -> tuple[dict, int, list[dict]]:
+def _all_gather(
+    compute: Callable[[], dict], gather: Optional[Gather], errors: Sequence[str] = ()
+) -> tuple[dict, int, list[dict]]:
     """All-gather this process's columns (`compute()`, guarded: see `gather_guarded`); return (global columns,
     local offset, per-process columns). The offset is the number of completions of the processes before ours."""
     parts, mine = gather_guarded(gather, "rank reward", compute, errors)
@@ -308,9 +315,12 @@ def rank_reward(
     n = len(completions)
 
     def local() -> dict:
-        return {"task": _check_tasks(_column("task", task, n)), "score": [_gt(x) for x in _column("score", score, n)],
-                "sample_id": [str(x) for x in _column("sample_id", sample_id, n)],
-                "q": [_pred(completion_text(c)) for c in completions]}
+        return {
+            "task": _check_tasks(_column("task", task, n)),
+            "score": [_gt(x) for x in _column("score", score, n)],
+            "sample_id": [str(x) for x in _column("sample_id", sample_id, n)],
+            "q": [_pred(completion_text(c)) for c in completions],
+        }
 
     if cfg.variant == "sibling":
         if errors:
@@ -319,7 +329,7 @@ def rank_reward(
         return _sibling(cols["task"], cols["score"], cols["q"], tasks, cfg)
     merged, offset, parts = _all_gather(local, gather, errors)
     if stats is not None:
-        sids = merged["sample_id"][offset: offset + n]
+        sids = merged["sample_id"][offset : offset + n]
         stats.note_gather(local_ids=sids, global_ids=merged["sample_id"], global_tasks=merged["task"])
     rewards = _thurstone(merged["task"], merged["score"], merged["sample_id"], merged["q"], tasks, cfg)
     return rewards[offset : offset + n]
@@ -343,8 +353,14 @@ class Reward:
 REWARDS: dict[str, Reward] = {}
 
 
-def register_reward(name: str, fn: Callable[..., list[float]], *, settings: Optional[str] = None,
-                    collective: bool = False, **weights: float) -> Reward:
+def register_reward(
+    name: str,
+    fn: Callable[..., list[float]],
+    *,
+    settings: Optional[str] = None,
+    collective: bool = False,
+    **weights: float,
+) -> Reward:
     """Add a reward to the registry: `fn` with trl's reward signature (values in [0, 1]) and its default weight per
     task as keywords, e.g. `register_reward("length", length_reward, iqa=0.0, iaa=0.5)`.
 
@@ -389,8 +405,10 @@ def check_weights(cfg: GrpoConfig) -> None:
     for t in TASKS:
         unknown = sorted(set(getattr(cfg, f"rewards_{t}").model_dump()) - set(REWARDS))
         if unknown:
-            raise ValueError(f"grpo.rewards_{t}: unknown reward(s) {', '.join(map(repr, unknown))} (registered: "
-                             f"{', '.join(REWARDS)}; see tatar_core/method/rewards.py)")
+            raise ValueError(
+                f"grpo.rewards_{t}: unknown reward(s) {', '.join(map(repr, unknown))} (registered: "
+                f"{', '.join(REWARDS)}; see tatar_core/method/rewards.py)"
+            )
 
 
 def effective_weights(cfg: GrpoConfig) -> dict[str, dict[str, float]]:
@@ -407,8 +425,13 @@ def effective_weights(cfg: GrpoConfig) -> dict[str, dict[str, float]]:
     is set (> 0), else the IAA one. A task with rank weight > 0 is ranked only against images of the same task.
     """
     check_weights(cfg)
-    w = {t: {name: float(getattr(cfg, f"rewards_{t}").model_dump().get(name, r.weights[t]))
-             for name, r in REWARDS.items()} for t in TASKS}
+    w = {
+        t: {
+            name: float(getattr(cfg, f"rewards_{t}").model_dump().get(name, r.weights[t]))
+            for name, r in REWARDS.items()
+        }
+        for t in TASKS
+    }
     if cfg.ablation == "rank_only":
         w["iqa"].update(score=0.0, rank=w["iqa"]["rank"] if w["iqa"]["rank"] > 0 else w["iaa"]["rank"])
         w["iaa"].update(score=0.0)
@@ -451,6 +474,7 @@ class RewardStats:
     def summary(self) -> dict[str, dict[str, float]]:
         """{task: {n, reward_<name> for every registered reward, reward_total, words, parse_rate}} (means since
         reset)."""
+
         def mean(x: list[float]) -> float:
             return float(np.mean(x)) if x else 0.0
 
@@ -512,8 +536,16 @@ def make_reward_funcs(cfg: GrpoConfig, gather: Optional[Gather] = None, stats: O
             errors, held[:] = list(held), []
             if not active[r.name]:
                 return local(completions, task, kw)
-            raw = r.fn(completions=completions, task=task, **settings, gather=gather, tasks=active[r.name],
-                       stats=stats, errors=errors, **kw)  # checks this process's columns inside the gather's guard
+            raw = r.fn(
+                completions=completions,
+                task=task,
+                **settings,
+                gather=gather,
+                tasks=active[r.name],
+                stats=stats,
+                errors=errors,
+                **kw,
+            )  # checks this process's columns inside the gather's guard
             return _weighted(r.name, list(task), raw)
 
         def pointwise(completions, task, **kw):
@@ -533,7 +565,21 @@ def make_reward_funcs(cfg: GrpoConfig, gather: Optional[Gather] = None, stats: O
 
 
 __all__ = [
-    "completion_text", "gaussian_score", "passes_length_gate", "score_reward", "format_reward", "rank_reward",
-    "Reward", "REWARDS", "register_reward", "trl_order", "trl_reward_weights", "check_weights",
-    "effective_weights", "RewardStats", "make_reward_funcs", "gather_guarded", "CollectiveError",
+    "completion_text",
+    "gaussian_score",
+    "passes_length_gate",
+    "score_reward",
+    "format_reward",
+    "rank_reward",
+    "Reward",
+    "REWARDS",
+    "register_reward",
+    "trl_order",
+    "trl_reward_weights",
+    "check_weights",
+    "effective_weights",
+    "RewardStats",
+    "make_reward_funcs",
+    "gather_guarded",
+    "CollectiveError",
 ]

@@ -6,6 +6,7 @@
 The value itself is never used to guess the scale (the reference code's `gt_to_100` maps an IQA label
 of 1.0 to 100 and reads Flickr-AES's 0.2–1.0 as 0–10; we dispatch on the declared range instead).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ targets (`<think>…</think><answer>NN.NN</answer>`), at most `MAX_PER_TASK` per
 SFT writes it next to the weights; GRPO copies it from the model it starts from. It only speeds scoring up
 (drafts are verified against the model's own greedy tokens); a folder without it scores the same.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,11 @@ def write_corpus(model_dir: Path, rows: Iterable[tuple[str, str, str]]) -> Path:
     for sample_id, task, text in sorted(set(rows)):
         if len(kept.setdefault(task, [])) < MAX_PER_TASK:
             kept[task].append((sample_id, text))
-    lines = [json.dumps({"task": task, "text": text}, ensure_ascii=False) + "\n"
-             for task in sorted(kept) for _, text in kept[task]]
+    lines = [
+        json.dumps({"task": task, "text": text}, ensure_ascii=False) + "\n"
+        for task in sorted(kept)
+        for _, text in kept[task]
+    ]
     return atomic_write_text(Path(model_dir) / FILE_NAME, "".join(lines))
 
 

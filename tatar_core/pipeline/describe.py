@@ -1,5 +1,6 @@
 """Short texts about stages: what a stage reads, the line the runner logs when it starts, and a finished stage's
 headline numbers (used by the runner's end line, `tatar plan` and `tatar runs`)."""
+
 from __future__ import annotations
 
 import math
@@ -21,9 +22,14 @@ def external_inputs(cfg: PipelineConfig, stage: str) -> str:
     if stage == "rationales":
         t = cfg.rationales.teacher
         styles = {task: t.style_of(task) for task in TASKS}
-        style = "" if styles == {"iqa": "fast", "iaa": "slow"} else f", style IQA {styles['iqa']} / IAA {styles['iaa']}"
-        return "teacher " + ("offline (embedded)" if t.kind == "offline"
-                             else f"{t.endpoint.model} @ {t.endpoint.base_url}") + style
+        style = (
+            "" if styles == {"iqa": "fast", "iaa": "slow"} else f", style IQA {styles['iqa']} / IAA {styles['iaa']}"
+        )
+        return (
+            "teacher "
+            + ("offline (embedded)" if t.kind == "offline" else f"{t.endpoint.model} @ {t.endpoint.base_url}")
+            + style
+        )
     if stage == "filtered":
         j = cfg.filtered.judge
         return "rules" + (f" + judge {j.endpoint.model} @ {j.endpoint.base_url}" if j.enabled else "")
@@ -65,13 +71,17 @@ def headline(m: StageManifest) -> str:
     """A finished stage in a few numbers, e.g. `300 steps, final loss 0.172`."""
     rc, mt = m.row_counts, m.metrics
     if m.stage == "samples":
-        return (f"train {rc.get('train_iqa', 0)} IQA + {rc.get('train_iaa', 0)} IAA, "
-                f"test {rc.get('test_iqa', 0)} IQA + {rc.get('test_iaa', 0)} IAA, skipped {rc.get('skipped', 0)}")
+        return (
+            f"train {rc.get('train_iqa', 0)} IQA + {rc.get('train_iaa', 0)} IAA, "
+            f"test {rc.get('test_iqa', 0)} IQA + {rc.get('test_iaa', 0)} IAA, skipped {rc.get('skipped', 0)}"
+        )
     if m.stage == "rationales":
         return f"{rc.get('rationales', 0)} rationales, {rc.get('failed', 0)} failed, {rc.get('resumed', 0)} resumed"
     if m.stage == "filtered":
-        return (f"kept {rc.get('kept_iqa', 0)} IQA + {rc.get('kept_iaa', 0)} IAA, "
-                f"rejected {rc.get('rejected', 0)} of {rc.get('rationales', 0)}")
+        return (
+            f"kept {rc.get('kept_iqa', 0)} IQA + {rc.get('kept_iaa', 0)} IAA, "
+            f"rejected {rc.get('rejected', 0)} of {rc.get('rationales', 0)}"
+        )
     if m.stage == "sft":
         return f"{mt.get('steps', rc.get('steps', 0))} steps, final loss {_num(mt.get('last_logged_loss'))}"
     if m.stage == "grpo":
@@ -85,10 +95,14 @@ def headline(m: StageManifest) -> str:
                 by_task.setdefault(b.get("task", "?"), []).append(b)
         parts = []
         for t, bs in sorted(by_task.items(), key=lambda kv: TASKS.index(kv[0]) if kv[0] in TASKS else len(TASKS)):
-            mean = {k: [b[k] for b in bs if isinstance(b.get(k), (int, float)) and math.isfinite(b[k])]
-                    for k in ("srcc", "plcc")}
-            parts.append(f"{t} SRCC {_num(sum(mean['srcc']) / len(mean['srcc']) if mean['srcc'] else None)} "
-                         f"PLCC {_num(sum(mean['plcc']) / len(mean['plcc']) if mean['plcc'] else None)}")
+            mean = {
+                k: [b[k] for b in bs if isinstance(b.get(k), (int, float)) and math.isfinite(b[k])]
+                for k in ("srcc", "plcc")
+            }
+            parts.append(
+                f"{t} SRCC {_num(sum(mean['srcc']) / len(mean['srcc']) if mean['srcc'] else None)} "
+                f"PLCC {_num(sum(mean['plcc']) / len(mean['plcc']) if mean['plcc'] else None)}"
+            )
         bc = m.config.get("benchmark") or {}
         split = bc.get("demo_split", "test") if bc.get("include_demo_test", True) else "test"
         where = "" if split == "test" else f"demo {split} split: "  # validation / in-sample numbers, not the test's

@@ -15,6 +15,7 @@ no stage imports, or of another stage's config class or record schema (the teach
 setting).
 Keys are computed from the config alone, without running anything (`tatar plan` prints them).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,6 @@ from pathlib import Path
 from data_contracts.config import STAGES, PipelineConfig
 from data_contracts.manifest import stage_folder
 from tatar_core.code_version import closure_version
-
 
 # stage -> the stages whose outputs it reads
 STAGE_INPUTS: dict[str, tuple[str, ...]] = {

@@ -7,6 +7,7 @@ holds it: pid, host, start time, command line and, in a Prefect flow run, its id
 (`locking.wait: true`, the default; `locking.timeout_s` bounds it) or raises `StageLocked` naming the holder at once.
 Both files sit beside the stage folder, not in it, so they never count as outputs.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,12 @@ def holder_path(stage_dir: Path) -> Path:
 
 def this_run() -> dict:
     """Who we are, as written into the holder file."""
-    info = {"pid": os.getpid(), "host": socket.gethostname(),
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv)[:300]}
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv)[:300],
+    }
     if os.environ.get(PREFECT_RUN_ENV):
         info["prefect_flow_run"] = os.environ[PREFECT_RUN_ENV]
     return info
@@ -62,8 +66,13 @@ def describe_holder(holder: Optional[dict]) -> str:
 
 
 @contextmanager
-def stage_lock(stage_dir: Path, stage: str, cfg: LockingConfig = LockingConfig(), wait: Optional[bool] = None,
-               log: Callable[[str], None] = print) -> Iterator[None]:
+def stage_lock(
+    stage_dir: Path,
+    stage: str,
+    cfg: LockingConfig = LockingConfig(),
+    wait: Optional[bool] = None,
+    log: Callable[[str], None] = print,
+) -> Iterator[None]:
     """Hold the lock of `stage_dir` for the body; `wait` overrides `cfg.wait`. Raises StageLocked naming the holder
     when it is held and we do not wait (or waited `cfg.timeout_s` in vain)."""
     stage_dir = Path(stage_dir)
@@ -74,14 +83,16 @@ def stage_lock(stage_dir: Path, stage: str, cfg: LockingConfig = LockingConfig()
     except Timeout:
         who = describe_holder(read_holder(stage_dir))
         if not (cfg.wait if wait is None else wait):
-            raise StageLocked(f"stage '{stage}' ({stage_dir}) is being run by {who}; wait for it, or set "
-                              "locking.wait: true to wait") from None
+            raise StageLocked(
+                f"stage '{stage}' ({stage_dir}) is being run by {who}; wait for it, or set locking.wait: true to wait"
+            ) from None
         log(f"[{stage}] waiting: {stage_dir} is being run by {who}")
         try:
             lock.acquire(timeout=-1 if cfg.timeout_s is None else cfg.timeout_s)
         except Timeout:
-            raise StageLocked(f"stage '{stage}' ({stage_dir}) is still being run by {who} after "
-                              f"locking.timeout_s={cfg.timeout_s} s") from None
+            raise StageLocked(
+                f"stage '{stage}' ({stage_dir}) is still being run by {who} after locking.timeout_s={cfg.timeout_s} s"
+            ) from None
     try:
         atomic_write_text(holder_path(stage_dir), json.dumps(this_run()))
         yield

@@ -20,6 +20,7 @@ While a stage runs, its folder holds `status.json` (`tatar_core.pipeline.runs.St
 and the last progress, or failed with the error); it is removed when the manifest is written. The runner logs one
 line when a stage starts (what it reads) and one when it ends (time and headline numbers).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,11 +33,22 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from data_contracts import (
-    ConfigError, StageContext, StageIncomplete, StageLocked, StageManifest, StageNotReady, StageResult,
+    ConfigError,
+    StageContext,
+    StageIncomplete,
+    StageLocked,
+    StageManifest,
+    StageNotReady,
+    StageResult,
 )
 from data_contracts.config import STAGES, PipelineConfig
 from data_contracts.manifest import (
-    MANIFEST_NAME, ProgressFn, check_finished, no_progress, output_files, stage_folder,
+    MANIFEST_NAME,
+    ProgressFn,
+    check_finished,
+    no_progress,
+    output_files,
+    stage_folder,
 )
 from tatar_core.method.rewards import check_weights
 from tatar_core.pipeline.describe import headline, start_line
@@ -51,9 +63,14 @@ class Pipeline:
     """One configured run. `run(stage)` reuses a finished folder or computes it; `run_all()` chains all six.
     A config naming an unregistered GRPO reward raises ConfigError here, before any stage."""
 
-    def __init__(self, cfg: PipelineConfig, base: Path | None = None,
-                 secret_resolver: Callable[[str], str] | None = None, log: Callable[[str], None] = print,
-                 progress: ProgressFn = no_progress):
+    def __init__(
+        self,
+        cfg: PipelineConfig,
+        base: Path | None = None,
+        secret_resolver: Callable[[str], str] | None = None,
+        log: Callable[[str], None] = print,
+        progress: ProgressFn = no_progress,
+    ):
         try:
             check_weights(cfg.grpo)  # the reward names against the registry, before any stage runs
         except ValueError as e:
@@ -61,8 +78,7 @@ class Pipeline:
         self.cfg = cfg
         self.keys = stage_keys(cfg)
         self.root = run_root(cfg, base)
-        self.ctx = StageContext(run_root=self.root, secret_resolver=secret_resolver,
-                                log=log, progress=progress)
+        self.ctx = StageContext(run_root=self.root, secret_resolver=secret_resolver, log=log, progress=progress)
         self.log = log
 
     # ---- folders and manifests -------------------------------------------------------------------
@@ -95,18 +111,30 @@ class Pipeline:
         """The finished result of `stage`, or StageNotReady naming what to run."""
         m, problem = self.check(stage)
         if m is None:
-            why = f"not finished ({problem})" if problem else \
-                f"has not finished for this config (expected {self.dir(stage)}/{MANIFEST_NAME})"
-            raise StageNotReady(f"stage '{stage}' {why}; run the '{stage}' stage (deployment tatar-{stage}/{stage}) "
-                                "or the whole pipeline (tatar/full)")
+            why = (
+                f"not finished ({problem})"
+                if problem
+                else f"has not finished for this config (expected {self.dir(stage)}/{MANIFEST_NAME})"
+            )
+            raise StageNotReady(
+                f"stage '{stage}' {why}; run the '{stage}' stage (deployment tatar-{stage}/{stage}) "
+                "or the whole pipeline (tatar/full)"
+            )
         return StageResult(stage, self.dir(stage), m, cached=True)
 
     def status(self) -> dict[str, str]:
         out = {}
         for s in STAGES:
             m, problem = self.check(s)
-            out[s] = ("finished" if m is not None else f"needs a rerun: {problem}" if problem
-                      else "in progress" if self.dir(s).exists() else "not run")
+            out[s] = (
+                "finished"
+                if m is not None
+                else f"needs a rerun: {problem}"
+                if problem
+                else "in progress"
+                if self.dir(s).exists()
+                else "not run"
+            )
         return out
 
     def set_aside(self, stage: str, problem: str, everything: bool = False) -> Optional[Path]:
@@ -181,11 +209,16 @@ class Pipeline:
                 status.failed(e)
                 raise
             manifest = StageManifest(
-                stage=stage, key=self.keys[stage], code_version=code_version(stage),
-                inputs={u: r.manifest.key for u, r in upstream.items()}, config=stage_config(self.cfg, stage),
-                outputs=out.outputs, files=output_files(d, out.outputs),
+                stage=stage,
+                key=self.keys[stage],
+                code_version=code_version(stage),
+                inputs={u: r.manifest.key for u, r in upstream.items()},
+                config=stage_config(self.cfg, stage),
+                outputs=out.outputs,
+                files=output_files(d, out.outputs),
                 input_digests={u: r.manifest.digest() for u, r in upstream.items()},
-                row_counts=out.row_counts, metrics=json.loads(json.dumps(out.metrics, default=str)),
+                row_counts=out.row_counts,
+                metrics=json.loads(json.dumps(out.metrics, default=str)),
                 seconds=round(time.time() - t0, 2),
             )
             manifest.write(d)

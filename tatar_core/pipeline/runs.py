@@ -9,6 +9,7 @@ A stage folder `<runs>/<run>/<stage>/<key>/` is
 status.json is written by `StatusWriter` (the runner): at the start, with the progress at most every
 `StatusWriter.every_s` seconds, on failure; removed when the manifest is written.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,13 @@ class StatusWriter:
 
     def __init__(self, folder: Path, stage: str):
         self.path = Path(folder) / STATUS_NAME
-        self.data = {"stage": stage, "state": "running", "pid": os.getpid(), "host": socket.gethostname(),
-                     "started_at": _now()}
+        self.data = {
+            "stage": stage,
+            "state": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": _now(),
+        }
         self._lock = threading.Lock()
         self._last = 0.0
         self._write()
@@ -54,10 +60,15 @@ class StatusWriter:
 
     def tee(self, progress: ProgressFn) -> ProgressFn:
         """A progress function that records the progress here, then calls `progress`."""
+
         def both(stage: str, done: int, total: int, **info) -> None:
             with self._lock:
-                self.data["progress"] = {"done": done, "total": total, "unit": info.get("unit", ""),
-                                         "updated_at": _now()}
+                self.data["progress"] = {
+                    "done": done,
+                    "total": total,
+                    "unit": info.get("unit", ""),
+                    "updated_at": _now(),
+                }
                 if done >= total or time.monotonic() - self._last >= self.every_s:
                     self._last = time.monotonic()
                     self._write()
@@ -68,8 +79,9 @@ class StatusWriter:
     def failed(self, error: BaseException) -> None:
         text = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
         with self._lock:
-            self.data.update(state="failed", error=text.strip().splitlines()[0][:300] if text.strip() else text,
-                             finished_at=_now())
+            self.data.update(
+                state="failed", error=text.strip().splitlines()[0][:300] if text.strip() else text, finished_at=_now()
+            )
             self._write()
 
     def remove(self) -> None:
@@ -102,10 +114,10 @@ class StageStatus:
     stage: str
     key: str
     folder: Path
-    status: str                 # finished | in progress | failed | incomplete
-    seconds: Optional[float]    # run time (so far, for a stage in progress)
-    when: datetime              # finished, last progress, or failed at
-    text: str                   # headline numbers, progress or the error
+    status: str  # finished | in progress | failed | incomplete
+    seconds: Optional[float]  # run time (so far, for a stage in progress)
+    when: datetime  # finished, last progress, or failed at
+    text: str  # headline numbers, progress or the error
 
 
 def stage_status(run: str, stage: str, folder: Path) -> StageStatus:
@@ -123,15 +135,39 @@ def stage_status(run: str, stage: str, folder: Path) -> StageStatus:
     done = f"{prog['done']}/{prog['total']} {prog.get('unit', '')}".strip() if prog else "no progress reported"
     if st.get("state") == "failed":
         end = _time(st.get("finished_at")) or mtime
-        return StageStatus(run, stage, folder.name, folder, "failed", (end - started).total_seconds(), end,
-                           f"{st.get('error', '?')} (at {done})")
+        return StageStatus(
+            run,
+            stage,
+            folder.name,
+            folder,
+            "failed",
+            (end - started).total_seconds(),
+            end,
+            f"{st.get('error', '?')} (at {done})",
+        )
     now = datetime.now(timezone.utc)
     if st.get("host") == socket.gethostname() and not _alive(int(st.get("pid", 0) or 0)):
         last = _time(prog.get("updated_at")) or mtime
-        return StageStatus(run, stage, folder.name, folder, "failed", (last - started).total_seconds(), last,
-                           f"process {st.get('pid')} is gone (killed?) at {done}")
-    return StageStatus(run, stage, folder.name, folder, "in progress", (now - started).total_seconds(),
-                       _time(prog.get("updated_at")) or started, done)
+        return StageStatus(
+            run,
+            stage,
+            folder.name,
+            folder,
+            "failed",
+            (last - started).total_seconds(),
+            last,
+            f"process {st.get('pid')} is gone (killed?) at {done}",
+        )
+    return StageStatus(
+        run,
+        stage,
+        folder.name,
+        folder,
+        "in progress",
+        (now - started).total_seconds(),
+        _time(prog.get("updated_at")) or started,
+        done,
+    )
 
 
 def list_runs(root: Path = Path("runs")) -> list[tuple[str, list[StageStatus]]]:
@@ -158,8 +194,9 @@ def format_runs(root: Path = Path("runs")) -> str:
         lines.append(f"{Path(root) / name}   (last activity {latest.astimezone():%Y-%m-%d %H:%M:%S})")
         table = [("stage", "key", "status", "time", "when", "numbers")]
         for s in rows:
-            table.append((s.stage, s.key, s.status, format_duration(s.seconds), f"{s.when.astimezone():%m-%d %H:%M}",
-                          s.text))
+            table.append(
+                (s.stage, s.key, s.status, format_duration(s.seconds), f"{s.when.astimezone():%m-%d %H:%M}", s.text)
+            )
         widths = [max(len(r[i]) for r in table) for i in range(5)]
         lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in table]
         lines.append("")

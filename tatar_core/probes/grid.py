@@ -8,6 +8,7 @@ variants that differ only in GRPO settings share samples → sft; the reasoning 
 that is the base recipe in several probes shares everything). `plan_text` shows the grid's cost: distinct stage runs
 per stage, how many cells share them, which are finished, and the estimated seconds left.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,8 +71,9 @@ class Grid:
     def ordered(self) -> list[Node]:
         """Nodes in the order the runner prefers: seed by seed (a whole seed is done early), stage order within."""
         seed_rank = {s: i for i, s in enumerate(self.cfg.seeds)}
-        return sorted(self.nodes.values(), key=lambda n: (min(seed_rank[c.seed] for c in n.cells),
-                                                           STAGES.index(n.stage)))
+        return sorted(
+            self.nodes.values(), key=lambda n: (min(seed_rank[c.seed] for c in n.cells), STAGES.index(n.stage))
+        )
 
     def cell(self, probe: str, variant: str, seed: int) -> Cell:
         return next(c for c in self.cells if (c.probe, c.variant, c.seed) == (probe, variant, seed))
@@ -79,7 +81,12 @@ class Grid:
 
 def cell_overrides(cfg: ProbesConfig, probe: str, variant: str, seed: int) -> dict[str, Any]:
     spec = cfg.probes[probe]
-    out = {**flatten(cfg.overrides), **flatten(cfg.scale), **flatten(spec.overrides), **flatten(spec.variants[variant])}
+    out = {
+        **flatten(cfg.overrides),
+        **flatten(cfg.scale),
+        **flatten(spec.overrides),
+        **flatten(spec.variants[variant]),
+    }
     out.update({k: seed for k in cfg.seed_keys})
     out["run_dir"] = cfg.run_dir
     return out
@@ -98,17 +105,20 @@ def build_grid(cfg: ProbesConfig, base_dir: Optional[Path] = None) -> Grid:
                 except ConfigError as e:
                     raise ConfigError(f"probes: cell {probe}/{variant}/seed {seed}: {e}") from None
                 if spec.model == "sft" and "sft" not in pc.benchmark.compare:
-                    raise ConfigError(f"probes: cell {probe}/{variant}/seed {seed}: the probe reads the SFT model, "
-                                      "but benchmark.compare does not score it: add `benchmark.compare: [sft]` to the "
-                                      "grid's overrides")
+                    raise ConfigError(
+                        f"probes: cell {probe}/{variant}/seed {seed}: the probe reads the SFT model, "
+                        "but benchmark.compare does not score it: add `benchmark.compare: [sft]` to the "
+                        "grid's overrides"
+                    )
                 pipe = Pipeline(pc, base=base_dir, log=lambda _: None)
                 cell = Cell(probe, variant, seed, ov, pc, pipe.keys)
                 cells.append(cell)
                 for stage in STAGES:
                     nid = (stage, pipe.keys[stage])
                     if nid not in nodes:
-                        nodes[nid] = Node(stage, pipe.keys[stage], ov,
-                                          inputs=tuple((u, pipe.keys[u]) for u in STAGE_INPUTS[stage]))
+                        nodes[nid] = Node(
+                            stage, pipe.keys[stage], ov, inputs=tuple((u, pipe.keys[u]) for u in STAGE_INPUTS[stage])
+                        )
                     nodes[nid].cells.append(cell)
     if len(cfg.seeds) > 1:
         for probe, spec in cfg.probes.items():
@@ -117,7 +127,8 @@ def build_grid(cfg: ProbesConfig, base_dir: Optional[Path] = None) -> Grid:
                 if len(keys) < len(cfg.seeds):
                     raise ConfigError(
                         f"probes: the seeds of {probe}/{variant} give equal cache keys: seed_keys {cfg.seed_keys} "
-                        "change nothing (a top-level `seed` only fills the sections that set no seed of their own)")
+                        "change nothing (a top-level `seed` only fills the sections that set no seed of their own)"
+                    )
     return Grid(cfg, base, cells, nodes, base_dir)
 
 
@@ -129,8 +140,11 @@ def training_steps(pc: PipelineConfig, stage: str, rows: Optional[int]) -> Optio
         return c.max_steps
     if rows is None:
         return None
-    per = (c.per_device_train_batch_size * c.gradient_accumulation_steps * c.launch.num_processes
-           if stage == "sft" else c.prompts_per_step)
+    per = (
+        c.per_device_train_batch_size * c.gradient_accumulation_steps * c.launch.num_processes
+        if stage == "sft"
+        else c.prompts_per_step
+    )
     return max(1, math.ceil(c.num_train_epochs * rows / per))
 
 
@@ -165,7 +179,9 @@ def work(grid: Grid, node: Node) -> str:
         up = grid.pipeline(node).manifest("samples")
         n = (up.row_counts.get("train_iqa", 0) + up.row_counts.get("train_iaa", 0)) if up else None
         t = pc.rationales.teacher
-        return f"{n if n is not None else '?'} teacher calls ({t.kind}, IQA {t.style_of('iqa')}, IAA {t.style_of('iaa')})"
+        return (
+            f"{n if n is not None else '?'} teacher calls ({t.kind}, IQA {t.style_of('iqa')}, IAA {t.style_of('iaa')})"
+        )
     if node.stage == "sft":
         c = pc.sft
         eff = c.per_device_train_batch_size * c.gradient_accumulation_steps * c.launch.num_processes
@@ -181,12 +197,16 @@ def work(grid: Grid, node: Node) -> str:
 def plan_text(grid: Grid, source: str = "") -> str:
     """What the grid costs: distinct stage runs per stage (shared by how many cells), finished ones, estimates."""
     cfg = grid.cfg
-    lines = [f"Probes {source}: base {grid.base}, {len(cfg.seeds)} seed(s) {cfg.seeds} via {', '.join(cfg.seed_keys)}, "
-             f"run folder {cfg.run_dir}, {cfg.parallel} stage run(s) at once",
-             f"Scale overrides ({len(flatten(cfg.scale))}): " + (", ".join(f"{k}={v}" for k, v in flatten(cfg.scale)
-                                                                      .items()) or "none (the base recipe as is)"),
-             f"Cells: {len(grid.cells)} = " + " + ".join(f"{p} {len(s.variants)} variants" for p, s in
-                                                        cfg.probes.items()) + f", x {len(cfg.seeds)} seed(s)", ""]
+    lines = [
+        f"Probes {source}: base {grid.base}, {len(cfg.seeds)} seed(s) {cfg.seeds} via {', '.join(cfg.seed_keys)}, "
+        f"run folder {cfg.run_dir}, {cfg.parallel} stage run(s) at once",
+        f"Scale overrides ({len(flatten(cfg.scale))}): "
+        + (", ".join(f"{k}={v}" for k, v in flatten(cfg.scale).items()) or "none (the base recipe as is)"),
+        f"Cells: {len(grid.cells)} = "
+        + " + ".join(f"{p} {len(s.variants)} variants" for p, s in cfg.probes.items())
+        + f", x {len(cfg.seeds)} seed(s)",
+        "",
+    ]
     head = f"{'stage':<11}{'runs':>5}{'finished':>10}{'cells/run':>11}{'est. each':>11}{'est. left':>11}  work per run"
     lines += ["Distinct stage runs (cells with equal cache keys share one run):", head, "-" * (len(head) + 20)]
     total_left, unknown, measured, done_n = 0.0, 0, 0.0, 0
@@ -215,22 +235,32 @@ def plan_text(grid: Grid, source: str = "") -> str:
         work_txt = "; ".join(f"{k} ({v})" if len(works) > 1 else k for k, v in works.items() if k)
         lines.append(f"{stage:<11}{len(ns):>5}{done:>10}{share:>11.1f}{each_txt:>11}{left_txt:>11}  {work_txt}")
     lines.append("")
-    lines.append(f"{len(grid.nodes)} distinct stage runs for {len(grid.cells) * len(STAGES)} cell-stages; {done_n} finished"
-                 + (f" ({_dur(measured)} measured)" if done_n else ""))
+    lines.append(
+        f"{len(grid.nodes)} distinct stage runs for {len(grid.cells) * len(STAGES)} cell-stages; {done_n} finished"
+        + (f" ({_dur(measured)} measured)" if done_n else "")
+    )
     if unknown == 0:
-        lines.append(f"Estimated stage time left: {_dur(total_left)}, one run at a time (parallel {cfg.parallel} on as "
-                     "many cores: less)")
+        lines.append(
+            f"Estimated stage time left: {_dur(total_left)}, one run at a time (parallel {cfg.parallel} on as "
+            "many cores: less)"
+        )
     elif total_left:
         lines.append(f"Estimated stage time left: {_dur(total_left)} + {unknown} run(s) with no estimate")
     else:
-        lines.append("No time estimate: estimate_s is measured for the probes file's own base and scale (multiply the "
-                     "work per run above by your machines' rates: docs/probes.md)")
+        lines.append(
+            "No time estimate: estimate_s is measured for the probes file's own base and scale (multiply the "
+            "work per run above by your machines' rates: docs/probes.md)"
+        )
     if any(n.stage in ("sft", "grpo") and estimate(grid, n)[1] is None for n in grid.nodes.values()):
-        lines.append("steps ?: num_train_epochs over rows not known yet (the kept rows for sft, the train samples for "
-                     "grpo): shown once the samples / filtered stages of the grid have finished")
+        lines.append(
+            "steps ?: num_train_epochs over rows not known yet (the kept rows for sft, the train samples for "
+            "grpo): shown once the samples / filtered stages of the grid have finished"
+        )
     if cfg.estimate_s:
-        lines.append("Estimates: estimate_s of the probes config (fixed + per step), measured at its scale on a 2-core "
-                     "CPU; a stage run started as a Prefect deployment adds ~10-20 s to start its flow run.")
+        lines.append(
+            "Estimates: estimate_s of the probes config (fixed + per step), measured at its scale on a 2-core "
+            "CPU; a stage run started as a Prefect deployment adds ~10-20 s to start its flow run."
+        )
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ both run it: it is one node. (Besides, the stage lock makes a second run of a ke
 the `tatar` flow's idempotency keys make two deployment starts of one key join one flow run.) A failed node fails the
 nodes that need it; the others go on, the report marks the missing cells, and `run_grid` raises at the end.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -81,8 +82,9 @@ class Subprocesses:
         return {"cached": False, "dir": str(self.grid.pipeline(node).dir(node.stage)), "seconds": m.seconds}
 
 
-def run_grid(grid: Grid, execute: Execute, parallel: Optional[int] = None,
-             log: Callable[[str], None] = print) -> GridOutcome:
+def run_grid(
+    grid: Grid, execute: Execute, parallel: Optional[int] = None, log: Callable[[str], None] = print
+) -> GridOutcome:
     """Every node once, inputs first, up to `parallel` (default: the config's) at a time; see the module doc."""
     parallel = parallel or grid.cfg.parallel
     out, t0 = GridOutcome(), time.time()
@@ -112,8 +114,11 @@ def run_grid(grid: Grid, execute: Execute, parallel: Optional[int] = None,
                     continue
                 m = grid.pipeline(n).manifest(n.stage)
                 if m is not None:
-                    out.results[nid] = {"cached": True, "dir": str(grid.pipeline(n).dir(n.stage)),
-                                        "seconds": m.seconds}
+                    out.results[nid] = {
+                        "cached": True,
+                        "dir": str(grid.pipeline(n).dir(n.stage)),
+                        "seconds": m.seconds,
+                    }
                     del pending[nid]
                     log(f"[probes] {n.name}: cached ({len(n.cells)} cell(s)) · {len(out.results)}/{total} done")
                     continue
@@ -133,9 +138,11 @@ def run_grid(grid: Grid, execute: Execute, parallel: Optional[int] = None,
                 try:
                     out.results[n.id] = f.result()
                     r = out.results[n.id]
-                    log(f"[probes] {n.name}: {'cached' if r.get('cached') else 'ran'} "
+                    log(
+                        f"[probes] {n.name}: {'cached' if r.get('cached') else 'ran'} "
                         f"({r.get('seconds', 0):.0f} s) · {len(out.results)}/{total} done, "
-                        f"{time.time() - t0:.0f} s so far")
+                        f"{time.time() - t0:.0f} s so far"
+                    )
                 except Exception as e:  # noqa: BLE001 - the other nodes go on; raised at the end
                     out.failed[n.id] = f"{type(e).__name__}: {e}"
                     log(f"[probes] {n.name}: FAILED: {out.failed[n.id][:300]}")
@@ -151,18 +158,23 @@ def failure_text(grid: Grid, outcome: GridOutcome) -> str:
     return "\n".join(lines)
 
 
-def run_probes(grid: Grid, execute: Execute, log: Callable[[str], None] = print,
-               parallel: Optional[int] = None) -> Path:
+def run_probes(
+    grid: Grid, execute: Execute, log: Callable[[str], None] = print, parallel: Optional[int] = None
+) -> Path:
     """Plan line, every node, the report; returns the report.html path (raises ProbesFailed after writing the report
     when some stage runs failed)."""
     from tatar_core.probes.report import write_probes_report
 
-    log(f"[probes] {len(grid.cells)} cells, {len(grid.nodes)} distinct stage runs "
-        + ", ".join(f"{s} {sum(n.stage == s for n in grid.nodes.values())}" for s in STAGES))
+    log(
+        f"[probes] {len(grid.cells)} cells, {len(grid.nodes)} distinct stage runs "
+        + ", ".join(f"{s} {sum(n.stage == s for n in grid.nodes.values())}" for s in STAGES)
+    )
     outcome = run_grid(grid, execute, parallel, log)
     path = write_probes_report(grid, outcome)
-    log(f"[probes] report: {path} ({outcome.ran} stage run(s) ran, {len(outcome.results) - outcome.ran} cached, "
-        f"{outcome.seconds:.0f} s)")
+    log(
+        f"[probes] report: {path} ({outcome.ran} stage run(s) ran, {len(outcome.results) - outcome.ran} cached, "
+        f"{outcome.seconds:.0f} s)"
+    )
     if outcome.failed:
         raise ProbesFailed(failure_text(grid, outcome) + f"\nReport of the finished cells: {path}")
     return path

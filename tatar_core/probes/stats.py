@@ -2,7 +2,8 @@
 
     t interval:          mean ± t(0.975, n−1) · sd / √n         (sd with n−1; n = seeds with a finite value)
     bootstrap interval:  2.5th and 97.5th percentiles of the mean of n values drawn with replacement (10,000 times)
-    paired difference:   per seed, better − worse (worse − better for a "lower is better" metric); its interval as above
+    paired difference:   per seed, better − worse (worse − better for a "lower is better" metric); its interval as
+    above
     verdict:             "supported"                  the interval lies above 0
                          "not supported"              the interval lies below 0 (the opposite holds at this scale)
                          "inconclusive at this scale" the interval holds 0, or fewer than 2 seeds have both values
@@ -10,6 +11,7 @@
 With 3 seeds t(0.975, 2) = 4.30: an interval excludes 0 only when the difference is large against its spread. No
 correction for testing several comparisons is made; the report says so.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +58,9 @@ def t_interval(values: Sequence[Optional[float]], level: float = 0.95) -> Interv
     return Interval(m, m - h, m + h, n)
 
 
-def bootstrap_interval(values: Sequence[Optional[float]], level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
-                       seed: int = 0) -> Interval:
+def bootstrap_interval(
+    values: Sequence[Optional[float]], level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> Interval:
     """Percentile bootstrap of the mean over the finite values (seeded); NaN bounds with fewer than 2."""
     x = _finite(values)
     n = len(x)
@@ -76,12 +79,20 @@ def interval(values: Sequence[Optional[float]], method: str = "t") -> Interval:
     return bootstrap_interval(values) if method == "bootstrap" else t_interval(values)
 
 
-def paired(better: dict[int, Optional[float]], worse: dict[int, Optional[float]], direction: str = "higher",
-           method: str = "t") -> Interval:
+def paired(
+    better: dict[int, Optional[float]], worse: dict[int, Optional[float]], direction: str = "higher", method: str = "t"
+) -> Interval:
     """Interval of the per-seed difference (seeds where both values are finite)."""
     sign = 1.0 if direction == "higher" else -1.0
-    diffs = [sign * (better[s] - worse[s]) for s in better if s in worse and better[s] is not None
-             and worse[s] is not None and math.isfinite(better[s]) and math.isfinite(worse[s])]
+    diffs = [
+        sign * (better[s] - worse[s])
+        for s in better
+        if s in worse
+        and better[s] is not None
+        and worse[s] is not None
+        and math.isfinite(better[s])
+        and math.isfinite(worse[s])
+    ]
     return interval(diffs, method)
 
 
@@ -96,5 +107,14 @@ def verdict(diff: Interval) -> str:
     return INCONCLUSIVE
 
 
-__all__ = ["Interval", "t_interval", "bootstrap_interval", "interval", "paired", "verdict", "SUPPORTED",
-           "NOT_SUPPORTED", "INCONCLUSIVE"]
+__all__ = [
+    "Interval",
+    "t_interval",
+    "bootstrap_interval",
+    "interval",
+    "paired",
+    "verdict",
+    "SUPPORTED",
+    "NOT_SUPPORTED",
+    "INCONCLUSIVE",
+]

@@ -9,6 +9,7 @@ The reply is cleaned by `tatar_core.rationales.text` (limits from TeacherConfig)
 known score via `tatar_core.prompts.make_target`. A reply with no usable rationale is retried like an
 empty response.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,11 +20,11 @@ from typing import Optional
 from data_contracts.config.rationales import Decoding, TeacherConfig
 from data_contracts.records import RationaleRecord, SampleRecord
 from tatar_core.llm.client import ChatClient
+from tatar_core.llm.keys import SecretResolver
 from tatar_core.method.parsing import count_words
 from tatar_core.method.prompts import make_target
-from tatar_core.rationales.text import TextLimits, clean_rationale
-from tatar_core.llm.keys import SecretResolver
 from tatar_core.rationales import teacher_prompts as tp
+from tatar_core.rationales.text import TextLimits, clean_rationale
 
 STOP = ["</answer>", "<|endoftext|>"]
 
@@ -65,11 +66,15 @@ def teacher_messages(sample: SampleRecord, cfg: TeacherConfig) -> list[dict]:
 def teacher_id_for(cfg: TeacherConfig) -> str:
     """`openai:<model>:<hash>`: model, decoding, limits, style flags and PROMPT_VERSION (never the key or URL)."""
     settings = {
-        "model": cfg.endpoint.model, "iqa": cfg.iqa.model_dump(), "iaa": cfg.iaa.model_dump(),
-        "same_style": cfg.same_style, "image_max_side": cfg.endpoint.image_max_side,
+        "model": cfg.endpoint.model,
+        "iqa": cfg.iqa.model_dump(),
+        "iaa": cfg.iaa.model_dump(),
+        "same_style": cfg.same_style,
+        "image_max_side": cfg.endpoint.image_max_side,
         "send_image_with_attributes": cfg.send_image_with_attributes,
         "limits": [cfg.fast_max_sentences, cfg.fast_max_words, cfg.slow_max_words],
-        "prompts": tp.PROMPT_VERSION, "stop": STOP,
+        "prompts": tp.PROMPT_VERSION,
+        "stop": STOP,
     }
     styles = {t: cfg.style_of(t) for t in ("iqa", "iaa")}
     if styles["iaa"] == "fast":  # only then: the ids of the fast/slow and same_style settings stay as they were
@@ -81,8 +86,9 @@ def teacher_id_for(cfg: TeacherConfig) -> str:
 class OpenAITeacher:
     """`await teacher.agenerate(sample) -> RationaleRecord`; errors are `RequestFailed` with redacted text."""
 
-    def __init__(self, cfg: TeacherConfig, secret_resolver: Optional[SecretResolver] = None,
-                 client: Optional[ChatClient] = None):
+    def __init__(
+        self, cfg: TeacherConfig, secret_resolver: Optional[SecretResolver] = None, client: Optional[ChatClient] = None
+    ):
         self.cfg = cfg
         self.client = client or ChatClient(cfg.endpoint, secret_resolver=secret_resolver)
         self.teacher_id = teacher_id_for(cfg)
@@ -98,12 +104,21 @@ class OpenAITeacher:
         limits = limits_for(style_of(sample.task, self.cfg), self.cfg)
         messages = await asyncio.to_thread(teacher_messages, sample, self.cfg)  # image I/O off the event loop
         rationale = await self.client.complete(
-            messages, temperature=dec.temperature, top_p=dec.top_p,
-            max_tokens=dec.max_tokens, stop=STOP, check=lambda text: clean_rationale(text, limits),
+            messages,
+            temperature=dec.temperature,
+            top_p=dec.top_p,
+            max_tokens=dec.max_tokens,
+            stop=STOP,
+            check=lambda text: clean_rationale(text, limits),
         )
         return RationaleRecord(
-            sample_id=sample.sample_id, image_path=sample.image_path, task=sample.task, score=sample.score,
-            rationale=rationale, target=make_target(rationale, sample.score), teacher=self.teacher_id,
+            sample_id=sample.sample_id,
+            image_path=sample.image_path,
+            task=sample.task,
+            score=sample.score,
+            rationale=rationale,
+            target=make_target(rationale, sample.score),
+            teacher=self.teacher_id,
             n_words=count_words(rationale),
         )
 

@@ -14,6 +14,7 @@
 - Progress: a tqdm bar (`progress`), and `on_progress(done, total[, failed=k])` after every row (done counts
   resumed, new and failed rows; `failed` once there are any).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,8 +42,8 @@ MAX_ERROR_CHARS = 2000
 class RationaleRunResult:
     records: list[RationaleRecord]
     failed: list[FailedRecord]
-    n_new: int       # rows produced by this run
-    n_resumed: int   # rows found in shards of earlier runs
+    n_new: int  # rows produced by this run
+    n_resumed: int  # rows found in shards of earlier runs
 
 
 class TeacherOutputError(ValueError):
@@ -68,10 +69,17 @@ def _check(rec: Any, sample: SampleRecord, teacher_id: str) -> RationaleRecord:
     return rec
 
 
-async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, out_dir: Path | str,
-                               shard_size: int = 32, concurrency: int = 4, progress: bool = True,
-                               flush_every_s: float = 5.0, run_root: Path | str | None = None,
-                               on_progress: Optional[Callable[..., None]] = None) -> RationaleRunResult:
+async def agenerate_rationales(
+    samples: Sequence[SampleRecord],
+    teacher: Any,
+    out_dir: Path | str,
+    shard_size: int = 32,
+    concurrency: int = 4,
+    progress: bool = True,
+    flush_every_s: float = 5.0,
+    run_root: Path | str | None = None,
+    on_progress: Optional[Callable[..., None]] = None,
+) -> RationaleRunResult:
     """Async version of `generate_rationales` (same arguments and outputs)."""
     if shard_size < 1 or concurrency < 1:
         raise ValueError(f"shard_size and concurrency must be >= 1 (got {shard_size}, {concurrency})")
@@ -108,15 +116,21 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
                 rec = await loop.run_in_executor(pool, teacher.generate, sample)
             return _check(rec, sample, teacher_id)
         except Exception as e:  # noqa: BLE001 - any teacher error becomes a failed row
-            return FailedRecord(sample_id=sample.sample_id, task=sample.task, teacher=teacher_id,
-                                error=_error_text(teacher, e), attempts=int(getattr(e, "attempts", 1)))
+            return FailedRecord(
+                sample_id=sample.sample_id,
+                task=sample.task,
+                teacher=teacher_id,
+                error=_error_text(teacher, e),
+                attempts=int(getattr(e, "attempts", 1)),
+            )
 
     async def worker():  # `concurrency` workers share one iterator: at most that many samples in flight
         for sample in feed:
             await queue.put(await one(sample))
 
-    bar = tqdm(total=len(samples), initial=n_resumed, desc="rationales", unit="row", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(samples), initial=n_resumed, desc="rationales", unit="row", disable=not progress, dynamic_ncols=True
+    )
     if on_progress is not None:
         on_progress(n_resumed, len(samples))
     workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
@@ -170,12 +184,21 @@ async def agenerate_rationales(samples: Sequence[SampleRecord], teacher: Any, ou
     return RationaleRunResult(records=records, failed=failed_rows, n_new=writer.n_rows, n_resumed=n_resumed)
 
 
-def generate_rationales(samples: Sequence[SampleRecord], teacher: Any, out_dir: Path | str, shard_size: int = 32,
-                        concurrency: int = 4, progress: bool = True,
-                        flush_every_s: float = 5.0, run_root: Path | str | None = None,
-                        on_progress: Optional[Callable[..., None]] = None) -> RationaleRunResult:
+def generate_rationales(
+    samples: Sequence[SampleRecord],
+    teacher: Any,
+    out_dir: Path | str,
+    shard_size: int = 32,
+    concurrency: int = 4,
+    progress: bool = True,
+    flush_every_s: float = 5.0,
+    run_root: Path | str | None = None,
+    on_progress: Optional[Callable[..., None]] = None,
+) -> RationaleRunResult:
     """Generate (or resume) one rationale per sample; see the module docstring for files and guarantees. With
     `run_root`, image paths inside it are stored relative to it (data_contracts.paths)."""
-    return run_coroutine(lambda: agenerate_rationales(samples, teacher, out_dir, shard_size, concurrency,
-                                                      progress, flush_every_s, run_root, on_progress))
-
+    return run_coroutine(
+        lambda: agenerate_rationales(
+            samples, teacher, out_dir, shard_size, concurrency, progress, flush_every_s, run_root, on_progress
+        )
+    )

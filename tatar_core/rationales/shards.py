@@ -5,6 +5,7 @@ rename), so a hard kill leaves either a whole shard or none (at most a hidden `.
 ignored and removed once its writer is gone).
 Names sort in write order, so "keep the first" when deduplicating means "keep the oldest row".
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,7 +53,7 @@ def remove_stale_tmp(shard_dir: Path | str) -> int:
     the number removed."""
     d = Path(shard_dir)
     n = 0
-    for p in (d.glob(".shard-*.tmp") if d.is_dir() else []):
+    for p in d.glob(".shard-*.tmp") if d.is_dir() else []:
         pid = temp_owner(p)
         try:
             if pid is not None:

@@ -3,6 +3,7 @@
 Resumable: rows go into Parquet shards as they arrive (`tatar_core.rationales.runner`); rows that failed after
 retries go to `failed.parquet`, the stage then stops as incomplete and the next run retries only those.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,16 +24,28 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
         train = train[: rc.max_samples]
     teacher = make_teacher(rc.teacher, secret_resolver=ctx.secret_resolver)
     concurrency = rc.teacher.endpoint.concurrency if rc.teacher.kind == "openai" else OFFLINE_CONCURRENCY
-    res = generate_rationales(train, teacher, out_dir, shard_size=rc.shard_size, concurrency=concurrency,
-                              run_root=ctx.run_root, progress=False,
-                              on_progress=lambda done, total, **info: ctx.progress("rationales", done, total,
-                                                                                   unit="rows", **info))
-    counts = {"train_samples": len(train), "rationales": len(res.records), "failed": len(res.failed),
-              "resumed": res.n_resumed}
+    res = generate_rationales(
+        train,
+        teacher,
+        out_dir,
+        shard_size=rc.shard_size,
+        concurrency=concurrency,
+        run_root=ctx.run_root,
+        progress=False,
+        on_progress=lambda done, total, **info: ctx.progress("rationales", done, total, unit="rows", **info),
+    )
+    counts = {
+        "train_samples": len(train),
+        "rationales": len(res.records),
+        "failed": len(res.failed),
+        "resumed": res.n_resumed,
+    }
     if res.failed:
         raise StageIncomplete(
             f"rationales: {len(res.failed)} of {len(train)} rows failed after retries "
-            f"(errors in {out_dir / 'failed.parquet'}); {len(res.records)} are saved; run the stage again to retry them"
+            f"(errors in {out_dir / 'failed.parquet'}); {len(res.records)} are saved; run the stage again to retry "
+            f"them"
         )
-    return StageOutputs({"rationales": "rationales.parquet", "failed": "failed.parquet"}, counts,
-                        {"teacher": teacher.teacher_id})
+    return StageOutputs(
+        {"rationales": "rationales.parquet", "failed": "failed.parquet"}, counts, {"teacher": teacher.teacher_id}
+    )

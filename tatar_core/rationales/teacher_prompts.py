@@ -4,6 +4,7 @@ The model-facing training/eval prompts live in `tatar_core.method.prompts`; thes
 rationales and the judge that audits them. `PROMPT_VERSION` (a hash of every text here) is part of the
 teacher and judge ids, so changing a prompt invalidates cached rows.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -79,8 +80,17 @@ FAST_IAA_USER = (
 FAST_IAA_VERSION = hashlib.sha256(json.dumps([FAST_IAA_SYSTEM, FAST_IAA_USER]).encode()).hexdigest()[:10]
 
 PROMPT_VERSION = hashlib.sha256(
-    json.dumps([FAST_SYSTEM, FAST_USER, SLOW_SYSTEM, SLOW_USER_ATTRIBUTES, SLOW_USER_IMAGE, ATTRIBUTE_ORDER,
-                ATTRIBUTE_MAX_CHARS]).encode()
+    json.dumps(
+        [
+            FAST_SYSTEM,
+            FAST_USER,
+            SLOW_SYSTEM,
+            SLOW_USER_ATTRIBUTES,
+            SLOW_USER_IMAGE,
+            ATTRIBUTE_ORDER,
+            ATTRIBUTE_MAX_CHARS,
+        ]
+    ).encode()
 ).hexdigest()[:10]
 
 

@@ -6,6 +6,7 @@
 3. Enforce the style's limits: at most `max_sentences` sentences, then at most `max_words` words
    (fast/IQA: 2 sentences, ≤ 50 words; slow/IAA: whole sentences up to `max_words`).
 """
+
 from __future__ import annotations
 
 import re
@@ -43,7 +44,7 @@ def extract_think(text: str) -> str:
         body = m.group(1)
     else:
         o = _THINK_OPEN.search(text)
-        body = text[o.end():] if o else text
+        body = text[o.end() :] if o else text
         body = _ANSWER_BLOCK.sub(" ", body)
     body = _STRAY_TAGS.sub(" ", body)
     return " ".join(body.split())
@@ -54,10 +55,10 @@ def split_sentences(text: str) -> list[str]:
     text = text.strip()
     out, start = [], 0
     for m in _SENTENCE_END.finditer(text):
-        last_word = text[start: m.end()].split()[-1].lower() if text[start: m.end()].split() else ""
+        last_word = text[start : m.end()].split()[-1].lower() if text[start : m.end()].split() else ""
         if last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last_word):  # "e.g.", initials "J."
             continue
-        out.append(text[start: m.end()].strip())
+        out.append(text[start : m.end()].strip())
         start = m.end()
     out.append(text[start:].strip())
     return [x for x in out if x]

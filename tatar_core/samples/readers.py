@@ -13,6 +13,7 @@ such as the TATAR/DeQA benchmark lists, or one name per line) replaces a spec's 
 matched by file name. A file that carries no split information at all (a "list", a "table" without a
 `split` column) is taken whole as the requested split ("all" labels it "test").
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,15 @@ from data_contracts.config.samples import DatasetSource
 from data_contracts.records import SampleRecord, SkippedRecord
 from tatar_core.images import ImageLoadError, load_rgb
 from tatar_core.samples.specs import (
-    HASH_TEST_FRACTION, IMAGE_EXTENSIONS, KADID_TEST_REFS, DatasetError, DatasetSpec, declared_scale, get_spec,
+    HASH_TEST_FRACTION,
+    IMAGE_EXTENSIONS,
+    KADID_TEST_REFS,
+    DatasetError,
+    DatasetSpec,
+    declared_scale,
+    get_spec,
 )
+
 
 @dataclass(frozen=True)
 class RawRow:
@@ -138,10 +146,17 @@ def _read_koniq(ctx: _Ctx) -> ParsedLabels:
         v = _float(r.get(col))
         name = (r.get("image_name") or "").strip()
         s = (r.get("set") or "").strip().lower() if "set" in header else ""
-        split = {"training": "train", "train": "train", "validation": "validation", "val": "validation",
-                 "test": "test"}.get(s)
+        split = {
+            "training": "train",
+            "train": "train",
+            "validation": "validation",
+            "val": "validation",
+            "test": "test",
+        }.get(s)
         if v is None or not name:
-            bad.append(ctx.bad(where, f"unparsable label row (image_name={name!r}, {col}={r.get(col)!r})", name, split))
+            bad.append(
+                ctx.bad(where, f"unparsable label row (image_name={name!r}, {col}={r.get(col)!r})", name, split)
+            )
             continue
         out.append(RawRow(name, v, _stem(name), where, split))
     return ParsedLabels(out, bad)
@@ -175,8 +190,13 @@ def _read_spaq(ctx: _Ctx) -> ParsedLabels:
         name = str(row[ii]).strip() if ii < len(row) and row[ii] is not None else ""
         v = _float(row[si]) if si < len(row) else None
         if v is None or not name:
-            bad.append(ctx.bad(where, f"unparsable label row (Image name={name!r}, MOS={row[si] if si < len(row) else None!r})",
-                               name))
+            bad.append(
+                ctx.bad(
+                    where,
+                    f"unparsable label row (Image name={name!r}, MOS={row[si] if si < len(row) else None!r})",
+                    name,
+                )
+            )
             continue
         out.append(RawRow(name, v, _stem(name), where, None))
     return ParsedLabels(out, bad)
@@ -193,8 +213,14 @@ def _read_kadid(ctx: _Ctx) -> ParsedLabels:
         name, ref, v = (r.get("dist_img") or "").strip(), (r.get("ref_img") or "").strip(), _float(r.get(col))
         if v is None or not name or not ref:
             split = None if not ref else ("test" if _stem(ref) in KADID_TEST_REFS else "train")
-            bad.append(ctx.bad(where, f"unparsable label row (dist_img={name!r}, ref_img={ref!r}, {col}={r.get(col)!r})",
-                               name, split))
+            bad.append(
+                ctx.bad(
+                    where,
+                    f"unparsable label row (dist_img={name!r}, ref_img={ref!r}, {col}={r.get(col)!r})",
+                    name,
+                    split,
+                )
+            )
             continue
         ref_id = _stem(ref)
         out.append(RawRow(name, v, ref_id, where, "test" if ref_id in KADID_TEST_REFS else "train"))
@@ -214,8 +240,14 @@ def _read_pipal(ctx: _Ctx) -> ParsedLabels:
             ref_id = name.split("_")[0] if "_" in name else path.stem
             split = "test" if hash_fraction(f"pipal:{ref_id}") < HASH_TEST_FRACTION else "train"
             if v is None:
-                bad.append(ctx.bad(where, f"unparsable label row {line.strip()!r} (expected 'name,elo')", name,
-                                   split if name else None))
+                bad.append(
+                    ctx.bad(
+                        where,
+                        f"unparsable label row {line.strip()!r} (expected 'name,elo')",
+                        name,
+                        split if name else None,
+                    )
+                )
                 continue
             out.append(RawRow(name, v, ref_id, where, split))
     return ParsedLabels(out, bad)
@@ -242,8 +274,9 @@ _IMAGE_KEYS = ("image", "img_path", "image_path", "path")
 _SCORE_KEYS = ("gt_score", "score", "mos")
 
 
-def _json_rows(ctx: _Ctx, path: Path, split: Optional[str], image_key: Optional[str], score_key: Optional[str]
-               ) -> ParsedLabels:
+def _json_rows(
+    ctx: _Ctx, path: Path, split: Optional[str], image_key: Optional[str], score_key: Optional[str]
+) -> ParsedLabels:
     out, bad = [], []
     for k, item in enumerate(_json_items(path)):
         where = f"{path.name}:[{k}]"
@@ -255,8 +288,14 @@ def _json_rows(ctx: _Ctx, path: Path, split: Optional[str], image_key: Optional[
         name = str(item.get(ik, "")).strip() if ik else ""
         v = _float(item.get(sk)) if sk else None
         if v is None or not name:
-            bad.append(ctx.bad(where, f"unparsable label row (image={name!r}, score={item.get(sk) if sk else None!r})",
-                               name, split))
+            bad.append(
+                ctx.bad(
+                    where,
+                    f"unparsable label row (image={name!r}, score={item.get(sk) if sk else None!r})",
+                    name,
+                    split,
+                )
+            )
             continue
         attrs = item.get("aesthetic_attributes") or item.get("attributes") or ""
         attrs = json.dumps(attrs, ensure_ascii=False, sort_keys=True) if isinstance(attrs, dict) else ""
@@ -301,8 +340,11 @@ def _read_ava(ctx: _Ctx) -> ParsedLabels:
         except ValueError as e:
             iid = parts[1] if len(parts) > 1 else ""
             split = None if test_ids is None or not iid else ("test" if iid in test_ids else "train")
-            bad.append(ctx.bad(where, f"unparsable label row ({e}): {line.strip()[:60]!r}",
-                               f"{iid}.jpg" if iid else "", split))
+            bad.append(
+                ctx.bad(
+                    where, f"unparsable label row ({e}): {line.strip()[:60]!r}", f"{iid}.jpg" if iid else "", split
+                )
+            )
             continue
         mean = sum((s + 1) * n for s, n in enumerate(votes)) / total
         split = None if test_ids is None else ("test" if image_id in test_ids else "train")
@@ -361,8 +403,10 @@ def _read_table(ctx: _Ctx) -> ParsedLabels:
         except Exception as e:
             raise DatasetError(f"{path}: not a readable Parquet file: {e}") from None
         header = df.columns
-        rows = [(i, {k: (None if v is None else str(v)) for k, v in r.items()})
-                for i, r in enumerate(df.iter_rows(named=True))]
+        rows = [
+            (i, {k: (None if v is None else str(v)) for k, v in r.items()})
+            for i, r in enumerate(df.iter_rows(named=True))
+        ]
     else:
         header, rows = _read_csv_rows(path)
     _need_columns(path, header, [icol, scol])
@@ -378,8 +422,9 @@ def _read_table(ctx: _Ctx) -> ParsedLabels:
             bad.append(ctx.bad(where, f"unparsable label row ({icol}={name!r}, {scol}={r.get(scol)!r})", name, split))
             continue
         if split == UNKNOWN_SPLIT:
-            bad.append(ctx.bad(where, f"unparsable label row (split={r.get('split')!r}, expected train/test)", name,
-                               split))
+            bad.append(
+                ctx.bad(where, f"unparsable label row (split={r.get('split')!r}, expected train/test)", name, split)
+            )
             continue
         ref = (r.get("ref") or "").strip() or _stem(name)
         out.append(RawRow(name, v, ref, where, split, group=(r.get("type") or "").strip()))
@@ -387,9 +432,16 @@ def _read_table(ctx: _Ctx) -> ParsedLabels:
 
 
 _READERS: dict[str, Callable[[_Ctx], ParsedLabels]] = {
-    "koniq": _read_koniq, "spaq": _read_spaq, "kadid": _read_kadid, "pipal": _read_pipal,
-    "artimuse": _read_artimuse, "ava": _read_ava, "tad66k": _read_tad66k, "flickr_aes": _read_flickr_aes,
-    "list": _read_list, "table": _read_table,
+    "koniq": _read_koniq,
+    "spaq": _read_spaq,
+    "kadid": _read_kadid,
+    "pipal": _read_pipal,
+    "artimuse": _read_artimuse,
+    "ava": _read_ava,
+    "tad66k": _read_tad66k,
+    "flickr_aes": _read_flickr_aes,
+    "list": _read_list,
+    "table": _read_table,
 }
 
 # ----------------------------------------------------------------------------------------------- load
@@ -414,13 +466,16 @@ def _label_paths(src: DatasetSource, spec: DatasetSpec, root: Path) -> list[Path
     if any(ch in f for f in spec.label_files for ch in "*?["):
         found = sorted(p for f in spec.label_files for p in root.glob(f) if p.is_file())
         if not found:
-            raise DatasetError(f"{spec.name}: no label files matching {', '.join(str(root / f) for f in spec.label_files)}")
+            raise DatasetError(
+                f"{spec.name}: no label files matching {', '.join(str(root / f) for f in spec.label_files)}"
+            )
         return found
     for f in spec.label_files:
         if (root / f).is_file():
             return [root / f]
-    raise DatasetError(f"{spec.name}: label file not found; expected one of: "
-                       f"{', '.join(str(root / f) for f in spec.label_files)}")
+    raise DatasetError(
+        f"{spec.name}: label file not found; expected one of: {', '.join(str(root / f) for f in spec.label_files)}"
+    )
 
 
 def _image_dirs(src: DatasetSource, spec: DatasetSpec, root: Path) -> list[Path]:
@@ -431,8 +486,9 @@ def _image_dirs(src: DatasetSource, spec: DatasetSpec, root: Path) -> list[Path]
         return [d]
     dirs = [root / d for d in spec.image_dirs if (root / d).is_dir()]
     if not dirs:
-        raise DatasetError(f"{spec.name}: image folder not found; expected "
-                           f"{' or '.join(str(root / d) for d in spec.image_dirs)}")
+        raise DatasetError(
+            f"{spec.name}: image folder not found; expected {' or '.join(str(root / d) for d in spec.image_dirs)}"
+        )
     if spec.reader == "pipal":
         return dirs  # images are spread over Distortion_1..4
     return dirs[:1]
@@ -465,8 +521,9 @@ UNKNOWN_SPLIT = "unknown"
 _ROW_SPLIT_READERS = ("koniq", "kadid", "pipal", "spaq", "ava", "flickr_aes")  # each row's split is in the row
 
 
-def _row_split(spec: DatasetSpec, src: DatasetSource, image: str, split: Optional[str],
-               split_names: Optional[set[str]]) -> Optional[str]:
+def _row_split(
+    spec: DatasetSpec, src: DatasetSource, image: str, split: Optional[str], split_names: Optional[set[str]]
+) -> Optional[str]:
     """The split of one label row: from the split file (by image name), the row itself, SPAQ's hash of the name,
     or the whole file's split (a file without per-row split information is the requested split); None when the
     row does not tell (e.g. its image name did not parse)."""
@@ -485,8 +542,9 @@ def _row_split(spec: DatasetSpec, src: DatasetSource, image: str, split: Optiona
     return src.split if src.split != "all" else "test"
 
 
-def _bad_rows(spec: DatasetSpec, src: DatasetSource, bad: list[BadRow], split_names: Optional[set[str]]
-              ) -> list[SkippedRecord]:
+def _bad_rows(
+    spec: DatasetSpec, src: DatasetSource, bad: list[BadRow], split_names: Optional[set[str]]
+) -> list[SkippedRecord]:
     """The unparsable label rows that belong to the requested split (all with split "all"), each tagged with its
     split, plus those whose split cannot be told, tagged "unknown" (counted in no split's skipped count)."""
     out = []
@@ -498,18 +556,24 @@ def _bad_rows(spec: DatasetSpec, src: DatasetSource, bad: list[BadRow], split_na
     return out
 
 
-def _resolve_split(spec: DatasetSpec, src: DatasetSource, rows: list[RawRow], split_names: Optional[set[str]]
-                   ) -> list[tuple[RawRow, str]]:
+def _resolve_split(
+    spec: DatasetSpec, src: DatasetSource, rows: list[RawRow], split_names: Optional[set[str]]
+) -> list[tuple[RawRow, str]]:
     """(row, "train"|"test") for the rows in the requested split."""
     out = []
     for r in rows:
         s = _row_split(spec, src, r.image, r.split, split_names)
         if s is None:  # no split information: the whole file is the requested split
             if spec.reader in ("ava", "flickr_aes", "koniq") and src.split != "all":
-                hint = {"ava": "aesthetics_image_lists/generic_test.jpgl", "koniq": "a 'set' column",
-                        "flickr_aes": "the held-out workers' image list"}[spec.reader]
-                raise DatasetError(f"{spec.name}: no standard {src.split} split found (needs {hint}); "
-                                   "give split_file=<list of the test images> or split=all")
+                hint = {
+                    "ava": "aesthetics_image_lists/generic_test.jpgl",
+                    "koniq": "a 'set' column",
+                    "flickr_aes": "the held-out workers' image list",
+                }[spec.reader]
+                raise DatasetError(
+                    f"{spec.name}: no standard {src.split} split found (needs {hint}); "
+                    "give split_file=<list of the test images> or split=all"
+                )
             s = src.split if src.split != "all" else "test"
         if s == "validation":
             if src.split != "all":
@@ -596,8 +660,10 @@ def _resolve(src: DatasetSource) -> _Resolved:
     root = Path(src.root).expanduser()
     if not root.is_dir():
         expected = ", ".join(spec.label_files) or "the label file"
-        raise DatasetError(f"{src.name}: dataset folder {root} not found (expected {expected} and "
-                           f"{' or '.join(d + '/' for d in spec.image_dirs if d) or 'the images'} inside)")
+        raise DatasetError(
+            f"{src.name}: dataset folder {root} not found (expected {expected} and "
+            f"{' or '.join(d + '/' for d in spec.image_dirs if d) or 'the images'} inside)"
+        )
     scale = declared_scale(src, spec)
     labels, dirs = _label_paths(src, spec, root), _image_dirs(src, spec, root)
     if src.split_file and not (root / src.split_file).is_file():
@@ -642,18 +708,32 @@ def load_dataset(src: DatasetSource, check_images: bool = True, progress: bool =
             continue
         seen.add(sid)
         rows.append((r, split, sid, index.find(r.image).resolve()))
-    reasons = (image_problems([p for *_, p in rows], progress, f"decode {display}") if check_images
-               else [None] * len(rows))
+    reasons = (
+        image_problems([p for *_, p in rows], progress, f"decode {display}") if check_images else [None] * len(rows)
+    )
     for (r, split, sid, path), reason in zip(rows, reasons):
         if reason is not None:
             skipped.append(SkippedRecord(benchmark=display, item=str(path), reason=reason, split=split))
             continue
-        meta = {"native": r.native, "scale": [scale.low, scale.high, scale.higher_is_better], "row": r.where,
-                **({"type": r.group} if r.group else {})}
-        samples.append(SampleRecord(
-            sample_id=sid, image_path=str(path), task=task, score=scale.to_100(r.native), split=split,
-            source=display, ref_id=f"{display}:{r.ref_id}", attributes=r.attributes, meta=json.dumps(meta),
-        ))
+        meta = {
+            "native": r.native,
+            "scale": [scale.low, scale.high, scale.higher_is_better],
+            "row": r.where,
+            **({"type": r.group} if r.group else {}),
+        }
+        samples.append(
+            SampleRecord(
+                sample_id=sid,
+                image_path=str(path),
+                task=task,
+                score=scale.to_100(r.native),
+                split=split,
+                source=display,
+                ref_id=f"{display}:{r.ref_id}",
+                attributes=r.attributes,
+                meta=json.dumps(meta),
+            )
+        )
     return LoadResult(samples, skipped)
 
 
@@ -671,6 +751,13 @@ def iter_image_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 __all__ = [
-    "LoadResult", "load_dataset", "check_source", "read_split_file", "select_subset", "check_image", "image_problems", "hash_fraction",
+    "LoadResult",
+    "load_dataset",
+    "check_source",
+    "read_split_file",
+    "select_subset",
+    "check_image",
+    "image_problems",
+    "hash_fraction",
     "iter_image_files",
 ]

@@ -3,6 +3,7 @@
 Writes `samples.parquet` (SampleRecord: image path, task, score on 0–100, split, source, ref id) and
 `skipped.parquet` (unreadable images and label rows, with reasons and their split; each row once).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,9 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     if sc.source == "demo":
         from tatar_core.demo.data import build_demo_samples
 
-        samples = build_demo_samples(sc.demo, out_dir,
-                                     on_progress=lambda done, total: ctx.progress("samples", done, total, unit="images"))
+        samples = build_demo_samples(
+            sc.demo, out_dir, on_progress=lambda done, total: ctx.progress("samples", done, total, unit="images")
+        )
     else:
         from tatar_core.samples.readers import load_dataset
 

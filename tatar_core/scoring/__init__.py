@@ -2,6 +2,7 @@
 
 The names load on first use, so that importing a light module of this package (the worker spec, the readout)
 does not import torch."""
+
 from __future__ import annotations
 
 __all__ = ["Scorer", "ScoreResult"]

@@ -6,6 +6,7 @@
 
 `scorer_speed` measures images/s of each engine on the same images (for the GPU check script). No pydantic here.
 """
+
 from __future__ import annotations
 
 import gc
@@ -16,21 +17,43 @@ from typing import Any, Optional, Sequence
 ENGINES = ("transformers", "vllm")
 
 
-def make_scorer(engine: str, model_path: Path | str, model_cfg=None, *, batch_size: int = 8,
-                max_new_tokens: int = 256, readout: str = "greedy", device: Optional[str] = None,
-                draft_tokens: int = 6, vllm_args: Optional[dict[str, Any]] = None):
+def make_scorer(
+    engine: str,
+    model_path: Path | str,
+    model_cfg=None,
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    readout: str = "greedy",
+    device: Optional[str] = None,
+    draft_tokens: int = 6,
+    vllm_args: Optional[dict[str, Any]] = None,
+):
     """A scorer of `engine` for the checkpoint folder `model_path` (`draft_tokens`/`device`: transformers only;
     `vllm_args`: extra `vllm.LLM` arguments)."""
     if engine == "transformers":
         from tatar_core.scoring.scorer import Scorer
 
-        return Scorer(model_path, model_cfg=model_cfg, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                      readout=readout, device=device, draft_tokens=draft_tokens)
+        return Scorer(
+            model_path,
+            model_cfg=model_cfg,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            readout=readout,
+            device=device,
+            draft_tokens=draft_tokens,
+        )
     if engine == "vllm":
         from tatar_core.scoring.vllm_engine import VllmScorer
 
-        return VllmScorer(model_path, model_cfg=model_cfg, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                          readout=readout, engine_args=vllm_args)
+        return VllmScorer(
+            model_path,
+            model_cfg=model_cfg,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            readout=readout,
+            engine_args=vllm_args,
+        )
     raise ValueError(f"unknown scoring engine {engine!r} (known: {', '.join(ENGINES)})")
 
 
@@ -47,8 +70,15 @@ def free_memory() -> None:
         pass
 
 
-def scorer_speed(model_path: Path | str, images: Sequence[Any], task: str = "iqa",
-                 engines: Sequence[str] = ENGINES, model_cfg=None, repeat: int = 2, **scorer_kwargs) -> list[dict]:
+def scorer_speed(
+    model_path: Path | str,
+    images: Sequence[Any],
+    task: str = "iqa",
+    engines: Sequence[str] = ENGINES,
+    model_cfg=None,
+    repeat: int = 2,
+    **scorer_kwargs,
+) -> list[dict]:
     """Per engine: {"engine", "n", "load_s", "seconds" (fastest of `repeat` timed calls after one warm-up call on
     one image), "img_per_s", "parsed"}, or {"engine", "error"} when it cannot run here (e.g. vLLM not installed).
     One engine at a time; each is released before the next loads."""
@@ -72,9 +102,16 @@ def scorer_speed(model_path: Path | str, images: Sequence[Any], task: str = "iqa
         del scorer
         free_memory()
         best = min(times)
-        out.append({"engine": engine, "n": len(images), "load_s": round(load_s, 2), "seconds": round(best, 3),
-                    "img_per_s": len(images) / best if best > 0 else float("inf"),
-                    "parsed": sum(r.score is not None for r in results)})
+        out.append(
+            {
+                "engine": engine,
+                "n": len(images),
+                "load_s": round(load_s, 2),
+                "seconds": round(best, 3),
+                "img_per_s": len(images) / best if best > 0 else float("inf"),
+                "parsed": sum(r.score is not None for r in results),
+            }
+        )
     return out
 
 

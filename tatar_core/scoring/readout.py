@@ -19,6 +19,7 @@
 
 No torch and no pydantic here (the GPU check imports the scorer without them).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,9 @@ DigitScores = Callable[[int, int], list[tuple[float, float]]]
 
 @dataclass(frozen=True)
 class ScoreResult:
-    score: Optional[float]  # 0–100, higher is better (by the scorer's readout); None when the completion does not parse
+    score: Optional[
+        float
+    ]  # 0–100, higher is better (by the scorer's readout); None when the completion does not parse
     parse: Literal["strict", "lenient", "failed"]
     completion: str
     n_words: int
@@ -79,8 +82,12 @@ def stop_tokens(tokenizer, generation_config=None) -> StopTokens:
         eos.append(tokenizer.eos_token_id)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     close = tokenizer.encode(ANSWER_CLOSE, add_special_tokens=False)
-    return StopTokens(frozenset(eos) | ({pad} if pad is not None else frozenset()),
-                      close[0] if len(close) == 1 else None, close_sequences(tokenizer, close), pad)
+    return StopTokens(
+        frozenset(eos) | ({pad} if pad is not None else frozenset()),
+        close[0] if len(close) == 1 else None,
+        close_sequences(tokenizer, close),
+        pad,
+    )
 
 
 def close_sequences(tokenizer, close: Sequence[int]) -> tuple[tuple[int, ...], ...]:
@@ -90,8 +97,9 @@ def close_sequences(tokenizer, close: Sequence[int]) -> tuple[tuple[int, ...], .
     if len(close) < 2:
         return ()
     last = tokenizer.convert_ids_to_tokens(close[-1])
-    ends = sorted(i for t, i in tokenizer.get_vocab().items()
-                  if t.startswith(last) and i not in tokenizer.all_special_ids)
+    ends = sorted(
+        i for t, i in tokenizer.get_vocab().items() if t.startswith(last) and i not in tokenizer.all_special_ids
+    )
     return tuple(tuple(close[:-1]) + (i,) for i in ends)
 
 
@@ -109,17 +117,18 @@ def expected_score(pieces: Sequence[str], greedy: float, digit_scores: DigitScor
         top = max(x for _, x in cands)
         weights = [math.exp(x - top) for _, x in cands]
         mean = sum(w * v for w, (v, _) in zip(weights, cands)) / sum(weights)
-        value += (10.0 ** exp) * (mean - float(piece))
+        value += (10.0**exp) * (mean - float(piece))
     return value
 
 
-def read_result(tokenizer, ids: Sequence[int], stops: StopTokens,
-                digit_scores: Optional[DigitScores] = None) -> ScoreResult:
+def read_result(
+    tokenizer, ids: Sequence[int], stops: StopTokens, digit_scores: Optional[DigitScores] = None
+) -> ScoreResult:
     """The `ScoreResult` of one row's generated `ids` (module docstring); `digit_scores` given = expected readout."""
     ids = stops.trim(ids)
     completion = tokenizer.decode(ids, skip_special_tokens=True)
     if stops.stop_seqs and ANSWER_CLOSE in completion:  # the closing token may carry more text (">\n")
-        completion = completion[:completion.index(ANSWER_CLOSE) + len(ANSWER_CLOSE)]
+        completion = completion[: completion.index(ANSWER_CLOSE) + len(ANSWER_CLOSE)]
     parsed = parse_answer(completion, lenient=True)
     score = greedy = parsed.score
     if greedy is not None:

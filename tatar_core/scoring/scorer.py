@@ -35,6 +35,7 @@ What is guaranteed (tests/test_scoring.py, tests/test_bench_scorer_script.py, te
 Thread safety: one Scorer may be shared by threads (a thread-pool task runner); batches are generated one at a time
 under a lock, because Qwen-VL models keep per-call state (`rope_deltas`) on the module during `generate`.
 """
+
 from __future__ import annotations
 
 import threading
@@ -61,9 +62,16 @@ class Scorer:
 
     engine = "transformers"
 
-    def __init__(self, model_path: Union[str, Path], model_cfg: Optional["ModelConfig"] = None, batch_size: int = 8,
-                 max_new_tokens: int = 256, readout: Readout = "greedy", device: Optional[str] = None,
-                 draft_tokens: int = 6):
+    def __init__(
+        self,
+        model_path: Union[str, Path],
+        model_cfg: Optional["ModelConfig"] = None,
+        batch_size: int = 8,
+        max_new_tokens: int = 256,
+        readout: Readout = "greedy",
+        device: Optional[str] = None,
+        draft_tokens: int = 6,
+    ):
         import torch
 
         from tatar_core.models.loading import load_model_and_processor
@@ -98,7 +106,9 @@ class Scorer:
         if readout == "expected":
             digits = digit_vocab(tok)
             if not digits:
-                raise ValueError(f"{self.model_path}: the tokenizer has no digit tokens; readout='expected' needs them")
+                raise ValueError(
+                    f"{self.model_path}: the tokenizer has no digit tokens; readout='expected' needs them"
+                )
             self._digit_ids = torch.tensor(list(digits))
             self._digit_values = [float(t) for t in digits.values()]
             self._digit_by_len: dict[int, list[int]] = {}  # token length -> columns of _digit_ids
@@ -106,8 +116,13 @@ class Scorer:
                 self._digit_by_len.setdefault(len(t), []).append(c)
 
     # ----------------------------------------------------------------------------------------- public
-    def score(self, images: Sequence[ImageInput], task: str = "iqa", progress: bool = False,
-              on_batch: Optional[Callable[[int], None]] = None) -> list[ScoreResult]:
+    def score(
+        self,
+        images: Sequence[ImageInput],
+        task: str = "iqa",
+        progress: bool = False,
+        on_batch: Optional[Callable[[int], None]] = None,
+    ) -> list[ScoreResult]:
         """Score `images` (paths or PIL images) for `task` ("iqa" | "iaa").
 
         progress: a bar on stderr (tqdm on a terminal, a plain line every 10 s otherwise); on_batch(n) is called
@@ -119,7 +134,7 @@ class Scorer:
         pil = [as_rgb(im) for im in images]
         order = sorted(range(len(pil)), key=lambda i: (pil[i].width * pil[i].height, i))
         results: list[Optional[ScoreResult]] = [None] * len(pil)
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         from tatar_core.progress import progress_bar
 
         bar = progress_bar(len(pil), f"score {task}", "images", disable=not progress)
@@ -151,15 +166,20 @@ class Scorer:
     def _score_batch(self, images: list[Image.Image], task: str, index: Optional[NgramIndex]) -> list[ScoreResult]:
         import torch
 
-
         from tatar_core.models.loading import build_inputs
 
         inputs = build_inputs(self.processor, images, [task] * len(images), prompt_cache=self._prompt_ids)
         inputs = inputs.to(self.device)
         with self._lock, torch.inference_mode():
             decoded = greedy_decode(
-                self.model, inputs, max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids, pad_id=self.pad_id,
-                stop_seqs=self.stop_seqs, index=index, draft_tokens=self.draft_tokens,
+                self.model,
+                inputs,
+                max_new_tokens=self.max_new_tokens,
+                stop_ids=self.stop_ids,
+                pad_id=self.pad_id,
+                stop_seqs=self.stop_seqs,
+                index=index,
+                draft_tokens=self.draft_tokens,
                 record_ids=self._digit_ids.to(self.device) if self._digit_ids is not None else None,
                 prefixes=self._prefixes,
             )
@@ -174,6 +194,7 @@ class Scorer:
                         return []
                     cols = self._digit_by_len.get(length, [])
                     return list(zip([self._digit_values[c] for c in cols], logits[k][cols].tolist()))
+
             results.append(read_result(self.tokenizer, ids, self.stops, digit_scores))
         return results
 

@@ -8,7 +8,8 @@ floating-point ties). With no drafts (k = 0) it is plain greedy decoding, one to
 
 Drafts come from an n-gram model of the indexed texts (`NgramIndex`): k times the most frequent token that
 followed the longest known context (n ≤ `max_n` tokens). The texts: a corpus (the checkpoint's training
-targets, `draft_corpus`), the rows of earlier batches and every row of this batch, its own text included. A per-step cost that barely depends on the tokens fed (small models, or memory-bound
+targets, `draft_corpus`), the rows of earlier batches and every row of this batch, its own text included. A per-step
+cost that barely depends on the tokens fed (small models, or memory-bound
 GPUs) makes each accepted draft token nearly free.
 
 Cache layout: all rows share one rectangular KV cache; each step appends 1 + K positions to every row
@@ -20,6 +21,7 @@ reach a stop token or `max_new_tokens` are done and leave the batch; the batch e
 Prefill: the prompt prefix every row shares (system prompt, start of the user turn, up to the image) can be
 computed once and reused across batches (`_prefill`, `prefixes`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -60,7 +62,7 @@ class NgramIndex:
         for q in range(max(start, 1), len(seq)):
             nxt = seq[q]
             for n in range(1, min(self.max_n, q) + 1):
-                key = tuple(seq[q - n:q])
+                key = tuple(seq[q - n : q])
                 e = table.get(key)
                 if e is None:
                     b = base.get(key) if base is not None else None
@@ -71,7 +73,7 @@ class NgramIndex:
 
     def draft(self, seq: Sequence[int], k: int) -> list[int]:
         """Up to k tokens predicted after seq; [] when its last token was never seen."""
-        ctx, out = list(seq[-self.max_n:]), []
+        ctx, out = list(seq[-self.max_n :]), []
         for _ in range(k):
             for n in range(min(self.max_n, len(ctx)), 0, -1):
                 e = self._entry(tuple(ctx[-n:]))
@@ -97,7 +99,7 @@ def _stop_at(before: list[int], new: list[int], stop_ids: set[int], stop_seqs: S
         if t in stop_ids:
             return j
         for s in stop_seqs:
-            if t == s[-1] and (before + new[:j + 1])[-len(s):] == s:
+            if t == s[-1] and (before + new[: j + 1])[-len(s) :] == s:
                 return j
     return None
 
@@ -114,7 +116,9 @@ def _compact(cache, mask: torch.Tensor) -> torch.Tensor:
         return mask
     valid = mask.bool()
     width = int(valid.sum(-1).max())
-    idx = torch.sort(valid.to(torch.int8), dim=1, stable=True).indices[:, mask.shape[1] - width:]  # valid columns last
+    idx = torch.sort(valid.to(torch.int8), dim=1, stable=True).indices[
+        :, mask.shape[1] - width :
+    ]  # valid columns last
     for layer in layers:
         i = idx[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
         layer.keys, layer.values = torch.gather(layer.keys, 2, i), torch.gather(layer.values, 2, i)
@@ -177,29 +181,53 @@ def _prefill(model, inputs: dict, prefixes: Optional[dict]):
         deltas = getattr(inner, "rope_deltas", None)
         pos = mask.sum(-1).long() + (deltas.view(-1).long().to(ids.device) if deltas is not None else 0)
         return out.logits[:, -1:], out.past_key_values, mask, pos
-    key = tuple(ids[0, pads[0]:pads[0] + shared].tolist())
+    key = tuple(ids[0, pads[0] : pads[0] + shared].tolist())
     if key not in prefixes:
         prefix = torch.tensor([key], device=ids.device)
-        prefixes[key] = model(input_ids=prefix, position_ids=torch.arange(shared, device=ids.device)[None],
-                              use_cache=True, logits_to_keep=1).past_key_values
+        prefixes[key] = model(
+            input_ids=prefix,
+            position_ids=torch.arange(shared, device=ids.device)[None],
+            use_cache=True,
+            logits_to_keep=1,
+        ).past_key_values
     cache = copy.deepcopy(prefixes[key])
     cache.batch_repeat_interleave(bsz)
     position_ids, deltas = inner.get_rope_index(
-        ids, inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
-        video_grid_thw=inputs.get("video_grid_thw"), attention_mask=mask)
+        ids,
+        inputs["mm_token_type_ids"],
+        image_grid_thw=inputs.get("image_grid_thw"),
+        video_grid_thw=inputs.get("video_grid_thw"),
+        attention_mask=mask,
+    )
     own = torch.arange(length - shared, device=ids.device)[None, :] >= torch.tensor(pads, device=ids.device)[:, None]
     cache_mask = torch.cat([torch.ones(bsz, shared, dtype=mask.dtype, device=ids.device), own.to(mask.dtype)], dim=1)
     rest = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-    out = model(input_ids=ids[:, shared:], attention_mask=_prepared_mask(model)(cache_mask, length - shared),
-                position_ids=position_ids[:, :, shared:], past_key_values=cache, use_cache=True, logits_to_keep=1,
-                **rest)
+    out = model(
+        input_ids=ids[:, shared:],
+        attention_mask=_prepared_mask(model)(cache_mask, length - shared),
+        position_ids=position_ids[:, :, shared:],
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+        **rest,
+    )
     pos = mask.sum(-1).long() + deltas.view(-1).long().to(ids.device)
     return out.logits[:, -1:], out.past_key_values, cache_mask, pos
 
 
-def greedy_decode(model, inputs: dict, *, max_new_tokens: int, stop_ids: set[int], pad_id: int,
-                  stop_seqs: Sequence[list[int]] = (), index: Optional[NgramIndex] = None, draft_tokens: int = 0,
-                  record_ids: Optional[torch.Tensor] = None, prefixes: Optional[dict] = None) -> Decoded:
+def greedy_decode(
+    model,
+    inputs: dict,
+    *,
+    max_new_tokens: int,
+    stop_ids: set[int],
+    pad_id: int,
+    stop_seqs: Sequence[list[int]] = (),
+    index: Optional[NgramIndex] = None,
+    draft_tokens: int = 0,
+    record_ids: Optional[torch.Tensor] = None,
+    prefixes: Optional[dict] = None,
+) -> Decoded:
     """Greedy completions for a left-padded batch `inputs` (processor output, on the model's device).
 
     stop_ids / stop_seqs: a row is done after a stop token or a stop token sequence (kept in its tokens).
@@ -236,8 +264,8 @@ def greedy_decode(model, inputs: dict, *, max_new_tokens: int, stop_ids: set[int
             new = d[:a] + [g[a]]
             stop = _stop_at(gen[i], new, stop_ids, stop_seqs)
             if stop is not None:
-                new = new[:stop + 1]
-            new = new[:max_new_tokens - len(gen[i])]
+                new = new[: stop + 1]
+            new = new[: max_new_tokens - len(gen[i])]
             keep.append(a + 1)
             gen[i] += new
             if rec is not None:
@@ -266,12 +294,18 @@ def greedy_decode(model, inputs: dict, *, max_new_tokens: int, stop_ids: set[int
         for i in live:
             drafts[i] = index.draft(seqs[i], k) if k else []
         width = 1 + max(len(drafts[i]) for i in live)
-        x = torch.tensor([[pending[i]] + drafts[i] + [pad_id] * (width - 1 - len(drafts[i])) for i in live],
-                         device=device)
+        x = torch.tensor(
+            [[pending[i]] + drafts[i] + [pad_id] * (width - 1 - len(drafts[i])) for i in live], device=device
+        )
         mask = torch.cat([mask, torch.ones(len(live), width, dtype=mask.dtype, device=device)], dim=1)
         position_ids = pos[:, None] + torch.arange(width, device=device)[None, :]
-        out = model(input_ids=x, attention_mask=prepare(mask, width), position_ids=position_ids, past_key_values=cache,
-                    use_cache=True)
+        out = model(
+            input_ids=x,
+            attention_mask=prepare(mask, width),
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+        )
         cache, logits = out.past_key_values, out.logits
         forwards += 1
     return Decoded(gen, forwards, rec)

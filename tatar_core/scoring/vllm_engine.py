@@ -17,6 +17,7 @@ Prefect one (vLLM and the Prefect server pin incompatible FastAPI versions). `be
 keyword arguments to `vllm.LLM` (e.g. `gpu_memory_utilization`, `max_model_len`, `max_num_seqs`,
 `speculative_config: {method: ngram, num_speculative_tokens: 6, prompt_lookup_max: 4}`).
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,15 +41,21 @@ def import_vllm():
         raise EngineUnavailable(
             f"engine 'vllm': the vllm package is not importable in {sys.executable} ({e}). Install it in the GPU "
             "environment that runs the scoring worker (vLLM is not installable on CPU-only machines), or use "
-            "engine: transformers") from None
+            "engine: transformers"
+        ) from None
     return vllm
 
 
 def llm_args(model_path: Path | str, model_cfg=None, extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Keyword arguments for `vllm.LLM`: the local folder, dtype and image pixel range of `model_cfg`, one image per
     prompt, `TOP_LOGPROBS`; `extra` (benchmark.vllm) last, so it overrides any of them."""
-    args: dict[str, Any] = dict(model=str(model_path), tokenizer=str(model_path), seed=0,
-                                limit_mm_per_prompt={"image": 1}, max_logprobs=TOP_LOGPROBS)
+    args: dict[str, Any] = dict(
+        model=str(model_path),
+        tokenizer=str(model_path),
+        seed=0,
+        limit_mm_per_prompt={"image": 1},
+        max_logprobs=TOP_LOGPROBS,
+    )
     if model_cfg is not None:
         args["dtype"] = model_cfg.dtype
         args["mm_processor_kwargs"] = {"min_pixels": model_cfg.min_pixels, "max_pixels": model_cfg.max_pixels}
@@ -57,13 +64,20 @@ def llm_args(model_path: Path | str, model_cfg=None, extra: Optional[dict[str, A
 
 def sampling_args(stops: StopTokens, max_new_tokens: int, readout: str) -> dict[str, Any]:
     """Keyword arguments for `vllm.SamplingParams`: greedy, stop at `</answer>` or eos, logprobs for "expected"."""
-    return dict(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=sorted(stops.stop_ids),
-                stop=[ANSWER_CLOSE] if stops.stop_seqs else None, include_stop_str_in_output=True,
-                skip_special_tokens=True, logprobs=TOP_LOGPROBS if readout == "expected" else None)
+    return dict(
+        temperature=0.0,
+        max_tokens=max_new_tokens,
+        stop_token_ids=sorted(stops.stop_ids),
+        stop=[ANSWER_CLOSE] if stops.stop_seqs else None,
+        include_stop_str_in_output=True,
+        skip_special_tokens=True,
+        logprobs=TOP_LOGPROBS if readout == "expected" else None,
+    )
 
 
-def results_from_outputs(outputs: Sequence[Any], tokenizer, stops: StopTokens,
-                         digits: Optional[dict[int, str]] = None) -> list[ScoreResult]:
+def results_from_outputs(
+    outputs: Sequence[Any], tokenizer, stops: StopTokens, digits: Optional[dict[int, str]] = None
+) -> list[ScoreResult]:
     """`ScoreResult`s of vLLM `RequestOutput`s (first completion each): its `token_ids` through the shared readout;
     with `digits` (token id -> digit text), the expected readout from its per-step `logprobs`."""
     results = []
@@ -76,8 +90,12 @@ def results_from_outputs(outputs: Sequence[Any], tokenizer, stops: StopTokens,
             def digit_scores(k, length, steps=steps):
                 if k >= len(steps) or not steps[k]:
                     return []
-                return [(float(digits[t]), float(lp.logprob)) for t, lp in steps[k].items()
-                        if t in digits and len(digits[t]) == length]
+                return [
+                    (float(digits[t]), float(lp.logprob))
+                    for t, lp in steps[k].items()
+                    if t in digits and len(digits[t]) == length
+                ]
+
         results.append(read_result(tokenizer, list(c.token_ids), stops, digit_scores))
     return results
 
@@ -87,8 +105,15 @@ class VllmScorer:
 
     engine = "vllm"
 
-    def __init__(self, model_path: Path | str, model_cfg=None, batch_size: int = 64, max_new_tokens: int = 256,
-                 readout: str = "greedy", engine_args: Optional[dict[str, Any]] = None):
+    def __init__(
+        self,
+        model_path: Path | str,
+        model_cfg=None,
+        batch_size: int = 64,
+        max_new_tokens: int = 256,
+        readout: str = "greedy",
+        engine_args: Optional[dict[str, Any]] = None,
+    ):
         if readout not in ("greedy", "expected"):
             raise ValueError(f"readout must be 'greedy' or 'expected', got {readout!r}")
         vllm = import_vllm()
@@ -111,8 +136,8 @@ class VllmScorer:
         self.params = vllm.SamplingParams(**sampling_args(self.stops, max_new_tokens, readout))
 
     def score(self, images: Sequence[Any], task: str = "iqa", progress: bool = False) -> list[ScoreResult]:
-        from tatar_core.models.loading import chat_texts
         from tatar_core.images import as_rgb
+        from tatar_core.models.loading import chat_texts
 
         if task not in ("iqa", "iaa"):
             raise ValueError(f"task must be 'iqa' or 'iaa', got {task!r}")
@@ -122,5 +147,12 @@ class VllmScorer:
         return results_from_outputs(outputs, self.tokenizer, self.stops, self.digits)
 
 
-__all__ = ["VllmScorer", "EngineUnavailable", "import_vllm", "llm_args", "sampling_args", "results_from_outputs",
-           "TOP_LOGPROBS"]
+__all__ = [
+    "VllmScorer",
+    "EngineUnavailable",
+    "import_vllm",
+    "llm_args",
+    "sampling_args",
+    "results_from_outputs",
+    "TOP_LOGPROBS",
+]

@@ -4,12 +4,14 @@
                                                                           on a logging step after its line)
     log("[sft] step 120/300 · loss 0.523 · lr 1.2e-03 · token acc 0.81 · 2450 tok/s · ETA 45 s")
     log("[grpo] step 5/20 · kl 0.0012 · ETA 1 min 12 s | iqa reward 1.23 (score 0.45 rank 0 format 0.98) words 3.1
-         parse 100% zero-std groups 25% | iaa …")  (one "name value" per `<task>/reward_<name>` key of the logs: every reward)
+         parse 100% zero-std groups 25% | iaa …")  (one "name value" per `<task>/reward_<name>` key of the logs:
+         every reward)
 
 tokens/s = Δ num_tokens / Δ wall time between two logging steps (trl logs the cumulative `num_tokens`).
 Only the main process reports. In a launched job the sinks are `tatar_core.progress.EventEmitter` (event lines the
 parent turns into its own log/progress), so `tatar run`, Prefect and `accelerate launch` show the same lines.
 """
+
 from __future__ import annotations
 
 import time
@@ -31,7 +33,11 @@ def _eta(step: int, total: int, eta: Optional[float]) -> str:
 
 
 def sft_line(step: int, total: int, logs: dict, tokens_per_s: Optional[float], eta: Optional[float]) -> str:
-    parts = [f"[sft] step {step}/{total}", f"loss {_g(logs.get('loss'), '.4f')}", f"lr {_g(logs.get('learning_rate'), '.2e')}"]
+    parts = [
+        f"[sft] step {step}/{total}",
+        f"loss {_g(logs.get('loss'), '.4f')}",
+        f"lr {_g(logs.get('learning_rate'), '.2e')}",
+    ]
     if "mean_token_accuracy" in logs:
         parts.append(f"token acc {logs['mean_token_accuracy']:.3f}")
     if tokens_per_s is not None:
@@ -50,12 +56,17 @@ def grpo_line(step: int, total: int, logs: dict, eta: Optional[float]) -> str:
         if f"{t}/reward_total" not in logs:
             continue
         g = lambda k: logs.get(f"{t}/{k}")  # noqa: E731
-        rewards = " ".join(f"{k.removeprefix(f'{t}/reward_')} {_g(v)}" for k, v in logs.items()
-                           if k.startswith(f"{t}/reward_") and k != f"{t}/reward_total")  # one per registered reward
+        rewards = " ".join(
+            f"{k.removeprefix(f'{t}/reward_')} {_g(v)}"
+            for k, v in logs.items()
+            if k.startswith(f"{t}/reward_") and k != f"{t}/reward_total"
+        )  # one per registered reward
         zero = g("zero_std_frac")
-        parts.append(f"{t} reward {_g(g('reward_total'))} ({rewards}) words {_g(g('words'), '.1f')} "
-                     f"parse {100 * (g('parse_rate') or 0):.0f}%"
-                     + (f" zero-std groups {100 * zero:.0f}%" if zero is not None and zero == zero else ""))
+        parts.append(
+            f"{t} reward {_g(g('reward_total'))} ({rewards}) words {_g(g('words'), '.1f')} "
+            f"parse {100 * (g('parse_rate') or 0):.0f}%"
+            + (f" zero-std groups {100 * zero:.0f}%" if zero is not None and zero == zero else "")
+        )
     return " | ".join(parts)
 
 
@@ -69,8 +80,13 @@ def headline(stage: str, logs: dict) -> dict:
 class ReportCallback(TrainerCallback):
     """Reports a trl run of `stage` ("sft" | "grpo") to `log` and `progress` (module docstring)."""
 
-    def __init__(self, stage: str, log: Callable[[str], None] = print, progress: ProgressFn = no_progress,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        stage: str,
+        log: Callable[[str], None] = print,
+        progress: ProgressFn = no_progress,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.stage, self._log, self._progress, self.clock = stage, log, progress, clock
         self.meter = Meter(clock)
         self.info: dict = {}

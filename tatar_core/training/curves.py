@@ -8,6 +8,7 @@
 `log_history` is `trainer.state.log_history` (saved next to the curves as `log_history.json`); GRPO's per-task
 numbers come from train_log.parquet (TrainLogRecord rows).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,14 +25,25 @@ TASK_COLORS = {"iqa": "#1f77b4", "iaa": "#d62728"}
 REWARD_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)))  # line styles of the components
 
 
-CURVE_ORDER = ("loss", "token_accuracy", "reward_iqa", "reward_iaa", "words", "parse_rate", "group_std", "zero_std",
-               "kl")
+CURVE_ORDER = (
+    "loss",
+    "token_accuracy",
+    "reward_iqa",
+    "reward_iaa",
+    "words",
+    "parse_rate",
+    "group_std",
+    "zero_std",
+    "kl",
+)
 
 
 def curve_files(stage_dir: Path) -> list[Path]:
     """The curve PNGs of a training stage folder, in reading order (CURVE_ORDER, then any other by name)."""
     pngs = (Path(stage_dir) / CURVES_DIR).glob("*.png")
-    return sorted(pngs, key=lambda p: (CURVE_ORDER.index(p.stem) if p.stem in CURVE_ORDER else len(CURVE_ORDER), p.stem))
+    return sorted(
+        pngs, key=lambda p: (CURVE_ORDER.index(p.stem) if p.stem in CURVE_ORDER else len(CURVE_ORDER), p.stem)
+    )
 
 
 def _figure(title: str, ylabel: str):
@@ -78,9 +90,10 @@ def save_log_history(log_history: Sequence[dict], out_dir: Path) -> Path:
 def sft_curves(log_history: Sequence[dict], out_dir: Path) -> list[Path]:
     """loss.png and token_accuracy.png (each only when the logs hold the value)."""
     out, d = [], Path(out_dir) / CURVES_DIR
-    for key, name, title, ylabel in (("loss", "loss.png", "SFT training loss", "loss (completion tokens)"),
-                                     ("mean_token_accuracy", "token_accuracy.png", "SFT token accuracy",
-                                      "mean token accuracy")):
+    for key, name, title, ylabel in (
+        ("loss", "loss.png", "SFT training loss", "loss (completion tokens)"),
+        ("mean_token_accuracy", "token_accuracy.png", "SFT token accuracy", "mean token accuracy"),
+    ):
         steps, vals = _series(log_history, key)
         if not steps:
             continue
@@ -101,19 +114,21 @@ def grpo_curves(log_history: Sequence[dict], rows: Sequence[TrainLogRecord], out
         steps = [r.step for r in rs]
         ax.plot(steps, [r.reward_total for r in rs], "-", label="total")
         for i, name in enumerate(rs[0].rewards()):  # every reward of the log (TrainLogRecord's reward_<name>)
-            ax.plot(steps, [r.rewards()[name] for r in rs], linestyle=REWARD_STYLES[i % len(REWARD_STYLES)],
-                    label=name)
+            ax.plot(
+                steps, [r.rewards()[name] for r in rs], linestyle=REWARD_STYLES[i % len(REWARD_STYLES)], label=name
+            )
         out.append(_save(fig, d / f"reward_{t}.png"))
-    for field, name, title, ylabel in (("words", "words.png", "GRPO completion length", "mean words"),
-                                       ("parse_rate", "parse_rate.png", "GRPO strict parse rate", "fraction parsed"),
-                                       ("group_std", "group_std.png", "GRPO within-group reward std",
-                                        "mean std of the summed reward"),
-                                       ("zero_std_frac", "zero_std.png", "GRPO zero-variance groups",
-                                        "share of groups (no signal)")):
+    for field, name, title, ylabel in (
+        ("words", "words.png", "GRPO completion length", "mean words"),
+        ("parse_rate", "parse_rate.png", "GRPO strict parse rate", "fraction parsed"),
+        ("group_std", "group_std.png", "GRPO within-group reward std", "mean std of the summed reward"),
+        ("zero_std_frac", "zero_std.png", "GRPO zero-variance groups", "share of groups (no signal)"),
+    ):
         if not any(by_task.values()):
             break
         if field in ("group_std", "zero_std_frac") and not any(
-                math.isfinite(getattr(r, field)) for rs in by_task.values() for r in rs):
+            math.isfinite(getattr(r, field)) for rs in by_task.values() for r in rs
+        ):
             continue  # a log written before these were recorded
         fig, ax = _figure(title, ylabel)
         for t, rs in by_task.items():

@@ -4,6 +4,7 @@ Reads the spec written by tatar_core.training.launch.write_spec and runs the sta
 coordinate through accelerate); the main process writes out_dir/launch/result.json and reports its log lines and
 progress as event lines on stdout (`tatar_core.progress.EventEmitter`), which the parent hands to its stage context.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from tatar_core.training.grpo import run_grpo as run
     events = EventEmitter()
-    run(spec["records"], spec["model_path"], spec["cfg"], spec["model_cfg"], spec["out_dir"], log=events.log,
-        progress=events.progress)
+    run(
+        spec["records"],
+        spec["model_path"],
+        spec["cfg"],
+        spec["model_cfg"],
+        spec["out_dir"],
+        log=events.log,
+        progress=events.progress,
+    )
     return 0
 
 

@@ -21,6 +21,7 @@ with several processes a group split between two processes counts as two groups.
 kept, and when the last callable of a step has been called (trl calls them in list order with the same batch) their
 sum per completion is grouped.
 """
+
 from __future__ import annotations
 
 import functools
@@ -50,8 +51,9 @@ def _std(x: Sequence[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in x) / (n - 1))
 
 
-def group_rows(tasks: Sequence[str], sample_ids: Sequence[str], rewards: Sequence[float],
-               scale: str = "group") -> dict[str, dict[str, list[float]]]:
+def group_rows(
+    tasks: Sequence[str], sample_ids: Sequence[str], rewards: Sequence[float], scale: str = "group"
+) -> dict[str, dict[str, list[float]]]:
     """Per task: {"std": [std_g per group], "zero": [0/1 per group], "adv_sq": [A² per completion]}."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(sample_ids):
@@ -64,8 +66,10 @@ def group_rows(tasks: Sequence[str], sample_ids: Sequence[str], rewards: Sequenc
         std = _std(r)
         mean = sum(r) / len(r)
         denom = {"group": std, "batch": batch_std}.get(scale)
-        adv = [(v - mean) / ((denom if math.isfinite(denom) else 0.0) + ADV_EPS) if denom is not None else v - mean
-               for v in r]
+        adv = [
+            (v - mean) / ((denom if math.isfinite(denom) else 0.0) + ADV_EPS) if denom is not None else v - mean
+            for v in r
+        ]
         if len(r) > 1:
             out[task]["std"].append(std)
             out[task]["zero"].append(1.0 if abs(std) <= ZERO_STD_ATOL else 0.0)
@@ -95,13 +99,21 @@ class GroupStats:
 
     def summary(self) -> dict[str, dict[str, float]]:
         """{task: {group_std, adv_var, zero_std_frac, groups}} for the tasks seen since reset."""
+
         def mean(x: list[float]) -> float:
             return sum(x) / len(x) if x else float("nan")
 
         with self._lock:
-            return {t: {"group_std": mean(d["std"]), "adv_var": mean(d["adv_sq"]), "zero_std_frac": mean(d["zero"]),
-                        "groups": float(len(d["std"]))}
-                    for t, d in self._acc.items() if d["adv_sq"]}
+            return {
+                t: {
+                    "group_std": mean(d["std"]),
+                    "adv_var": mean(d["adv_sq"]),
+                    "zero_std_frac": mean(d["zero"]),
+                    "groups": float(len(d["std"])),
+                }
+                for t, d in self._acc.items()
+                if d["adv_sq"]
+            }
 
     def wrap(self, funcs: Sequence[Callable]) -> list[Callable]:
         """The reward callables, each recording its output; the last one also groups the summed rewards."""

@@ -25,6 +25,7 @@ Reporting: `ReportCallback` (progress per step; a line per logging step: reward 
 parse rate, KL, ETA); at the end out_dir/"log_history.json" and the curves in out_dir/"curves" (reward per task,
 words, parse rate, KL).
 """
+
 from __future__ import annotations
 
 import json
@@ -191,14 +192,19 @@ def make_gather(num_processes: int, process_index: int, log_dir: Optional[Path] 
         out = gather_object(items) if num_processes > 1 else list(items)
         calls["n"] += 1
         if log_path is not None:
+
             def columns(parts: list) -> list[dict]:  # the rank reward's payloads (see rewards.gather_guarded)
-                return [p["data"] for p in parts if isinstance(p, dict) and isinstance(p.get("data"), dict)
-                        and "sample_id" in p["data"]]
+                return [
+                    p["data"]
+                    for p in parts
+                    if isinstance(p, dict) and isinstance(p.get("data"), dict) and "sample_id" in p["data"]
+                ]
 
             local = columns(items)
             if local:
                 rec = {
-                    "call": calls["n"], "process": process_index,
+                    "call": calls["n"],
+                    "process": process_index,
                     "local": sorted({(s, t) for p in local for s, t in zip(p["sample_id"], p["task"])}),
                     "gathered": [sorted({(s, t) for s, t in zip(p["sample_id"], p["task"])}) for p in columns(out)],
                 }
@@ -234,6 +240,7 @@ def combine_summaries(parts: Sequence[dict]) -> dict[str, dict[str, float]]:
 
 def _summaries(stats, groups) -> Callable[[], dict]:
     """This process's per-task summary: RewardStats' means with GroupStats' group statistics."""
+
     def both() -> dict:
         rs, gs = stats.summary(), groups.summary()
         return {t: {**v, **gs.get(t, {})} for t, v in rs.items()}
@@ -245,7 +252,7 @@ def _log_callback(stats, gather, out_dir: Path, is_main: bool, keep_until_step: 
     from transformers import TrainerCallback
 
     from tatar_core.method.rewards import gather_guarded
-    from tatar_core.training.group_stats import GROUP_KEYS, GroupStats
+    from tatar_core.training.group_stats import GroupStats
 
     groups = groups if groups is not None else GroupStats()
     log_path = out_dir / TRAIN_LOG
@@ -270,16 +277,28 @@ def _log_callback(stats, gather, out_dir: Path, is_main: bool, keep_until_step: 
                 state.log_history[-1].update({k: v for k, v in logs.items() if "/" in k and k[:3] in TASKS})
             if is_main and summary:
                 for task, v in summary.items():  # v: n, reward_<name> per registered reward, reward_total, ...
-                    history.append(TrainLogRecord(step=state.global_step, task=task, **{
-                        **v, "n": int(v["n"]), **({"groups": int(v["groups"])} if "groups" in v else {})}))
+                    history.append(
+                        TrainLogRecord(
+                            step=state.global_step,
+                            task=task,
+                            **{**v, "n": int(v["n"]), **({"groups": int(v["groups"])} if "groups" in v else {})},
+                        )
+                    )
                 write_records(history, log_path, TrainLogRecord)
 
     return TrainLogCallback(), history
 
 
 # ---------------------------------------------------------------- run
-def run_grpo(train: list[SampleRecord], init_model_path: Path, cfg: GrpoConfig, model_cfg: ModelConfig,
-             out_dir: Path, log: Callable[[str], None] = print, progress: ProgressFn = no_progress) -> dict:
+def run_grpo(
+    train: list[SampleRecord],
+    init_model_path: Path,
+    cfg: GrpoConfig,
+    model_cfg: ModelConfig,
+    out_dir: Path,
+    log: Callable[[str], None] = print,
+    progress: ProgressFn = no_progress,
+) -> dict:
     """GRPO from `init_model_path` on the train split of `train`; returns steps, seconds, per-task reward means.
 
     Dispatches on cfg.launch.mode ("inprocess" here, "accelerate" through tatar_core.training.launch); either way
@@ -296,14 +315,16 @@ def run_grpo(train: list[SampleRecord], init_model_path: Path, cfg: GrpoConfig, 
     check_weights(cfg)  # unknown reward names fail before any work
     if cfg.launch.mode == "accelerate" and not launch.is_launched_process():
         batch_plan(cfg, cfg.launch.num_processes)  # fail before launching
-        return launch.run_launched("grpo", out_dir, train, SampleRecord, init_model_path, cfg, model_cfg, log=log,
-                                   progress=progress)
+        return launch.run_launched(
+            "grpo", out_dir, train, SampleRecord, init_model_path, cfg, model_cfg, log=log, progress=progress
+        )
     return _run_grpo_here(train, Path(init_model_path), cfg, model_cfg, out_dir, log, progress)
 
 
 # trl arguments the GRPO stage defaults (change them through grpo.trainer_args)
-GRPO_TRAINER_DEFAULTS = dict(logging_steps=1, lr_scheduler_type="linear", warmup_steps=0, log_completions=False,
-                             disable_tqdm=True)  # the stage reports progress through its context
+GRPO_TRAINER_DEFAULTS = dict(
+    logging_steps=1, lr_scheduler_type="linear", warmup_steps=0, log_completions=False, disable_tqdm=True
+)  # the stage reports progress through its context
 
 
 def grpo_args(cfg: GrpoConfig, plan: BatchPlan, steps: int, out_dir: Path):
@@ -313,21 +334,29 @@ def grpo_args(cfg: GrpoConfig, plan: BatchPlan, steps: int, out_dir: Path):
     from tatar_core.method.rewards import trl_reward_weights
     from tatar_core.training.launch import trainer_kwargs
 
-    return TrlGRPOConfig(**trainer_kwargs(cfg, out_dir, GRPO_TRAINER_DEFAULTS, cfg.vllm.trl_kwargs() | dict(
-        beta=cfg.beta,
-        num_generations=cfg.num_generations,
-        temperature=cfg.temperature,
-        max_completion_length=cfg.max_completion_length,
-        loss_type=cfg.loss_type,
-        per_device_train_batch_size=plan.per_device_train_batch_size,
-        gradient_accumulation_steps=plan.gradient_accumulation_steps,
-        steps_per_generation=plan.gradient_accumulation_steps,
-        num_iterations=1,
-        shuffle_dataset=False,
-        max_steps=steps,
-        num_train_epochs=1,
-        reward_weights=trl_reward_weights(),
-    )))
+    return TrlGRPOConfig(
+        **trainer_kwargs(
+            cfg,
+            out_dir,
+            GRPO_TRAINER_DEFAULTS,
+            cfg.vllm.trl_kwargs()
+            | dict(
+                beta=cfg.beta,
+                num_generations=cfg.num_generations,
+                temperature=cfg.temperature,
+                max_completion_length=cfg.max_completion_length,
+                loss_type=cfg.loss_type,
+                per_device_train_batch_size=plan.per_device_train_batch_size,
+                gradient_accumulation_steps=plan.gradient_accumulation_steps,
+                steps_per_generation=plan.gradient_accumulation_steps,
+                num_iterations=1,
+                shuffle_dataset=False,
+                max_steps=steps,
+                num_train_epochs=1,
+                reward_weights=trl_reward_weights(),
+            ),
+        )
+    )
 
 
 def check_collective_invariants(args, plan: BatchPlan) -> None:
@@ -337,32 +366,42 @@ def check_collective_invariants(args, plan: BatchPlan) -> None:
     (no shuffling). Checked on the GRPOConfig the trainer gets; raises ValueError naming what differs."""
     wrong = []
     if args.steps_per_generation != args.gradient_accumulation_steps:
-        wrong.append(f"steps_per_generation={args.steps_per_generation} != gradient_accumulation_steps="
-                     f"{args.gradient_accumulation_steps}")
+        wrong.append(
+            f"steps_per_generation={args.steps_per_generation} != gradient_accumulation_steps="
+            f"{args.gradient_accumulation_steps}"
+        )
     if args.num_iterations != 1:
         wrong.append(f"num_iterations={args.num_iterations} (must be 1)")
     if args.shuffle_dataset:
         wrong.append("shuffle_dataset=True (the sampler must read plan_order's blocks in order)")
     if args.generation_batch_size != plan.completions_per_step:
-        wrong.append(f"generation_batch_size={args.generation_batch_size} != prompts_per_step·num_generations="
-                     f"{plan.completions_per_step}")
+        wrong.append(
+            f"generation_batch_size={args.generation_batch_size} != prompts_per_step·num_generations="
+            f"{plan.completions_per_step}"
+        )
     if wrong:
-        raise ValueError("grpo: the cross-process IAA ranking needs one generation per optimizer step, read in "
-                         "order: " + "; ".join(wrong))
+        raise ValueError(
+            "grpo: the cross-process IAA ranking needs one generation per optimizer step, read in "
+            "order: " + "; ".join(wrong)
+        )
 
 
-def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelConfig, out_dir: Path,
-                   log: Callable[[str], None], progress: ProgressFn) -> dict:
+def _run_grpo_here(
+    train,
+    model_path: Path,
+    cfg: GrpoConfig,
+    model_cfg: ModelConfig,
+    out_dir: Path,
+    log: Callable[[str], None],
+    progress: ProgressFn,
+) -> dict:
     from trl import GRPOTrainer
 
-    from tatar_core.models import draft_corpus
-    from tatar_core.training import curves
-    from tatar_core.training.callbacks import ReportCallback, quiet_printer
-
-    from tatar_core.training import launch
-    from tatar_core.models import lora
-    from tatar_core.models.loading import check_master_weights, image_dataset
     from tatar_core.method.rewards import RewardStats, make_reward_funcs
+    from tatar_core.models import draft_corpus, lora
+    from tatar_core.models.loading import check_master_weights, image_dataset
+    from tatar_core.training import curves, launch
+    from tatar_core.training.callbacks import ReportCallback, quiet_printer
     from tatar_core.training.group_stats import GroupStats, scale_mode
 
     launch.apply_threads(cfg.launch)
@@ -374,8 +413,16 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
     steps = total_steps(cfg, len(samples))
     order = plan_order(samples, cfg, steps)
     dataset = image_dataset(
-        [{"image_path": r.image_path, "prompt": prompt_messages(r.task), "task": r.task, "score": r.score,
-          "sample_id": r.sample_id} for r in order],
+        [
+            {
+                "image_path": r.image_path,
+                "prompt": prompt_messages(r.task),
+                "task": r.task,
+                "score": r.score,
+                "sample_id": r.sample_id,
+            }
+            for r in order
+        ],
         ("prompt", "task", "score", "sample_id"),
     )
     check_master_weights(model_cfg, "grpo", cfg)
@@ -385,11 +432,16 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
     model, processor = launch.load_for_training(model_path, resume, model_cfg, lora=cfg.lora.enabled)
     stats, groups = RewardStats(), GroupStats(scale_mode(cfg.trainer_args))
     gather = make_gather(state.num_processes, state.process_index, out_dir / GATHER_LOG_DIR)
-    callback, history = _log_callback(stats, gather, out_dir, state.is_main_process, launch.checkpoint_step(resume),
-                                      groups)
+    callback, history = _log_callback(
+        stats, gather, out_dir, state.is_main_process, launch.checkpoint_step(resume), groups
+    )
     trainer = GRPOTrainer(
-        model=model, reward_funcs=groups.wrap(make_reward_funcs(cfg, gather=gather, stats=stats)), args=args,
-        train_dataset=dataset, processing_class=processor, callbacks=[callback, ReportCallback("grpo", log, progress)],
+        model=model,
+        reward_funcs=groups.wrap(make_reward_funcs(cfg, gather=gather, stats=stats)),
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[callback, ReportCallback("grpo", log, progress)],
         peft_config=lora.peft_config(cfg.lora) if cfg.lora.enabled else None,
     )
     quiet_printer(trainer)
@@ -410,8 +462,9 @@ def _run_grpo_here(train, model_path: Path, cfg: GrpoConfig, model_cfg: ModelCon
         "prompts_per_step": plan.prompts_per_step,
         "per_device_train_batch_size": plan.per_device_train_batch_size,
         "gradient_accumulation_steps": plan.gradient_accumulation_steps,
-        "iaa_images_per_step": iaa_per_step(cfg, sum(r.task == "iqa" for r in samples),
-                                            sum(r.task == "iaa" for r in samples)),
+        "iaa_images_per_step": iaa_per_step(
+            cfg, sum(r.task == "iqa" for r in samples), sum(r.task == "iaa" for r in samples)
+        ),
         "train_samples": len(samples),
         "model_dir": str(final_dir),
         **_reward_means(history),
@@ -428,11 +481,16 @@ def _reward_means(history: Sequence[TrainLogRecord]) -> dict:
         rows = [r for r in history if r.task == task]
         if rows:
             for key, row in (("rewards_first", rows[0]), ("rewards_last", rows[-1])):
-                out[key][task] = {"reward_total": row.reward_total, **row.model_extra, "words": row.words,
-                                  "parse_rate": row.parse_rate, "group_std": row.group_std,
-                                  "adv_var": row.adv_var, "zero_std_frac": row.zero_std_frac}
+                out[key][task] = {
+                    "reward_total": row.reward_total,
+                    **row.model_extra,
+                    "words": row.words,
+                    "parse_rate": row.parse_rate,
+                    "group_std": row.group_std,
+                    "adv_var": row.adv_var,
+                    "zero_std_frac": row.zero_std_frac,
+                }
     return out
-
 
 
 def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResult], ctx: StageContext) -> StageOutputs:
@@ -440,12 +498,27 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     from tatar_core.samples.stage import read_samples
 
     train = read_samples(upstream["samples"], "train")
-    metrics = run_grpo(train, upstream["sft"].path("model"), cfg.grpo, cfg.model, out_dir, log=ctx.log,
-                       progress=ctx.progress)
+    metrics = run_grpo(
+        train, upstream["sft"].path("model"), cfg.grpo, cfg.model, out_dir, log=ctx.log, progress=ctx.progress
+    )
     counts = {"train_samples": len(train), **({"steps": int(metrics["steps"])} if "steps" in metrics else {})}
-    return StageOutputs({"model": "model", "train_log": TRAIN_LOG, "curves": "curves",
-                         "log_history": "log_history.json"}, counts, metrics)
+    return StageOutputs(
+        {"model": "model", "train_log": TRAIN_LOG, "curves": "curves", "log_history": "log_history.json"},
+        counts,
+        metrics,
+    )
 
 
-__all__ = ["run_grpo", "batch_plan", "plan_order", "select_train", "iaa_per_step", "total_steps", "make_gather",
-           "combine_summaries", "BatchPlan", "check_collective_invariants", "grpo_args"]
+__all__ = [
+    "run_grpo",
+    "batch_plan",
+    "plan_order",
+    "select_train",
+    "iaa_per_step",
+    "total_steps",
+    "make_gather",
+    "combine_summaries",
+    "BatchPlan",
+    "check_collective_invariants",
+    "grpo_args",
+]

@@ -16,6 +16,7 @@ spec and result files are its only interface, and it imports nothing from Prefec
 interpreter ran it and any Prefect module it loaded: `job_info`).
 Also here: checkpoint discovery for resume and the final save (shared by SFT and GRPO).
 """
+
 from __future__ import annotations
 
 import collections
@@ -103,8 +104,13 @@ def checkpoint_problem(path: Path) -> Optional[str]:
     if not weights:
         return "no weight files (*.safetensors / *.bin)"
     for p in sorted(path.glob("*")):
-        problem = (_safetensors_problem(p) if p.suffix == ".safetensors"
-                   else _zip_problem(p) if p.suffix in (".bin", ".pt", ".pth") else None)
+        problem = (
+            _safetensors_problem(p)
+            if p.suffix == ".safetensors"
+            else _zip_problem(p)
+            if p.suffix in (".bin", ".pt", ".pth")
+            else None
+        )
         if problem:
             return problem
     return None
@@ -183,8 +189,12 @@ def save_final(trainer, processor, final_dir: Path, lora_base: Optional[tuple[Pa
         adapter_dir = final_dir.parent / "adapter"
         trainer.save_model(str(adapter_dir))
         if main:
-            merge_adapter(Path(base_dir), adapter_dir, final_dir,
-                          lambda p: load_model_and_processor(p, model_cfg, for_training=True)[0])
+            merge_adapter(
+                Path(base_dir),
+                adapter_dir,
+                final_dir,
+                lambda p: load_model_and_processor(p, model_cfg, for_training=True)[0],
+            )
     if main:
         processor.save_pretrained(final_dir)
     trainer.accelerator.wait_for_everyone()
@@ -307,8 +317,15 @@ def spec_path(out_dir: Path | str) -> Path:
     return Path(out_dir) / "launch" / "spec.json"
 
 
-def write_spec(stage: str, out_dir: Path, records: Sequence[BaseModel], record_model: type[BaseModel],
-               model_path: Path, cfg: BaseModel, model_cfg: ModelConfig) -> Path:
+def write_spec(
+    stage: str,
+    out_dir: Path,
+    records: Sequence[BaseModel],
+    record_model: type[BaseModel],
+    model_path: Path,
+    cfg: BaseModel,
+    model_cfg: ModelConfig,
+) -> Path:
     """Write the launched job's inputs into out_dir/launch: records.parquet + spec.json (configs as JSON).
 
     Paths inside the run folder (`run_root_of(out_dir)`) are stored relative to it, the run folder itself relative to
@@ -354,16 +371,27 @@ def read_spec(path: Path | str) -> dict[str, Any]:
     }
 
 
-def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record_model: type[BaseModel],
-                 model_path: Path, cfg: BaseModel, model_cfg: ModelConfig, tail_lines: int = 60,
-                 log: Callable[[str], None] = print, progress: ProgressFn = no_progress) -> dict:
+def run_launched(
+    stage: str,
+    out_dir: Path,
+    records: Sequence[BaseModel],
+    record_model: type[BaseModel],
+    model_path: Path,
+    cfg: BaseModel,
+    model_cfg: ModelConfig,
+    tail_lines: int = 60,
+    log: Callable[[str], None] = print,
+    progress: ProgressFn = no_progress,
+) -> dict:
     """Write the spec, run `launch_command` as a subprocess (output streamed, its event lines to `log` /
     `progress`), return the job's result dict."""
     out_dir = Path(out_dir)
     python = cfg.launch.python
     if python and not (Path(python).is_file() and os.access(python, os.X_OK)):
-        raise LaunchError(f"{stage}: launch.python {python} is not an executable file (the training environment: "
-                          "`make gpu-env` builds .venv-gpu where CUDA exists)")
+        raise LaunchError(
+            f"{stage}: launch.python {python} is not an executable file (the training environment: "
+            "`make gpu-env` builds .venv-gpu where CUDA exists)"
+        )
     spec_file = write_spec(stage, out_dir, records, record_model, model_path, cfg, model_cfg)
     result_path = out_dir / RESULT_FILE
     if result_path.exists():
@@ -390,8 +418,9 @@ def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record
     rc = proc.wait()
     if rc != 0:
         said = "".join(f"\n  {e}" for e in errors) if errors else " (no Python exception in the output)"
-        raise LaunchError(f"{stage}: `{' '.join(cmd[:3])} …` exited with {rc}; the job raised:{said}\nlast output:\n"
-                          + "".join(tail))
+        raise LaunchError(
+            f"{stage}: `{' '.join(cmd[:3])} …` exited with {rc}; the job raised:{said}\nlast output:\n" + "".join(tail)
+        )
     if not result_path.exists():
         raise LaunchError(f"{stage}: launched job finished but wrote no {result_path}; last output:\n" + "".join(tail))
     return json.loads(result_path.read_text())
@@ -399,7 +428,10 @@ def run_launched(stage: str, out_dir: Path, records: Sequence[BaseModel], record
 
 def job_info() -> dict:
     """The interpreter that runs this (launched) job and every Prefect module it has loaded (there must be none)."""
-    return {"python": sys.executable, "prefect_modules": sorted(m for m in sys.modules if m.split(".")[0] == "prefect")}
+    return {
+        "python": sys.executable,
+        "prefect_modules": sorted(m for m in sys.modules if m.split(".")[0] == "prefect"),
+    }
 
 
 def write_result(out_dir: Path, result: dict) -> None:
@@ -408,8 +440,21 @@ def write_result(out_dir: Path, result: dict) -> None:
 
 
 __all__ = [
-    "launch_command", "run_launched", "write_spec", "read_spec", "write_result", "last_complete_checkpoint",
-    "checkpoint_problem", "load_for_training", "train_from_checkpoint",
-    "checkpoint_step", "is_launched_process", "LaunchError", "save_final", "distributed_state",
-    "apply_threads", "spec_path", "job_info",
+    "launch_command",
+    "run_launched",
+    "write_spec",
+    "read_spec",
+    "write_result",
+    "last_complete_checkpoint",
+    "checkpoint_problem",
+    "load_for_training",
+    "train_from_checkpoint",
+    "checkpoint_step",
+    "is_launched_process",
+    "LaunchError",
+    "save_final",
+    "distributed_state",
+    "apply_threads",
+    "spec_path",
+    "job_info",
 ]

@@ -15,6 +15,7 @@ w = `sft.score_loss_weight` (0: the paper's loss alone), σ = `sft.score_label_s
 E[score] then averages over a distribution trained to be unimodal around the label. Only the leading token is
 soft-labelled: with single-digit tokens (Qwen's vocabulary) that is the tens digit, where σ acts in tens of points.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,7 +31,7 @@ def soft_label(values: torch.Tensor, d: float, exp: int, sigma: float) -> torch.
     """q over candidate digit tokens with `values` for the label token value d at place 10^exp (module formula)."""
     if sigma <= 0:
         return (values == d).to(torch.float32)
-    z = -(((values - d) * 10.0 ** exp) ** 2) / (2.0 * sigma ** 2)
+    z = -(((values - d) * 10.0**exp) ** 2) / (2.0 * sigma**2)
     return torch.softmax(z.to(torch.float32), dim=0)
 
 
@@ -45,7 +46,9 @@ class ScoreLossSFTTrainer(SFTTrainer):
         by_len: dict[int, list[tuple[int, float]]] = {}
         for i, text in digit_vocab(tok).items():
             by_len.setdefault(len(text), []).append((i, float(text)))
-        self._cands = {n: (torch.tensor([i for i, _ in c]), torch.tensor([v for _, v in c])) for n, c in by_len.items()}
+        self._cands = {
+            n: (torch.tensor([i for i, _ in c]), torch.tensor([v for _, v in c])) for n, c in by_len.items()
+        }
 
     def _targets(self, labels: torch.Tensor) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
         """(row, position of the hidden state that predicts the leading score token, candidate ids, q) per row."""
@@ -70,8 +73,9 @@ class ScoreLossSFTTrainer(SFTTrainer):
 
         handle = unwrapped.get_decoder().register_forward_hook(keep)
         try:
-            result = super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                          num_items_in_batch=num_items_in_batch)
+            result = super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
         finally:
             handle.remove()
         loss, outputs = result if return_outputs else (result, None)
@@ -91,5 +95,6 @@ class ScoreLossSFTTrainer(SFTTrainer):
             return None
         h = torch.stack([hidden[b, j] for b, j, _, _ in targets])
         logp = torch.log_softmax(lm_head(h.to(lm_head.weight.dtype)).float(), dim=-1)
-        return torch.stack([-(q.to(logp.device) * logp[n, ids.to(logp.device)]).sum()
-                            for n, (_, _, ids, q) in enumerate(targets)]).mean()
+        return torch.stack(
+            [-(q.to(logp.device) * logp[n, ids.to(logp.device)]).sum() for n, (_, _, ids, q) in enumerate(targets)]
+        ).mean()

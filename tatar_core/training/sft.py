@@ -10,7 +10,8 @@ Rows: {"images": [PIL], "prompt": prompt_messages(task), "completion": completio
   other task.
 - Optional score-token loss (`score_loss_weight` > 0): L = L_trl + w · L_score, a Gaussian soft label on the answer's
   leading score token (`tatar_core.training.score_loss`); off by default (the paper's loss).
-- Checkpoints: out_dir/"checkpoints"/checkpoint-N every `save_steps` (trainer_args, default 100); a rerun resumes from the last complete one.
+- Checkpoints: out_dir/"checkpoints"/checkpoint-N every `save_steps` (trainer_args, default 100); a rerun resumes
+from the last complete one.
   Final model + processor: out_dir/"model" (with `lora.enabled`: the adapter in out_dir/"adapter", merged into
   the base for out_dir/"model").
 - Order: the trl arguments are built before the model loads (under DeepSpeed ZeRO-3 they register the config that
@@ -18,6 +19,7 @@ Rows: {"images": [PIL], "prompt": prompt_messages(task), "completion": completio
 - Reporting: `ReportCallback` (progress per step, a line per logging step: loss, lr, token accuracy, tokens/s, ETA);
   at the end out_dir/"log_history.json" and the curves out_dir/"curves"/{loss,token_accuracy}.png.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,10 +28,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from data_contracts import StageContext, StageOutputs, StageResult
-from data_contracts.manifest import ProgressFn, no_progress
 from data_contracts.config import PipelineConfig
 from data_contracts.config.model import ModelConfig
 from data_contracts.config.training import SftConfig
+from data_contracts.manifest import ProgressFn, no_progress
 from data_contracts.records import KeptRecord
 from tatar_core.method.prompts import TASKS, completion_message, make_target, prompt_messages
 
@@ -52,14 +54,17 @@ def mixed_order(kept: Sequence[KeptRecord], cfg: SftConfig) -> list[KeptRecord]:
     present = [t for t in TASKS if by_task[t] and probs[t] > 0]
     if not present:
         have = [t for t in TASKS if by_task[t]]
-        raise ValueError(f"sft: no training rows for the configured mix (rows for {have or 'no task'}, "
-                         f"iqa_fraction={cfg.iqa_fraction})")
+        raise ValueError(
+            f"sft: no training rows for the configured mix (rows for {have or 'no task'}, "
+            f"iqa_fraction={cfg.iqa_fraction})"
+        )
     if len(present) == 1:
         return list(by_task[present[0]])
     index = {f"{t}:{i}": r for t in present for i, r in enumerate(by_task[t])}
     parts = [Dataset.from_dict({"key": [f"{t}:{i}" for i in range(len(by_task[t]))]}) for t in present]
-    mixed = interleave_datasets(parts, probabilities=[probs[t] for t in present], seed=cfg.seed,
-                                stopping_strategy="all_exhausted")
+    mixed = interleave_datasets(
+        parts, probabilities=[probs[t] for t in present], seed=cfg.seed, stopping_strategy="all_exhausted"
+    )
     return [index[k] for k in mixed["key"]]
 
 
@@ -73,10 +78,15 @@ def build_sft_rows(kept: Sequence[KeptRecord], cfg: SftConfig) -> tuple[list[dic
         target = make_target("", r.score) if drop else r.target
         counts[f"rows_{r.task}"] += 1
         counts[f"dropped_{r.task}"] += int(drop)
-        rows.append({
-            "image_path": r.image_path, "prompt": prompt_messages(r.task), "completion": completion_message(target),
-            "task": r.task, "sample_id": r.sample_id,
-        })
+        rows.append(
+            {
+                "image_path": r.image_path,
+                "prompt": prompt_messages(r.task),
+                "completion": completion_message(target),
+                "task": r.task,
+                "sample_id": r.sample_id,
+            }
+        )
     return rows, counts
 
 
@@ -91,18 +101,32 @@ def sft_args(cfg: SftConfig, out_dir: Path):
 
     from tatar_core.training.launch import trainer_kwargs
 
-    return SFTConfig(**trainer_kwargs(cfg, out_dir, SFT_TRAINER_DEFAULTS, dict(
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        max_length=None,
-        completion_only_loss=True,
-    )))
+    return SFTConfig(
+        **trainer_kwargs(
+            cfg,
+            out_dir,
+            SFT_TRAINER_DEFAULTS,
+            dict(
+                num_train_epochs=cfg.num_train_epochs,
+                max_steps=cfg.max_steps,
+                per_device_train_batch_size=cfg.per_device_train_batch_size,
+                gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+                max_length=None,
+                completion_only_loss=True,
+            ),
+        )
+    )
 
 
-def run_sft(kept: list[KeptRecord], model_path: Path, cfg: SftConfig, model_cfg: ModelConfig, out_dir: Path,
-            log: Callable[[str], None] = print, progress: ProgressFn = no_progress) -> dict:
+def run_sft(
+    kept: list[KeptRecord],
+    model_path: Path,
+    cfg: SftConfig,
+    model_cfg: ModelConfig,
+    out_dir: Path,
+    log: Callable[[str], None] = print,
+    progress: ProgressFn = no_progress,
+) -> dict:
     """Fine-tune `model_path` on `kept`; returns {"train_loss", "steps", "seconds", "rows_*", "dropped_*", ...}.
 
     Dispatches on cfg.launch.mode ("inprocess" here, "accelerate" through tatar_core.training.launch); either way
@@ -115,22 +139,27 @@ def run_sft(kept: list[KeptRecord], model_path: Path, cfg: SftConfig, model_cfg:
     if not kept:
         raise ValueError("sft: no kept rationales to train on")
     if cfg.launch.mode == "accelerate" and not launch.is_launched_process():
-        return launch.run_launched("sft", out_dir, kept, KeptRecord, model_path, cfg, model_cfg, log=log,
-                                   progress=progress)
+        return launch.run_launched(
+            "sft", out_dir, kept, KeptRecord, model_path, cfg, model_cfg, log=log, progress=progress
+        )
     return _run_sft_here(kept, Path(model_path), cfg, model_cfg, out_dir, log, progress)
 
 
-def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig, out_dir: Path,
-                  log: Callable[[str], None], progress: ProgressFn) -> dict:
+def _run_sft_here(
+    kept,
+    model_path: Path,
+    cfg: SftConfig,
+    model_cfg: ModelConfig,
+    out_dir: Path,
+    log: Callable[[str], None],
+    progress: ProgressFn,
+) -> dict:
     from trl import SFTTrainer
 
-    from tatar_core.models import draft_corpus
-    from tatar_core.training import curves
-    from tatar_core.training.callbacks import ReportCallback, quiet_printer
-
-    from tatar_core.training import launch
-    from tatar_core.models import lora
+    from tatar_core.models import draft_corpus, lora
     from tatar_core.models.loading import check_master_weights, image_dataset
+    from tatar_core.training import curves, launch
+    from tatar_core.training.callbacks import ReportCallback, quiet_printer
 
     launch.apply_threads(cfg.launch)
     launch.score_label_positions_only()
@@ -142,13 +171,20 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     resume = launch.last_complete_checkpoint(out_dir / "checkpoints")
     model, processor = launch.load_for_training(model_path, resume, model_cfg, lora=cfg.lora.enabled)
     peft_config = lora.peft_config(cfg.lora) if cfg.lora.enabled else None
-    kwargs = dict(model=model, args=args, train_dataset=train, processing_class=processor, peft_config=peft_config,
-                  callbacks=[ReportCallback("sft", log, progress)])
+    kwargs = dict(
+        model=model,
+        args=args,
+        train_dataset=train,
+        processing_class=processor,
+        peft_config=peft_config,
+        callbacks=[ReportCallback("sft", log, progress)],
+    )
     if cfg.score_loss_weight > 0:
         from tatar_core.training.score_loss import ScoreLossSFTTrainer
 
-        trainer = ScoreLossSFTTrainer(**kwargs, score_loss_weight=cfg.score_loss_weight,
-                                      score_label_sigma=cfg.score_label_sigma)
+        trainer = ScoreLossSFTTrainer(
+            **kwargs, score_loss_weight=cfg.score_loss_weight, score_label_sigma=cfg.score_label_sigma
+        )
     else:
         trainer = SFTTrainer(**kwargs)
     quiet_printer(trainer)
@@ -156,8 +192,9 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     final_dir = out_dir / "model"
     launch.save_final(trainer, processor, final_dir, lora_base=(model_path, model_cfg) if cfg.lora.enabled else None)
     if trainer.accelerator.is_main_process:  # the scorer drafts from the training targets
-        draft_corpus.write_corpus(final_dir, [(r["sample_id"], r["task"], r["completion"][0]["content"][0]["text"])
-                                              for r in rows])
+        draft_corpus.write_corpus(
+            final_dir, [(r["sample_id"], r["task"], r["completion"][0]["content"][0]["text"]) for r in rows]
+        )
         curves.save_log_history(trainer.state.log_history, out_dir)
         curves.sft_curves(trainer.state.log_history, out_dir)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -177,7 +214,6 @@ def _run_sft_here(kept, model_path: Path, cfg: SftConfig, model_cfg: ModelConfig
     return result
 
 
-
 def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResult], ctx: StageContext) -> StageOutputs:
     """SFT of the configured base model (the embedded one is built on first use) on the kept rationales."""
     from tatar_core.models.loading import resolve_model
@@ -185,10 +221,15 @@ def run_stage(cfg: PipelineConfig, out_dir: Path, upstream: dict[str, StageResul
     kept = upstream["filtered"].records("kept", KeptRecord)
     base = resolve_model(cfg.model, ctx.run_root / "models")
     metrics = run_sft(kept, base, cfg.sft, cfg.model, out_dir, log=ctx.log, progress=ctx.progress)
-    counts = {"train_rows": len(kept), **{k: int(metrics[k]) for k in ("steps", "dropped_iqa", "dropped_iaa")
-                                          if k in metrics}}
-    return StageOutputs({"model": "model", "curves": "curves", "log_history": "log_history.json"}, counts,
-                        metrics | {"base_model": str(base)})
+    counts = {
+        "train_rows": len(kept),
+        **{k: int(metrics[k]) for k in ("steps", "dropped_iqa", "dropped_iaa") if k in metrics},
+    }
+    return StageOutputs(
+        {"model": "model", "curves": "curves", "log_history": "log_history.json"},
+        counts,
+        metrics | {"base_model": str(base)},
+    )
 
 
 __all__ = ["run_sft", "build_sft_rows", "mixed_order", "drops_thought"]

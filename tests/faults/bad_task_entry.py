@@ -2,6 +2,7 @@
 entry point, except that on process 1 the reward functions see one completion with an invalid task value, a real
 validation failure of `tatar_core.method.rewards._check_tasks`. Used by tests/test_collective_errors.py; the product
 has no hook for it."""
+
 import os
 import sys
 import time
