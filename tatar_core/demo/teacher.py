@@ -472,6 +472,15 @@ def _light(m: Measurements, b: int, pick: _Picker) -> str:
                 "Deep shadow dominates the lighting, and the few lit areas carry the colour palette.",
             ),
         )
+    if m.bright_clip > 0.1 and not good:
+        return pick(
+            "li_burnt",
+            (
+                "Highlights are burnt out: large areas clip to blank white and the bleached palette loses its "
+                "harmony.",
+                "The scene is overexposed, so bright areas turn to featureless white and the colours look bleached.",
+            ),
+        )
     if m.contrast < 0.21 and m.colourfulness < 32 and m.brightness > 0.28:
         return pick(
             "li_washed",
