@@ -60,8 +60,9 @@ def test_processor_is_multimodal_and_inputs_carry_pixels(tiny_model_dir):
     batch = build_inputs(processor, [_img(), _img(96, (10, 200, 30))], ["iqa", "iaa"])
     assert "pixel_values" in batch and "image_grid_thw" in batch
     image_id = model.config.image_token_id
-    # 128 px -> resized to 112 px max (12544 pixels) -> 8x8 patches of 14 -> 16 tokens after 2x2 merge
-    assert int((batch["input_ids"][0] == image_id).sum()) == 16
+    # the quality view (8x8 native 14-px fragments) and the global view (112 px): 2 x 16 tokens after the 2x2 merge
+    assert int((batch["input_ids"][0] == image_id).sum()) == 32
+    assert type(processor.image_processor).__name__ == "QualityViewImageProcessor"
     out = model(**batch)
     assert out.logits.shape[:2] == batch["input_ids"].shape
     assert out.logits.shape[-1] == model.config.text_config.vocab_size
@@ -71,7 +72,7 @@ def test_pixel_range_from_model_config(tiny_model_dir):
     small = load_processor(tiny_model_dir, ModelConfig(min_pixels=28 * 28, max_pixels=56 * 56))
     batch = build_inputs(small, [_img()], ["iqa"])
     image_id = small.tokenizer.convert_tokens_to_ids("<|image_pad|>")
-    assert int((batch["input_ids"][0] == image_id).sum()) == 4  # 56x56 -> 4x4 patches -> 4 tokens
+    assert int((batch["input_ids"][0] == image_id).sum()) == 8  # 56 px views: 2 x (4x4 patches -> 4 tokens)
 
 
 def test_tags_survive_decoding_and_iaa_answer_fits(tiny_model_dir):
