@@ -185,13 +185,23 @@ def _rank_grpo(tmp_path, sft_model, train, shuffle: bool):
     from tatar_core.training.grpo import run_grpo
 
     rows = sorted(train, key=lambda s: s.sample_id)[::20][:32]
-    if shuffle:   # the same images, their labels permuted: the ranking signal is gone, everything else is equal
+    if shuffle:  # the same images, their labels permuted: the ranking signal is gone, everything else is equal
         labels = [s.score for s in rows]
         random.Random(0).shuffle(labels)
         rows = [s.model_copy(update={"score": v}) for s, v in zip(rows, labels)]
-    cfg = GrpoConfig(num_generations=4, prompts_per_step=8, min_iaa_images_per_step=0, max_completion_length=24,
-                     learning_rate=RANK_LR, beta=0.0, temperature=1.0, max_steps=RANK_STEPS, seed=0,
-                     ablation="rank_only", trainer_args={"logging_steps": 1, "save_steps": 10_000})
+    cfg = GrpoConfig(
+        num_generations=4,
+        prompts_per_step=8,
+        min_iaa_images_per_step=0,
+        max_completion_length=24,
+        learning_rate=RANK_LR,
+        beta=0.0,
+        temperature=1.0,
+        max_steps=RANK_STEPS,
+        seed=0,
+        ablation="rank_only",
+        trainer_args={"logging_steps": 1, "save_steps": 10_000},
+    )
     run_grpo(rows, sft_model, cfg, ModelConfig(), tmp_path)
     return tmp_path / "model"
 

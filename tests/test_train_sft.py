@@ -164,7 +164,8 @@ def test_cpu_loss_scores_only_labelled_positions_with_the_same_loss_and_weights(
             b["grad_norm"], rel=1e-4
         )
     full, compact = (load_file(tmp_path / k / "model" / "model.safetensors") for k in ("full", "compact"))
-    assert all(torch.allclose(full[k], compact[k], rtol=1e-4, atol=1e-6) for k in full)
+    # the weights move by up to 3 x lr = 9e-3; summation order differs between the two paths (measured 1.6e-6)
+    assert all(torch.allclose(full[k], compact[k], rtol=1e-4, atol=1e-5) for k in full)
 
 
 def test_lora_adapters_are_merged_into_the_saved_model(tiny_model_dir, synthetic_kept, tmp_path):
