@@ -144,9 +144,10 @@ def test_grpo_from_sft_has_signal_changes_weights_and_raises_the_score_reward(de
 
 # the same held-out photo distorted at 128 x 128 and at 384 x 288 (the quality view cuts native-resolution fragments,
 # so the distortions look alike to the tower): mean |score difference| over the photo's 51 versions, measured with
-# seed 0: see MAX_SIZE_GAP; SRCC at the larger size at most MAX_SRCC_DROP below the 128-px one
-MAX_SIZE_GAP = 12.0
-MAX_SRCC_DROP = 0.15
+# seed 0: 2.6 points; SRCC 0.890 at 128 px vs 0.830 at 384 x 288 (a downscale-only view loses most of the ranking at
+# the larger size: SRCC 0.19 at 512 x 384 in issue 32's table)
+MAX_SIZE_GAP = 6.0
+MAX_SRCC_DROP = 0.12
 
 
 def test_the_same_photo_at_two_sizes_gets_close_scores(demo_iqa, sft_model):
@@ -175,8 +176,9 @@ def test_the_same_photo_at_two_sizes_gets_close_scores(demo_iqa, sft_model):
 RANK_STEPS = 16
 RANK_LR = 3e-4
 # held-out SRCC after GRPO with the rank reward alone (grpo.ablation: rank_only, IQA ranked across the step's
-# images), right labels minus shuffled labels, measured with seed 0: see MIN_RANK_GAIN
-MIN_RANK_GAIN = 0.02
+# images), right labels minus shuffled labels, measured with seed 0: SFT 0.716, right 0.774, shuffled 0.744 (+0.030); a
+# zeroed rank reward makes the two runs identical (gain 0)
+MIN_RANK_GAIN = 0.015
 
 
 def _rank_grpo(tmp_path, sft_model, train, shuffle: bool):
@@ -192,7 +194,6 @@ def _rank_grpo(tmp_path, sft_model, train, shuffle: bool):
     cfg = GrpoConfig(
         num_generations=4,
         prompts_per_step=8,
-        min_iaa_images_per_step=0,
         max_completion_length=24,
         learning_rate=RANK_LR,
         beta=0.0,
