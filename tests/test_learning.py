@@ -182,7 +182,7 @@ RANK_STEPS = 16
 RANK_LR = 3e-4
 # held-out SRCC after GRPO with the rank reward alone (grpo.ablation: rank_only, IQA ranked across the step's
 # images), right labels minus shuffled labels, measured with seed 0: SFT 0.716, right 0.774, shuffled 0.744 (+0.030); a
-# zeroed rank reward makes the two runs identical (gain 0)
+# zeroed rank reward would make the two runs identical (gain 0)
 MIN_RANK_GAIN = 0.015
 
 
